@@ -1,0 +1,21 @@
+// swift-tools-version:6.0
+// BentoKit: the module SDK. Modules link the dynamic BentoKit product, the one
+// copy of which lives in the host process; BentoServices holds the host-side
+// implementations of the kernel services (block devices, the buffer cache).
+import PackageDescription
+
+let package = Package(
+    name: "BentoKit",
+    products: [
+        .library(name: "BentoKit", type: .dynamic, targets: ["BentoKit"]),
+        .library(name: "BentoServices", targets: ["BentoServices"]),
+    ],
+    targets: [
+        .target(
+            name: "BentoKit",
+            swiftSettings: [.unsafeFlags(["-enable-library-evolution"])]
+        ),
+        .target(name: "BentoServices", dependencies: ["BentoKit"]),
+        .testTarget(name: "BentoServicesTests", dependencies: ["BentoKit", "BentoServices"]),
+    ]
+)

@@ -1,0 +1,72 @@
+/// The kernel services the host lends to a module: a block device and a
+/// buffer cache in front of it. Both belong to the host and outlive any one
+/// module instance, so an upgraded module starts with a warm cache.
+
+/// A device of fixed-size blocks. Writes may sit in a volatile cache until
+/// `flush` returns.
+public protocol BlockDevice: AnyObject {
+    var blockSize: Int { get }
+    var blockCount: UInt64 { get }
+    func read(block: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
+    func write(block: UInt64, from buffer: UnsafeRawBufferPointer) throws
+    /// Returns once every write issued before it is durable.
+    func flush() throws
+}
+
+/// How a block that is not cached yet gets its first contents.
+@frozen
+public enum BlockFill: Sendable {
+    /// Read it from the device.
+    case read
+    /// Start from zeroes without reading: for blocks the caller fills whole,
+    /// such as freshly allocated ones.
+    case zero
+}
+
+/// The host's buffer cache. Blocks are reachable only inside scoped closures.
+///
+/// The cache never writes a dirty block by itself: a block modified through
+/// `withMutableBlock` stays dirty in memory until the module calls
+/// `writeBack`. It evicts only clean blocks that nobody pins. A closure must
+/// not keep the pointer it is given; it may open another block inside it.
+public protocol BufferCache: AnyObject {
+    var device: any BlockDevice { get }
+    var blockSize: Int { get }
+
+    func withBlock<R>(_ block: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R
+    /// Gives write access and marks the block dirty.
+    func withMutableBlock<R>(_ block: UInt64, fill: BlockFill,
+                             _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R
+    /// Pins a cached block: it stays in memory until unpinned as often.
+    func pin(_ block: UInt64)
+    func unpin(_ block: UInt64)
+    func isDirty(_ block: UInt64) -> Bool
+    /// Writes the block to the device if it is dirty, and marks it clean.
+    func writeBack(_ block: UInt64) throws
+    /// Drops a block's cached copy, dirty or not (the module freed it).
+    func discard(_ block: UInt64)
+}
+
+extension BufferCache {
+    @inlinable
+    public func withMutableBlock<R>(_ block: UInt64,
+                                    _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
+        try withMutableBlock(block, fill: .read, body)
+    }
+}
+
+/// The superblock capability: proof that the module was mounted by the host,
+/// and its way to the block device and the buffer cache. Only the host makes
+/// one; a module keeps it for the life of its instance.
+public final class SuperBlock {
+    public let cache: any BufferCache
+    public var device: any BlockDevice { cache.device }
+    /// Where the module's diagnostics go (the host's log).
+    public let log: @Sendable (String) -> Void
+
+    @_spi(Host)
+    public init(cache: any BufferCache, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.cache = cache
+        self.log = log
+    }
+}
