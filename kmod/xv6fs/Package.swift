@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+// xv6fs: the xv6 file system as a Bento module, plus mkfs.xv6 and fsck.xv6
+// built from the same code.
+import PackageDescription
+
+let package = Package(
+    name: "xv6fs",
+    products: [
+        // The module file: installed as xv6fs-<version>.so.
+        .library(name: "XV6Module", type: .dynamic, targets: ["XV6Module"]),
+        .executable(name: "mkfs.xv6", targets: ["MkfsXV6"]),
+        .executable(name: "fsck.xv6", targets: ["FsckXV6"]),
+        .library(name: "XV6FS", targets: ["XV6FS"]),
+        .library(name: "XV6Check", targets: ["XV6Check"]),
+    ],
+    dependencies: [
+        .package(path: "../BentoKit"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The on-disk format: layout, encodings, checksums, and formatting.
+        .target(name: "XV6Layout", dependencies: [.product(name: "BentoKit", package: "BentoKit")]),
+        // The file system: log, allocator, inodes, directories, operations.
+        .target(name: "XV6FS", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
+        // The checker behind fsck.xv6.
+        .target(name: "XV6Check", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
+        // The module file's entry symbol.
+        .target(name: "XV6Module", dependencies: ["XV6FS"]),
+        .executableTarget(name: "MkfsXV6", dependencies: [
+            "XV6Layout",
+            .product(name: "BentoServices", package: "BentoKit"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "FsckXV6", dependencies: [
+            "XV6Check",
+            .product(name: "BentoServices", package: "BentoKit"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "XV6CheckTests", dependencies: [
+            "XV6Check", "XV6Layout",
+            .product(name: "BentoServices", package: "BentoKit"),
+        ]),
+        .testTarget(name: "XV6FSTests", dependencies: [
+            "XV6FS", "XV6Check", "XV6Layout",
+            .product(name: "BentoServices", package: "BentoKit"),
+        ]),
+    ]
+)
