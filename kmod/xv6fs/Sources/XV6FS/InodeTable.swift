@@ -1,0 +1,158 @@
+import BentoKit
+import XV6Layout
+
+/// An inode in memory: its on-disk fields plus what only lives in memory.
+final class Inode {
+    let ino: UInt32
+    var disk: DiskInode
+    /// References the kernel holds (lookup-like answers not yet forgotten).
+    var lookups: UInt64 = 0
+    /// Open file and directory handles.
+    var opens: Int = 0
+    /// A directory's name index, built on first use.
+    var directory: DirectoryIndex?
+
+    init(ino: UInt32, disk: DiskInode) {
+        self.ino = ino
+        self.disk = disk
+    }
+
+    var isDirectory: Bool { disk.isDirectory }
+    /// Still referenced although no directory names it any more.
+    var isOrphan: Bool { disk.nlink == 0 }
+    var inUse: Bool { lookups > 0 || opens > 0 }
+}
+
+/// The inode table on disk and the inode cache in front of it.
+final class InodeTable {
+    let cache: any BufferCache
+    let sb: Superblock
+    let log: WriteAheadLog
+    private(set) var inodes: [UInt32: Inode] = [:]
+    /// Where the next search for a free inode starts.
+    var hint: UInt32 = Layout.rootInode + 1
+    var freeCount: UInt64 = 0
+    /// Reference counts another instance handed over for inodes not read
+    /// yet: applied when the inode is first loaded, so a restore need not
+    /// decode every referenced inode during the upgrade pause.
+    var pendingReferences: [UInt32: (lookups: UInt64, opens: Int)] = [:]
+
+    init(cache: any BufferCache, superblock: Superblock, log: WriteAheadLog) {
+        self.cache = cache
+        self.sb = superblock
+        self.log = log
+    }
+
+    var cachedCount: Int { inodes.count }
+    var cached: Dictionary<UInt32, Inode>.Values { inodes.values }
+
+    /// The inode `ino`, read through the cache. Numbers outside the table are
+    /// corruption (the kernel only knows numbers we handed out); a free inode
+    /// is ENOENT.
+    func get(_ ino: UInt32) throws -> Inode {
+        if let inode = inodes[ino] { return inode }
+        guard ino >= Layout.rootInode, ino < sb.inodeCount else { throw Errno.EUCLEAN }
+        let (block, offset) = sb.inodeLocation(ino)
+        let disk = try cache.withBlock(block) { data in
+            try DiskInode.decode(ino: ino, UnsafeRawBufferPointer(rebasing: data[offset..<offset + Layout.inodeSize]))
+        }
+        guard !disk.isFree else { throw Errno.ENOENT }
+        let inode = Inode(ino: ino, disk: disk)
+        if let references = pendingReferences.removeValue(forKey: ino) {
+            inode.lookups = references.lookups
+            inode.opens = references.opens
+        }
+        inodes[ino] = inode
+        return inode
+    }
+
+    /// Writes the inode's fields to its slot and records the block.
+    func update(_ inode: Inode) throws {
+        let (block, offset) = sb.inodeLocation(inode.ino)
+        try cache.withMutableBlock(block) { data in
+            inode.disk.encode(ino: inode.ino, into: UnsafeMutableRawBufferPointer(rebasing: data[offset..<offset + Layout.inodeSize]))
+        }
+        log.record(block)
+    }
+
+    /// Allocates a free inode with `mode`, owned by `ctx`, and writes it.
+    func allocate(mode: UInt32, ctx: RequestContext, now: Timespec) throws -> Inode {
+        guard freeCount > 0 else { throw Errno.ENOSPC }
+        let count = sb.inodeCount
+        var ino = hint > Layout.rootInode && hint < count ? hint : Layout.rootInode + 1
+        for _ in 0..<count {
+            if inodes[ino] == nil {
+                let (block, offset) = sb.inodeLocation(ino)
+                let slot = try cache.withBlock(block) { data -> DiskInode? in
+                    let bytes = UnsafeRawBufferPointer(rebasing: data[offset..<offset + Layout.inodeSize])
+                    guard bytes.u32(0) == 0 else { return nil }
+                    return try DiskInode.decode(ino: ino, bytes)
+                }
+                if var disk = slot {
+                    disk.mode = mode
+                    disk.nlink = 1
+                    disk.uid = ctx.uid
+                    disk.gid = ctx.gid
+                    disk.generation &+= 1
+                    disk.atime = now; disk.mtime = now; disk.ctime = now
+                    let inode = Inode(ino: ino, disk: disk)
+                    inodes[ino] = inode
+                    try update(inode)
+                    freeCount -= 1
+                    hint = ino + 1
+                    return inode
+                }
+            }
+            ino = ino + 1 < count ? ino + 1 : Layout.rootInode + 1
+        }
+        freeCount = 0
+        throw Errno.ENOSPC
+    }
+
+    /// Marks the inode's slot free (its blocks must be freed already).
+    func free(_ inode: Inode) throws {
+        let (block, offset) = sb.inodeLocation(inode.ino)
+        try cache.withMutableBlock(block) { data in
+            DiskInode.encodeFree(generation: inode.disk.generation,
+                                 into: UnsafeMutableRawBufferPointer(rebasing: data[offset..<offset + Layout.inodeSize]))
+        }
+        log.record(block)
+        inodes[inode.ino] = nil
+        freeCount += 1
+        if inode.ino < hint { hint = inode.ino }
+    }
+
+    /// Drops an unreferenced inode from the cache (it is on disk already).
+    func evict(_ inode: Inode) {
+        if inodes[inode.ino] === inode { inodes[inode.ino] = nil }
+    }
+
+    /// Scans the whole table at mount: counts free inodes and returns those
+    /// allocated with no links (orphans a crash left behind).
+    func scan() throws -> [UInt32] {
+        var free: UInt64 = 0
+        var orphans: [UInt32] = []
+        for b in 0..<UInt64(sb.inodeBlocks) {
+            try cache.withBlock(UInt64(sb.inodeStart) + b) { data in
+                for slot in 0..<Layout.inodesPerBlock {
+                    let ino = UInt32(b) * UInt32(Layout.inodesPerBlock) + UInt32(slot)
+                    guard ino >= Layout.rootInode, ino < sb.inodeCount else { continue }
+                    let offset = slot * Layout.inodeSize
+                    let mode = UnsafeRawBufferPointer(data).u32(offset)
+                    if mode == 0 { free += 1 } else if UnsafeRawBufferPointer(data).u32(offset + 4) == 0 { orphans.append(ino) }
+                }
+            }
+        }
+        freeCount = free
+        return orphans
+    }
+
+    /// References held on inodes, cached or handed over and not loaded yet.
+    var references: [(ino: UInt32, lookups: UInt64, opens: Int)] {
+        var all = pendingReferences.map { (ino: $0.key, lookups: $0.value.lookups, opens: $0.value.opens) }
+        for inode in inodes.values where inode.inUse {
+            all.append((inode.ino, inode.lookups, inode.opens))
+        }
+        return all
+    }
+}

@@ -1,0 +1,130 @@
+import BentoKit
+import XV6Layout
+
+/// The write-ahead log, after xv6's log.c with group commit.
+///
+/// Operations run between `begin` and `end`; every metadata or data block an
+/// operation changes is modified in the buffer cache and then `record`ed:
+/// the log pins it so the cache keeps it in memory, dirty, until the
+/// transaction commits. Repeated writes to one block are absorbed. A
+/// transaction stays open across operations and commits when the next
+/// operation might not fit, on fsync, or when the host asks (`sync`).
+///
+/// Commit: copy each block into the log area and write the header with a
+/// checksum over all of it, flush (the commit point), then write the blocks
+/// home. The flush that makes the home writes durable is deferred to the
+/// start of the next commit, before the log area is reused.
+final class WriteAheadLog {
+    let cache: any BufferCache
+    let headerBlock: UInt64
+    let capacity: Int
+    /// The most blocks one operation may record.
+    let operationBudget: Int
+
+    /// Home block numbers in this transaction, in the order first recorded.
+    private(set) var blocks: [UInt64] = []
+    private var recorded: Set<UInt64> = []
+    private(set) var sequence: UInt64 = 0
+    /// Home writes of the last commit not yet flushed.
+    private(set) var installUnflushed = false
+    private var scratch: UnsafeMutableRawBufferPointer
+
+    init(cache: any BufferCache, superblock: Superblock) {
+        self.cache = cache
+        headerBlock = UInt64(superblock.logStart)
+        capacity = Int(superblock.logBlocks)
+        operationBudget = min(128, capacity)
+        scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)
+    }
+
+    deinit { scratch.deallocate() }
+
+    var device: any BlockDevice { cache.device }
+    var isEmpty: Bool { blocks.isEmpty }
+
+    /// Starts an operation: commits first if it might not fit.
+    func begin() throws {
+        if blocks.count + operationBudget > capacity { try commit() }
+    }
+
+    /// Adds a block the current operation changed to the transaction.
+    @inline(__always)
+    func record(_ block: UInt64) {
+        if recorded.insert(block).inserted {
+            blocks.append(block)
+            cache.pin(block)
+        }
+    }
+
+    /// Commits the open transaction, if any; returns once it is durable.
+    func commit() throws {
+        guard !blocks.isEmpty else { return }
+        if installUnflushed {
+            try device.flush()
+            installUnflushed = false
+        }
+        let next = sequence &+ 1
+        let homes = blocks.map { UInt32(truncatingIfNeeded: $0) }
+        var sum = LogHeader.seed(sequence: next, blocks: homes)
+        for (i, home) in blocks.enumerated() {
+            try cache.withBlock(home) { data in
+                sum = Checksum.combine(sum, data)
+                try device.write(block: headerBlock + 1 + UInt64(i), from: data)
+            }
+        }
+        LogHeader(sequence: next, blocks: homes, checksum: sum).encode(into: scratch)
+        try device.write(block: headerBlock, from: UnsafeRawBufferPointer(scratch))
+        try device.flush()
+        sequence = next
+        for home in blocks {
+            try cache.writeBack(home)
+            cache.unpin(home)
+        }
+        installUnflushed = true
+        blocks.removeAll(keepingCapacity: true)
+        recorded.removeAll(keepingCapacity: true)
+    }
+
+    /// Replays the last committed transaction if it checks out: recovery at
+    /// mount. Returns the number of blocks replayed.
+    @discardableResult
+    func recover(superblock sb: Superblock) throws -> Int {
+        try device.read(block: headerBlock, into: scratch)
+        guard let header = LogHeader.decode(UnsafeRawBufferPointer(scratch), capacity: capacity) else { return 0 }
+        sequence = header.sequence
+        var sum = LogHeader.seed(sequence: header.sequence, blocks: header.blocks)
+        for (i, home) in header.blocks.enumerated() {
+            // The log may hold inode, bitmap and data blocks, nothing before them.
+            guard home >= sb.inodeStart, UInt64(home) < sb.totalBlocks else { return 0 }
+            try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
+            sum = Checksum.combine(sum, UnsafeRawBufferPointer(scratch))
+        }
+        guard sum == header.checksum else { return 0 }  // torn or stale: never committed
+        for (i, home) in header.blocks.enumerated() {
+            try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
+            try device.write(block: UInt64(home), from: UnsafeRawBufferPointer(scratch))
+            cache.discard(UInt64(home))
+        }
+        try device.flush()
+        return header.blocks.count
+    }
+
+    // MARK: Upgrade state
+
+    struct State {
+        var sequence: UInt64
+        var blocks: [UInt64]
+        var installUnflushed: Bool
+    }
+
+    var state: State { State(sequence: sequence, blocks: blocks, installUnflushed: installUnflushed) }
+
+    /// Takes over an open transaction from another instance. Its blocks are
+    /// still pinned in the host's cache, so no pin is added.
+    func adopt(_ state: State) {
+        sequence = state.sequence
+        blocks = state.blocks
+        recorded = Set(state.blocks)
+        installUnflushed = state.installUnflushed
+    }
+}

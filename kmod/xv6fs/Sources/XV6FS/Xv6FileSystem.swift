@@ -1,0 +1,654 @@
+import BentoKit
+import XV6Layout
+
+/// The xv6 file system behind the file operations API. Every operation runs
+/// under one lock; operations that change the disk run in a log
+/// transaction (large writes and truncations in several).
+public final class Xv6FileSystem: FileSystem {
+    struct OpenHandle {
+        var ino: UInt32
+        var flags: Int32
+        var isDirectory: Bool
+    }
+
+    let superBlock: SuperBlock
+    let volume: Volume
+    let lock = Lock()
+    var handles: [FileHandle: OpenHandle] = [:]
+    var nextHandle: FileHandle = 1
+    /// Set after a device error: the disk may be behind memory, so no
+    /// further change is accepted.
+    var failed = false
+    /// Optional hook for module versions that record operations (provenance).
+    var observer: ((Operation) -> Void)?
+
+    init(superBlock: SuperBlock, volume: Volume) {
+        self.superBlock = superBlock
+        self.volume = volume
+    }
+
+    /// Operations an observer hears about, after they succeeded.
+    enum Operation {
+        case create(parent: UInt32, name: [UInt8], ino: UInt32)
+        case write(ino: UInt32, offset: UInt64, count: Int)
+        case setattr(ino: UInt32)
+        case unlink(parent: UInt32, name: [UInt8], ino: UInt32)
+        case rename(parent: UInt32, name: [UInt8], newParent: UInt32, newName: [UInt8], ino: UInt32)
+        case link(ino: UInt32, newParent: UInt32, newName: [UInt8])
+        case openForWriting(ino: UInt32)
+    }
+
+    // MARK: Mounting
+
+    /// Mounts the file system on the device behind the superblock
+    /// capability: recovers the log, counts free space, reclaims orphans.
+    static func mount(_ superBlock: SuperBlock) throws -> Xv6FileSystem {
+        let sb = try Volume.readSuperblock(superBlock.cache)
+        let volume = Volume(cache: superBlock.cache, superblock: sb)
+        let replayed = try volume.log.recover(superblock: sb)
+        if replayed > 0 { superBlock.log("xv6fs: log recovery replayed \(replayed) blocks") }
+        try volume.blocks.countFree()
+        let orphans = try volume.inodes.scan()
+        let fs = Xv6FileSystem(superBlock: superBlock, volume: volume)
+        guard try volume.inodes.get(Layout.rootInode).isDirectory else { throw Errno.EUCLEAN }
+        try fs.lock.withLock {
+            for ino in orphans { try fs.reclaim(try volume.inodes.get(ino)) }
+            try volume.log.commit()
+        }
+        if !orphans.isEmpty { superBlock.log("xv6fs: reclaimed \(orphans.count) orphan inodes") }
+        return fs
+    }
+
+    // MARK: Helpers (called with the lock held)
+
+    private func inode(_ ino: InodeNumber) throws -> Inode {
+        guard ino <= InodeNumber(UInt32.max) else { throw Errno.ENOENT }
+        return try volume.inodes.get(UInt32(ino))
+    }
+
+    private func directory(_ ino: InodeNumber) throws -> Inode {
+        let dir = try inode(ino)
+        guard dir.isDirectory else { throw Errno.ENOTDIR }
+        return dir
+    }
+
+    /// Runs one operation in the open transaction. A device error makes the
+    /// file system refuse further changes.
+    private func transaction<R>(_ body: () throws -> R) throws -> R {
+        guard !failed else { throw Errno.EIO }
+        do {
+            try volume.log.begin()
+            return try body()
+        } catch let error as Errno {
+            if error == .EIO { failed = true }
+            throw error
+        }
+    }
+
+    private func checkName(_ name: FileName) throws {
+        let bytes = name.bytes
+        guard bytes.count <= Layout.maxNameLength else { throw Errno.ENAMETOOLONG }
+        guard !bytes.isEmpty, !bytes.contains(0x2F), !bytes.contains(0) else { throw Errno.EINVAL }
+    }
+
+    private static func isDotOrDotDot(_ bytes: [UInt8]) -> Bool {
+        bytes == Volume.dot || bytes == Volume.dotDot
+    }
+
+    func attributes(_ inode: Inode) -> FileAttributes {
+        let d = inode.disk
+        return FileAttributes(ino: InodeNumber(inode.ino), size: d.size, blocks: d.blockCount * 8,
+                              atime: d.atime, mtime: d.mtime, ctime: d.ctime, mode: d.mode, nlink: d.nlink,
+                              uid: d.uid, gid: d.gid, rdev: d.rdev, blockSize: UInt32(Layout.blockSize))
+    }
+
+    /// A lookup-like answer: counts one kernel reference.
+    private func entry(_ inode: Inode) -> Entry {
+        inode.lookups += 1
+        return Entry(attributes: attributes(inode), generation: UInt64(inode.disk.generation))
+    }
+
+    /// Frees an unlinked inode once nothing refers to it any more.
+    private func reclaimIfUnused(_ inode: Inode) throws {
+        if inode.isOrphan && !inode.inUse { try reclaim(inode) }
+    }
+
+    /// Frees an orphan's blocks, in as many transactions as that takes, then
+    /// its inode.
+    private func reclaim(_ inode: Inode) throws {
+        inode.directory = nil
+        while true {
+            let done = try transaction { () throws -> Bool in
+                let result = try volume.freeTail(inode, from: 0)
+                if result.done {
+                    inode.disk.size = 0
+                    try volume.inodes.free(inode)
+                } else {
+                    inode.disk.size = min(inode.disk.size, result.lowestFreed * UInt64(Layout.blockSize))
+                    try volume.inodes.update(inode)
+                }
+                return result.done
+            }
+            if done { return }
+        }
+    }
+
+    /// Sets a regular file's size: growing leaves a hole, shrinking frees
+    /// blocks from the end in as many transactions as it takes.
+    private func truncate(_ inode: Inode, to size: UInt64, now: Timespec) throws {
+        guard size <= Layout.maxFileSize else { throw Errno.EFBIG }
+        let bs = UInt64(Layout.blockSize)
+        if size >= inode.disk.size {
+            try transaction {
+                inode.disk.size = size
+                inode.disk.mtime = now; inode.disk.ctime = now
+                try volume.inodes.update(inode)
+            }
+            return
+        }
+        let first = (size + bs - 1) / bs
+        var zeroTail = size % bs != 0
+        while true {
+            let done = try transaction { () throws -> Bool in
+                if zeroTail {
+                    // Bytes past the new end must read as zeroes if the file grows again.
+                    let block = try volume.map(inode, size / bs, allocate: false).block
+                    if block != 0 {
+                        let from = Int(size % bs)
+                        try volume.cache.withMutableBlock(UInt64(block)) { data in
+                            UnsafeMutableRawBufferPointer(rebasing: data[from...]).initializeMemory(as: UInt8.self, repeating: 0)
+                        }
+                        volume.log.record(UInt64(block))
+                    }
+                    zeroTail = false
+                }
+                let result = try volume.freeTail(inode, from: first)
+                inode.disk.size = result.done
+                    ? size : max(size, min(inode.disk.size, result.lowestFreed * bs))
+                inode.disk.mtime = now; inode.disk.ctime = now
+                try volume.inodes.update(inode)
+                return result.done
+            }
+            if done { return }
+        }
+    }
+
+    /// Creates an inode of `mode` named `name` in `parent`; `fill` writes
+    /// what the new inode holds (a directory's first block, a link target).
+    private func makeNode(_ ctx: RequestContext, parent: InodeNumber, name: FileName, mode: UInt32, rdev: UInt32 = 0,
+                          fill: (Inode) throws -> Void = { _ in }) throws -> Inode {
+        try checkName(name)
+        return try transaction {
+            let dir = try directory(parent)
+            guard dir.disk.nlink > 0 else { throw Errno.ENOENT }  // removed while in use
+            guard try volume.lookup(dir, name.bytes) == nil else { throw Errno.EEXIST }
+            let isDirectory = mode & FileMode.typeMask == FileMode.directory
+            if isDirectory && dir.disk.nlink >= Layout.maxLinks { throw Errno.EMLINK }
+            let now = currentTime()
+            let node = try volume.inodes.allocate(mode: mode, ctx: ctx, now: now)
+            node.disk.rdev = rdev
+            do {
+                if isDirectory {
+                    node.disk.nlink = 2
+                    try volume.initializeDirectory(node, parent: dir.ino)
+                }
+                try fill(node)
+                try volume.addEntry(dir, name.bytes, ino: node.ino, mode: mode)
+            } catch {
+                // Undo within the same transaction: the inode never existed.
+                _ = try? volume.freeTail(node, from: 0)
+                try? volume.inodes.free(node)
+                throw error
+            }
+            try volume.inodes.update(node)
+            if isDirectory { dir.disk.nlink += 1 }
+            dir.disk.mtime = now; dir.disk.ctime = now
+            try volume.inodes.update(dir)
+            return node
+        }
+    }
+
+    // MARK: FileSystem: lifecycle
+
+    public func initialize() throws {}
+
+    public func destroy() throws {
+        try lock.withLock {
+            guard !failed else { throw Errno.EIO }
+            try volume.log.commit()
+            try volume.cache.device.flush()
+        }
+    }
+
+    public func sync() throws {
+        try lock.withLock {
+            guard !failed else { throw Errno.EIO }
+            try volume.log.commit()
+        }
+    }
+
+    // MARK: FileSystem: names and attributes
+
+    public func lookup(_ ctx: RequestContext, parent: InodeNumber, name: FileName) throws -> Entry {
+        try lock.withLock {
+            guard name.bytes.count <= Layout.maxNameLength else { throw Errno.ENAMETOOLONG }
+            let dir = try directory(parent)
+            guard let ino = try volume.lookup(dir, name.bytes) else { throw Errno.ENOENT }
+            return entry(try volume.inodes.get(ino))
+        }
+    }
+
+    public func forget(ino: InodeNumber, count: UInt64) {
+        lock.withLock {
+            guard let node = try? inode(ino) else { return }
+            node.lookups -= min(node.lookups, count)
+            guard !node.inUse else { return }
+            if node.isOrphan {
+                do { try reclaim(node) } catch { superBlock.log("xv6fs: reclaiming inode \(ino) failed: \(error)") }
+            } else if !node.isDirectory {
+                volume.inodes.evict(node)
+            }
+        }
+    }
+
+    public func getattr(_ ctx: RequestContext, ino: InodeNumber) throws -> FileAttributes {
+        try lock.withLock { attributes(try inode(ino)) }
+    }
+
+    public func setattr(_ ctx: RequestContext, ino: InodeNumber, _ changes: SetAttributes,
+                        handle: FileHandle?) throws -> FileAttributes {
+        try lock.withLock {
+            let node = try inode(ino)
+            let now = currentTime()
+            if let size = changes.size {
+                if node.isDirectory { throw Errno.EISDIR }
+                guard node.disk.isRegular else { throw Errno.EINVAL }
+                try truncate(node, to: size, now: now)
+            }
+            try transaction {
+                if let mode = changes.mode {
+                    node.disk.mode = (node.disk.mode & FileMode.typeMask) | (mode & FileMode.permissionMask)
+                }
+                if let uid = changes.uid { node.disk.uid = uid }
+                if let gid = changes.gid { node.disk.gid = gid }
+                switch changes.atime {
+                case .now?: node.disk.atime = now
+                case .at(let t)?: node.disk.atime = t
+                case nil: break
+                }
+                switch changes.mtime {
+                case .now?: node.disk.mtime = now
+                case .at(let t)?: node.disk.mtime = t
+                case nil: break
+                }
+                node.disk.ctime = changes.ctime ?? now
+                try volume.inodes.update(node)
+            }
+            observer?(.setattr(ino: node.ino))
+            return attributes(node)
+        }
+    }
+
+    public func readlink(_ ctx: RequestContext, ino: InodeNumber) throws -> [UInt8] {
+        try lock.withLock {
+            let node = try inode(ino)
+            guard node.disk.isSymlink else { throw Errno.EINVAL }
+            guard node.disk.size <= UInt64(Layout.maxSymlinkLength) else { throw Errno.EUCLEAN }
+            var target = [UInt8](repeating: 0, count: Int(node.disk.size))
+            let count = try target.withUnsafeMutableBytes { try volume.read(node, offset: 0, into: $0) }
+            return Array(target[0..<count])
+        }
+    }
+
+    public func mknod(_ ctx: RequestContext, parent: InodeNumber, name: FileName, mode: UInt32,
+                      rdev: UInt32) throws -> Entry {
+        switch mode & FileMode.typeMask {
+        case FileMode.regular, FileMode.fifo, FileMode.socket, FileMode.characterDevice, FileMode.blockDevice: break
+        case 0: return try mknod(ctx, parent: parent, name: name, mode: mode | FileMode.regular, rdev: rdev)
+        default: throw Errno.EINVAL
+        }
+        return try lock.withLock {
+            let node = try makeNode(ctx, parent: parent, name: name, mode: mode, rdev: rdev)
+            observer?(.create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            return entry(node)
+        }
+    }
+
+    public func mkdir(_ ctx: RequestContext, parent: InodeNumber, name: FileName, mode: UInt32) throws -> Entry {
+        try lock.withLock {
+            let node = try makeNode(ctx, parent: parent, name: name,
+                                    mode: FileMode.directory | (mode & FileMode.permissionMask))
+            observer?(.create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            return entry(node)
+        }
+    }
+
+    public func symlink(_ ctx: RequestContext, parent: InodeNumber, name: FileName, target: [UInt8]) throws -> Entry {
+        guard !target.isEmpty else { throw Errno.ENOENT }
+        guard target.count <= Layout.maxSymlinkLength else { throw Errno.ENAMETOOLONG }
+        return try lock.withLock {
+            let node = try makeNode(ctx, parent: parent, name: name, mode: FileMode.symlink | 0o777) { node in
+                _ = try target.withUnsafeBytes {
+                    try volume.writeChunk(node, offset: 0, data: $0, now: node.disk.mtime)
+                }
+            }
+            observer?(.create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            return entry(node)
+        }
+    }
+
+    public func unlink(_ ctx: RequestContext, parent: InodeNumber, name: FileName) throws {
+        try checkName(name)
+        try lock.withLock {
+            let node = try transaction { () throws -> Inode in
+                let dir = try directory(parent)
+                guard let ino = try volume.lookup(dir, name.bytes) else { throw Errno.ENOENT }
+                let node = try volume.inodes.get(ino)
+                guard !node.isDirectory else { throw Errno.EISDIR }
+                let now = currentTime()
+                try volume.removeEntry(dir, name.bytes)
+                node.disk.nlink = node.disk.nlink > 0 ? node.disk.nlink - 1 : 0
+                node.disk.ctime = now
+                try volume.inodes.update(node)
+                dir.disk.mtime = now; dir.disk.ctime = now
+                try volume.inodes.update(dir)
+                return node
+            }
+            observer?(.unlink(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            try reclaimIfUnused(node)
+        }
+    }
+
+    public func rmdir(_ ctx: RequestContext, parent: InodeNumber, name: FileName) throws {
+        try checkName(name)
+        if name.bytes == Volume.dot { throw Errno.EINVAL }
+        if name.bytes == Volume.dotDot { throw Errno.ENOTEMPTY }
+        try lock.withLock {
+            let node = try transaction { () throws -> Inode in
+                let dir = try directory(parent)
+                guard let ino = try volume.lookup(dir, name.bytes) else { throw Errno.ENOENT }
+                let node = try volume.inodes.get(ino)
+                guard node.isDirectory else { throw Errno.ENOTDIR }
+                guard try volume.isEmptyDirectory(node) else { throw Errno.ENOTEMPTY }
+                let now = currentTime()
+                try volume.removeEntry(dir, name.bytes)
+                node.disk.nlink = 0
+                node.disk.ctime = now
+                try volume.inodes.update(node)
+                dir.disk.nlink -= 1
+                dir.disk.mtime = now; dir.disk.ctime = now
+                try volume.inodes.update(dir)
+                return node
+            }
+            observer?(.unlink(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            try reclaimIfUnused(node)
+        }
+    }
+
+    /// True when `ino` is `ancestor` or lies below it: found by walking ".."
+    /// up to the root (bounded, in case the tree is corrupt).
+    private func isWithin(_ ino: UInt32, _ ancestor: UInt32) throws -> Bool {
+        var current = ino
+        for _ in 0..<volume.sb.inodeCount {
+            if current == ancestor { return true }
+            if current == Layout.rootInode { return false }
+            guard let parent = try volume.lookup(try volume.inodes.get(current), Volume.dotDot) else { throw Errno.EUCLEAN }
+            current = parent
+        }
+        throw Errno.EUCLEAN
+    }
+
+    public func rename(_ ctx: RequestContext, parent: InodeNumber, name: FileName, newParent: InodeNumber,
+                       newName: FileName, flags: RenameFlags) throws {
+        guard flags.isSubset(of: [.noReplace, .exchange]) else { throw Errno.EINVAL }
+        if flags.contains(.exchange) { throw Errno.EINVAL }
+        try checkName(name)
+        try checkName(newName)
+        if Self.isDotOrDotDot(name.bytes) || Self.isDotOrDotDot(newName.bytes) { throw Errno.EINVAL }
+        try lock.withLock {
+            let result = try transaction { () throws -> (Inode, Inode?)? in
+                let from = try directory(parent)
+                let to = try directory(newParent)
+                guard to.disk.nlink > 0 else { throw Errno.ENOENT }
+                guard let ino = try volume.lookup(from, name.bytes) else { throw Errno.ENOENT }
+                let node = try volume.inodes.get(ino)
+                var target: Inode?
+                if let existing = try volume.lookup(to, newName.bytes) {
+                    if existing == ino { return nil }  // two names of one inode: nothing to do
+                    if flags.contains(.noReplace) { throw Errno.EEXIST }
+                    let t = try volume.inodes.get(existing)
+                    if node.isDirectory {
+                        guard t.isDirectory else { throw Errno.ENOTDIR }
+                        guard try volume.isEmptyDirectory(t) else { throw Errno.ENOTEMPTY }
+                    } else if t.isDirectory {
+                        throw Errno.EISDIR
+                    }
+                    target = t
+                }
+                let moved = node.isDirectory && from !== to
+                if moved {
+                    if try isWithin(to.ino, node.ino) { throw Errno.EINVAL }
+                    if target == nil && to.disk.nlink >= Layout.maxLinks { throw Errno.EMLINK }
+                }
+                let now = currentTime()
+                if let t = target {
+                    try volume.replaceEntry(to, newName.bytes, ino: ino, mode: node.disk.mode)
+                    if t.isDirectory {
+                        t.disk.nlink = 0
+                        to.disk.nlink -= 1
+                    } else {
+                        t.disk.nlink -= 1
+                    }
+                    t.disk.ctime = now
+                    try volume.inodes.update(t)
+                } else {
+                    try volume.addEntry(to, newName.bytes, ino: ino, mode: node.disk.mode)
+                }
+                try volume.removeEntry(from, name.bytes)
+                if moved {
+                    try volume.replaceEntry(node, Volume.dotDot, ino: to.ino, mode: FileMode.directory)
+                    from.disk.nlink -= 1
+                    to.disk.nlink += 1
+                }
+                node.disk.ctime = now
+                try volume.inodes.update(node)
+                from.disk.mtime = now; from.disk.ctime = now
+                try volume.inodes.update(from)
+                if to !== from {
+                    to.disk.mtime = now; to.disk.ctime = now
+                    try volume.inodes.update(to)
+                }
+                return (node, target)
+            }
+            guard let (node, target) = result else { return }
+            observer?(.rename(parent: UInt32(parent), name: name.bytes, newParent: UInt32(newParent),
+                              newName: newName.bytes, ino: node.ino))
+            if let t = target { try reclaimIfUnused(t) }
+        }
+    }
+
+    public func link(_ ctx: RequestContext, ino: InodeNumber, newParent: InodeNumber, newName: FileName) throws -> Entry {
+        try checkName(newName)
+        return try lock.withLock {
+            let node = try transaction { () throws -> Inode in
+                let node = try inode(ino)
+                guard !node.isDirectory else { throw Errno.EPERM }
+                guard node.disk.nlink < Layout.maxLinks else { throw Errno.EMLINK }
+                let dir = try directory(newParent)
+                guard dir.disk.nlink > 0 else { throw Errno.ENOENT }
+                guard try volume.lookup(dir, newName.bytes) == nil else { throw Errno.EEXIST }
+                let now = currentTime()
+                try volume.addEntry(dir, newName.bytes, ino: node.ino, mode: node.disk.mode)
+                node.disk.nlink += 1
+                node.disk.ctime = now
+                try volume.inodes.update(node)
+                dir.disk.mtime = now; dir.disk.ctime = now
+                try volume.inodes.update(dir)
+                return node
+            }
+            observer?(.link(ino: node.ino, newParent: UInt32(newParent), newName: newName.bytes))
+            return entry(node)
+        }
+    }
+
+    // MARK: FileSystem: files
+
+    private func openHandle(_ node: Inode, flags: Int32, isDirectory: Bool) -> FileHandle {
+        let handle = nextHandle
+        nextHandle += 1
+        handles[handle] = OpenHandle(ino: node.ino, flags: flags, isDirectory: isDirectory)
+        node.opens += 1
+        return handle
+    }
+
+    private static func writable(_ flags: Int32) -> Bool {
+        let access = flags & OpenFlags.accessMask
+        return access == OpenFlags.writeOnly || access == OpenFlags.readWrite
+    }
+
+    public func open(_ ctx: RequestContext, ino: InodeNumber, flags: Int32) throws -> OpenReply {
+        try lock.withLock {
+            let node = try inode(ino)
+            if node.isDirectory && Self.writable(flags) { throw Errno.EISDIR }
+            if Self.writable(flags) && flags & OpenFlags.truncate != 0 && node.disk.isRegular {
+                try truncate(node, to: 0, now: currentTime())
+            }
+            if Self.writable(flags) { observer?(.openForWriting(ino: node.ino)) }
+            return OpenReply(handle: openHandle(node, flags: flags, isDirectory: false))
+        }
+    }
+
+    public func read(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64,
+                     into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try lock.withLock {
+            let node = try inode(ino)
+            if node.isDirectory { throw Errno.EISDIR }
+            return try volume.read(node, offset: offset, into: buffer)
+        }
+    }
+
+    public func write(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64,
+                      data: UnsafeRawBufferPointer) throws -> Int {
+        try lock.withLock {
+            let node = try inode(ino)
+            if node.isDirectory { throw Errno.EISDIR }
+            guard node.disk.isRegular else { throw Errno.EINVAL }
+            var offset = offset
+            if let open = handles[handle], open.flags & OpenFlags.append != 0 { offset = node.disk.size }
+            guard offset < Layout.maxFileSize else { throw data.isEmpty ? Errno.EINVAL : Errno.EFBIG }
+            let total = Int(min(UInt64(data.count), Layout.maxFileSize - offset))
+            var done = 0
+            let now = currentTime()
+            while done < total {
+                do {
+                    done += try transaction {
+                        try volume.writeChunk(node, offset: offset + UInt64(done),
+                                              data: UnsafeRawBufferPointer(rebasing: data[done..<total]), now: now)
+                    }
+                } catch {
+                    // Report what reached the file; the error shows on the next call.
+                    if done > 0 { break }
+                    throw error
+                }
+            }
+            if done > 0 { observer?(.write(ino: node.ino, offset: offset, count: done)) }
+            return done
+        }
+    }
+
+    public func flush(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws {}
+
+    private func closeHandle(_ handle: FileHandle) throws {
+        guard let open = handles.removeValue(forKey: handle) else { throw Errno.EBADF }
+        guard let node = try? volume.inodes.get(open.ino) else { return }
+        node.opens = max(0, node.opens - 1)
+        try reclaimIfUnused(node)
+    }
+
+    public func release(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws {
+        try lock.withLock { try closeHandle(handle) }
+    }
+
+    public func fsync(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, dataOnly: Bool) throws {
+        try lock.withLock {
+            guard !failed else { throw Errno.EIO }
+            do { try volume.log.commit() } catch { failed = true; throw Errno.EIO }
+        }
+    }
+
+    // MARK: FileSystem: directories
+
+    public func opendir(_ ctx: RequestContext, ino: InodeNumber, flags: Int32) throws -> FileHandle {
+        try lock.withLock { openHandle(try directory(ino), flags: flags, isDirectory: true) }
+    }
+
+    public func readdir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64, plus: Bool,
+                        _ emit: (DirectoryEntry) -> Bool) throws {
+        try lock.withLock {
+            let dir = try directory(ino)
+            try volume.forEachEntry(dir, from: offset) { position, child, type, name in
+                var item = DirectoryEntry(ino: InodeNumber(child), nextOffset: position + 1,
+                                          type: UInt32(type) << 12, name: FileName(name))
+                let counted = plus && !Self.isDotOrDotDot(name)
+                var node: Inode?
+                if counted {
+                    node = try volume.inodes.get(child)
+                    item.entry = Entry(attributes: attributes(node!), generation: UInt64(node!.disk.generation))
+                }
+                guard emit(item) else { return false }
+                node?.lookups += 1
+                return true
+            }
+        }
+    }
+
+    public func releasedir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws {
+        try lock.withLock { try closeHandle(handle) }
+    }
+
+    public func fsyncdir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, dataOnly: Bool) throws {
+        try fsync(ctx, ino: ino, handle: handle, dataOnly: dataOnly)
+    }
+
+    public func statfs(_ ctx: RequestContext, ino: InodeNumber) throws -> FileSystemStats {
+        lock.withLock {
+            let sb = volume.sb
+            return FileSystemStats(blockSize: UInt32(Layout.blockSize), blocks: sb.totalBlocks,
+                                   freeBlocks: volume.blocks.freeCount, availableBlocks: volume.blocks.freeCount,
+                                   files: UInt64(sb.inodeCount - 1), freeFiles: volume.inodes.freeCount,
+                                   nameMax: UInt32(Layout.maxNameLength))
+        }
+    }
+
+    public func create(_ ctx: RequestContext, parent: InodeNumber, name: FileName, mode: UInt32,
+                       flags: Int32) throws -> (Entry, OpenReply) {
+        try lock.withLock {
+            let node = try makeNode(ctx, parent: parent, name: name,
+                                    mode: FileMode.regular | (mode & FileMode.permissionMask))
+            observer?(.create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            return (entry(node), OpenReply(handle: openHandle(node, flags: flags, isDirectory: false)))
+        }
+    }
+
+    public func access(_ ctx: RequestContext, ino: InodeNumber, mask: Int32) throws {
+        try lock.withLock {
+            let d = try inode(ino).disk
+            guard mask != AccessMask.exists else { return }
+            if ctx.uid == 0 {
+                // Root may do anything but execute a file nobody may execute.
+                if mask & AccessMask.execute != 0 && !d.isDirectory && d.mode & 0o111 == 0 { throw Errno.EACCES }
+                return
+            }
+            let shift: UInt32 = ctx.uid == d.uid ? 6 : ctx.gid == d.gid ? 3 : 0
+            let granted = Int32((d.mode >> shift) & 7)
+            guard granted & mask == mask else { throw Errno.EACCES }
+        }
+    }
+
+    public func exportState(format: StateFormat) throws -> ExportedState {
+        try lock.withLock {
+            guard format == Xv6Module.stateFormat else { throw Errno.EINVAL }
+            return ExportedState(format: format, bytes: HandoverState(self).encoded())
+        }
+    }
+}
