@@ -1,1 +1,1 @@
-print("todo")
+FsckCommand.runAsTool()

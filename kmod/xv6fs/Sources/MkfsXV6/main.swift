@@ -1,1 +1,1 @@
-print("todo")
+MkfsCommand.runAsTool(usageStatus: 1)
