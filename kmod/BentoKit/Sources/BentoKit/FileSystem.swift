@@ -46,7 +46,8 @@ public protocol FileSystem: AnyObject {
     /// Hands entries after `offset` (0: from the start) to `emit` until it
     /// returns false (the reply is full) or the directory ends. With `plus`,
     /// each entry carries its attributes, and each one `emit` accepted (other
-    /// than "." and "..") counts one lookup reference.
+    /// than "." and "..") counts one lookup reference. `emit` must not call
+    /// back into the file system.
     func readdir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64, plus: Bool,
                  _ emit: (DirectoryEntry) -> Bool) throws
     func releasedir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws

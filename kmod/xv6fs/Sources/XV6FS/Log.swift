@@ -18,8 +18,11 @@ final class WriteAheadLog {
     let cache: any BufferCache
     let headerBlock: UInt64
     let capacity: Int
-    /// The most blocks one operation may record.
+    /// The most blocks one operation may record: a metadata operation needs
+    /// at most `metadataBlocks`; writes and truncations size their chunks
+    /// to stay within the budget.
     let operationBudget: Int
+    static let metadataBlocks = 16
 
     /// Home block numbers in this transaction, in the order first recorded.
     private(set) var blocks: [UInt64] = []
@@ -33,7 +36,7 @@ final class WriteAheadLog {
         self.cache = cache
         headerBlock = UInt64(superblock.logStart)
         capacity = Int(superblock.logBlocks)
-        operationBudget = min(128, capacity)
+        operationBudget = min(128, capacity / 2)
         scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)
     }
 
@@ -59,6 +62,9 @@ final class WriteAheadLog {
     /// Commits the open transaction, if any; returns once it is durable.
     func commit() throws {
         guard !blocks.isEmpty else { return }
+        // An operation overran its budget: writing past the log area would
+        // destroy the inode table, so refuse instead.
+        guard blocks.count <= capacity else { throw Errno.EIO }
         if installUnflushed {
             try device.flush()
             installUnflushed = false

@@ -36,5 +36,5 @@ final class Volume {
 
     /// Largest number of data blocks one operation writes or frees, so that
     /// its bitmap, indirect and inode blocks fit the operation budget too.
-    var blocksPerOperation: Int { max(1, (log.operationBudget - 8) / 2) }
+    var blocksPerOperation: Int { (log.operationBudget - WriteAheadLog.metadataBlocks) / 2 }
 }

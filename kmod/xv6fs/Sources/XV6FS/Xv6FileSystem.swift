@@ -412,6 +412,9 @@ public final class Xv6FileSystem: FileSystem {
                 guard to.disk.nlink > 0 else { throw Errno.ENOENT }
                 guard let ino = try volume.lookup(from, name.bytes) else { throw Errno.ENOENT }
                 let node = try volume.inodes.get(ino)
+                // As Linux checks it: moving a directory below itself comes first.
+                let moved = node.isDirectory && from !== to
+                if moved, try isWithin(to.ino, node.ino) { throw Errno.EINVAL }
                 var target: Inode?
                 if let existing = try volume.lookup(to, newName.bytes) {
                     if existing == ino { return nil }  // two names of one inode: nothing to do
@@ -425,11 +428,7 @@ public final class Xv6FileSystem: FileSystem {
                     }
                     target = t
                 }
-                let moved = node.isDirectory && from !== to
-                if moved {
-                    if try isWithin(to.ino, node.ino) { throw Errno.EINVAL }
-                    if target == nil && to.disk.nlink >= Layout.maxLinks { throw Errno.EMLINK }
-                }
+                if moved && target == nil && to.disk.nlink >= Layout.maxLinks { throw Errno.EMLINK }
                 let now = currentTime()
                 if let t = target {
                     try volume.replaceEntry(to, newName.bytes, ino: ino, mode: node.disk.mode)

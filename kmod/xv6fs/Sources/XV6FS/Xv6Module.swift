@@ -1,7 +1,7 @@
 import BentoKit
 
 /// The module object a module file hands the host: xv6fs at one version.
-public final class Xv6Module: BentoModule {
+public final class Xv6Module: BentoModule, Sendable {
     public static let fileSystemName = "xv6fs"
     public static let stateFormat = StateFormat(name: "xv6fs", version: 1)
 

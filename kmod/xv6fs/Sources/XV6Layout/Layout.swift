@@ -32,7 +32,7 @@ public enum Layout {
 
     /// The most blocks one transaction can hold: what fits in the header.
     public static let maxLogBlocks = (blockSize - LogHeader.listOffset) / 4
-    public static let minLogBlocks = 32
+    public static let minLogBlocks = 64
 }
 
 // MARK: - Little-endian field access on raw blocks
@@ -62,7 +62,7 @@ public enum Checksum {
         let words = bytes.count / 8
         var i = 0
         while i < words {
-            let w = bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
+            let w = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
             h = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
             h ^= h >> 32
             i += 1
@@ -101,24 +101,25 @@ public struct Superblock: Equatable, Sendable {
             && a.createdSeconds == b.createdSeconds
     }
 
-    public var inodeBlocks: UInt32 { (inodeCount + UInt32(Layout.inodesPerBlock) - 1) / UInt32(Layout.inodesPerBlock) }
+    public var inodeBlocks: UInt32 { UInt32((UInt64(inodeCount) + UInt64(Layout.inodesPerBlock) - 1) / UInt64(Layout.inodesPerBlock)) }
 
     /// The layout for a device of `totalBlocks` blocks.
     public static func plan(totalBlocks: UInt64, inodeCount: UInt32? = nil, logBlocks: UInt32? = nil) -> Superblock? {
-        guard totalBlocks >= 64, totalBlocks <= UInt64(UInt32.max) else { return nil }
+        guard totalBlocks >= 128, totalBlocks <= UInt64(UInt32.max) else { return nil }
         let inodes = inodeCount ?? UInt32(min(max(totalBlocks / 4, 64), UInt64(UInt32.max / 2)))
-        let log = logBlocks ?? UInt32(min(UInt64(Layout.maxLogBlocks), max(UInt64(Layout.minLogBlocks), totalBlocks / 64)))
+        let log = logBlocks ?? UInt32(min(UInt64(Layout.maxLogBlocks), max(UInt64(Layout.minLogBlocks), totalBlocks / 16)))
         guard inodes >= 2, log >= UInt32(Layout.minLogBlocks), log <= UInt32(Layout.maxLogBlocks) else { return nil }
-        let logStart: UInt32 = 2
-        let inodeStart = logStart + 1 + log
-        let inodeBlocks = (inodes + UInt32(Layout.inodesPerBlock) - 1) / UInt32(Layout.inodesPerBlock)
+        // In 64 bits: a corrupt superblock may carry any counts.
+        let logStart: UInt64 = 2
+        let inodeStart = logStart + 1 + UInt64(log)
+        let inodeBlocks = (UInt64(inodes) + UInt64(Layout.inodesPerBlock) - 1) / UInt64(Layout.inodesPerBlock)
         let bitmapStart = inodeStart + inodeBlocks
-        let bitmapBlocks = UInt32((totalBlocks + UInt64(Layout.bitsPerBlock) - 1) / UInt64(Layout.bitsPerBlock))
+        let bitmapBlocks = (totalBlocks + UInt64(Layout.bitsPerBlock) - 1) / UInt64(Layout.bitsPerBlock)
         let dataStart = bitmapStart + bitmapBlocks
-        guard UInt64(dataStart) + 8 <= totalBlocks else { return nil }
-        return Superblock(totalBlocks: totalBlocks, inodeCount: inodes, logBlocks: log, logStart: logStart,
-                          inodeStart: inodeStart, bitmapStart: bitmapStart, bitmapBlocks: bitmapBlocks,
-                          dataStart: dataStart, uuid: (0, 0), createdSeconds: 0)
+        guard dataStart + 8 <= totalBlocks else { return nil }
+        return Superblock(totalBlocks: totalBlocks, inodeCount: inodes, logBlocks: log, logStart: UInt32(logStart),
+                          inodeStart: UInt32(inodeStart), bitmapStart: UInt32(bitmapStart),
+                          bitmapBlocks: UInt32(bitmapBlocks), dataStart: UInt32(dataStart), uuid: (0, 0), createdSeconds: 0)
     }
 
     static let checksumOffset = 120
@@ -380,8 +381,10 @@ public struct LogHeader: Equatable, Sendable {
 
     /// The hash the checksum starts from, before the log blocks' contents.
     public static func seed(sequence: UInt64, blocks: [UInt32]) -> UInt64 {
-        var h = Checksum.hash(withUnsafeBytes(of: sequence.littleEndian) { $0 }, seed: UInt64(blocks.count))
-        blocks.withUnsafeBytes { h = Checksum.combine(h, $0) }
+        var h = withUnsafeBytes(of: sequence.littleEndian) { Checksum.hash($0, seed: UInt64(blocks.count)) }
+        for block in blocks {
+            h = withUnsafeBytes(of: block.littleEndian) { Checksum.combine(h, $0) }
+        }
         return h
     }
 
