@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "XV6Module", type: .dynamic, targets: ["XV6Module"]),
         .executable(name: "mkfs.xv6", targets: ["MkfsXV6"]),
         .executable(name: "fsck.xv6", targets: ["FsckXV6"]),
+        .executable(name: "xv6-bench", targets: ["XV6Bench"]),
         .library(name: "XV6FS", targets: ["XV6FS"]),
         .library(name: "XV6Check", targets: ["XV6Check"]),
     ],
@@ -35,6 +36,11 @@ let package = Package(
             "XV6Check",
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // In-process benchmark of the file system core on a RAM device.
+        .executableTarget(name: "XV6Bench", dependencies: [
+            "XV6FS", "XV6Layout",
+            .product(name: "BentoServices", package: "BentoKit"),
         ]),
         .testTarget(name: "XV6CheckTests", dependencies: [
             "XV6Check", "XV6Layout",
