@@ -1,0 +1,116 @@
+@_spi(Host) import BentoKit
+import BentoHost
+import BentoServices
+import Foundation
+import Testing
+
+/// The module file as the build leaves it, loaded the way the daemon will:
+/// dlopen, the entry symbol, the SDK's protocol. The tools are the real
+/// mkfs.xv6 and fsck.xv6 (built by `make test` before this runs).
+@Suite(.serialized) struct ModuleLoaderTests {
+    static let buildDirectory: URL = {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let env = ProcessInfo.processInfo.environment["BENTO_BUILD_DIR"]
+        return env.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent(".build/debug")
+    }()
+    static var modulePath: String { buildDirectory.appendingPathComponent("libXV6Module.so").path }
+
+    func scratch(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bento-tests-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    @discardableResult
+    func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = Self.buildDirectory.appendingPathComponent(tool)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func loadsTheXv6ModuleAndServesThroughTheSDK() throws {
+        #expect(FileManager.default.fileExists(atPath: Self.modulePath),
+                "build the module first: swift build --product XV6Module")
+        let loaded = try ModuleLoader.load(path: Self.modulePath, fileSystem: "xv6fs")
+        #expect(loaded.descriptor.fileSystem == "xv6fs")
+        #expect(loaded.descriptor.version == SemanticVersion(1, 0, 0))
+        #expect(loaded.descriptor.sdkABIVersion == BentoABI.version)
+        #expect(loaded.descriptor.handoverFormat(to: loaded.descriptor) == StateFormat(name: "xv6fs", version: 1))
+        // Loading again gives the same module object.
+        let again = try ModuleLoader.load(path: Self.modulePath)
+        #expect(again.module === loaded.module)
+
+        let image = scratch("loader.img")
+        let mkfs = try run("mkfs.xv6", ["--force", "--size", "16M", image])
+        #expect(mkfs.status == 0, "\(mkfs.output)")
+        let device = try FileBlockDevice(path: image)
+        let fs = try loaded.module.mount(SuperBlock(cache: LRUBufferCache(device: device, capacity: 256)))
+        let ctx = RequestContext(uid: 0, gid: 0, pid: getpid())
+        let (entry, open) = try fs.create(ctx, parent: 1, name: "hello", mode: 0o644, flags: OpenFlags.readWrite)
+        let text = Array("hello from a loaded module\n".utf8)
+        _ = try text.withUnsafeBytes { try fs.write(ctx, ino: entry.ino, handle: open.handle, offset: 0, data: $0) }
+        try fs.release(ctx, ino: entry.ino, handle: open.handle)
+        fs.forget(ino: entry.ino, count: 1)
+        try fs.destroy()
+
+        let remounted = try loaded.module.mount(SuperBlock(cache: LRUBufferCache(device: try FileBlockDevice(path: image))))
+        let found = try remounted.lookup(ctx, parent: 1, name: "hello")
+        var back = [UInt8](repeating: 0, count: text.count)
+        let fh = try remounted.open(ctx, ino: found.ino, flags: OpenFlags.readOnly).handle
+        _ = try back.withUnsafeMutableBytes { try remounted.read(ctx, ino: found.ino, handle: fh, offset: 0, into: $0) }
+        #expect(back == text)
+        try remounted.release(ctx, ino: found.ino, handle: fh)
+        try remounted.destroy()
+        let fsck = try run("fsck.xv6", ["-n", image])
+        #expect(fsck.status == 0, "\(fsck.output)")
+    }
+
+    @Test func refusesWhatIsNotAModule() throws {
+        func refusal(_ path: String, _ fileSystem: String? = nil) -> ModuleLoadError? {
+            do { _ = try ModuleLoader.load(path: path, fileSystem: fileSystem); return nil } catch { return error }
+        }
+        #expect(refusal("/nonexistent/xv6fs-9.9.9.so") == .missing("/nonexistent/xv6fs-9.9.9.so"))
+        let text = scratch("not-a-library.so")
+        try "just text".write(toFile: text, atomically: true, encoding: .utf8)
+        guard case .notLoadable(text, _)? = refusal(text) else { Issue.record("text file loaded"); return }
+        // A real shared library, but no module.
+        let plain = Self.buildDirectory.appendingPathComponent("libBentoKit.so").path
+        #expect(refusal(plain) == .notAModule(plain))
+        #expect(refusal(Self.modulePath, "ext4") == .wrongFileSystem(Self.modulePath, found: "xv6fs", expected: "ext4"))
+        #expect(refusal(Self.modulePath, "ext4")?.description.contains(Self.modulePath) == true)
+    }
+
+    /// Module files whose entry record is wrong, built from C for the test.
+    @Test(arguments: [("0x444F4D4F544E4542ULL", "999", "abi"), ("0x1234ULL", "1", "magic")])
+    func refusesBadEntryRecords(magic: String, abi: String, name: String) throws {
+        let source = scratch("bad-\(name).c"), library = scratch("bad-\(name).so")
+        try """
+        struct entry { unsigned long long magic; unsigned int abi; void *module; };
+        static struct entry record = { \(magic), \(abi), 0 };
+        const void *bento_module_entry(void) { return &record; }
+        """.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = Process()
+        cc.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
+        cc.arguments = ["-shared", "-fPIC", "-o", library, source]
+        try cc.run()
+        cc.waitUntilExit()
+        #expect(cc.terminationStatus == 0)
+        do {
+            _ = try ModuleLoader.load(path: library)
+            Issue.record("a bad entry record was accepted")
+        } catch {
+            if name == "abi" {
+                #expect(error == .abiMismatch(library, found: 999, expected: BentoABI.version))
+            } else {
+                #expect(error == .notAModule(library))
+            }
+        }
+    }
+}
