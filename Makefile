@@ -1,0 +1,62 @@
+# Bento: build, test, benchmark, install. See README.md.
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SWIFT    ?= swift
+CONFIG   ?= release
+IMAGE    ?= bento.img
+IMAGE_SIZE ?= 256M
+XV6FS_VERSION := 1.0.0
+
+# What the root package builds: the module file and the tools.
+PRODUCTS := XV6Module mkfs.xv6 fsck.xv6
+BIN       = .build/$(CONFIG)
+# Debian packages the build and the tests use (checked by `make deps`).
+DEBIAN_PACKAGES := gcc libc6-dev
+
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+.PHONY: all build deps test bench install run clean
+
+all: build
+
+deps:
+	@command -v $(SWIFT) >/dev/null || { echo "make: no Swift toolchain found (expected in /opt/swift)"; exit 1; }
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make: installing Debian packages: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+build: deps
+	@for p in $(PRODUCTS); do $(SWIFT) build -c $(CONFIG) --product $$p || exit 1; done
+
+test: deps
+	$(SWIFT) test --package-path kmod/BentoKit
+	$(SWIFT) test --package-path kmod/xv6fs
+	@for p in $(PRODUCTS); do $(SWIFT) build --product $$p || exit 1; done
+	$(SWIFT) test
+	Tests/tools/mkfs-fsck.sh .build/debug
+
+bench: deps
+	$(SWIFT) run -c release --package-path kmod/xv6fs xv6-bench --markdown > Docs/benchmarks-inprocess.md
+	@cat Docs/benchmarks-inprocess.md
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/bento/modules
+	install -m 0755 $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0644 $(BIN)/libBentoKit.so $(DESTDIR)$(PREFIX)/lib/bento/modules/
+	install -m 0644 $(BIN)/libXV6Module.so $(DESTDIR)$(PREFIX)/lib/bento/modules/xv6fs-$(XV6FS_VERSION).so
+
+# The main job. Serving the image through FUSE arrives with bento-upgraded;
+# until then this builds, makes the default image and checks it.
+run: build $(IMAGE)
+	$(BIN)/fsck.xv6 -n $(IMAGE)
+	@echo
+	@echo "$(IMAGE) holds a clean xv6 file system; the module is $(BIN)/libXV6Module.so (xv6fs $(XV6FS_VERSION))."
+	@echo "Serving it through FUSE comes with bento-upgraded (see README.md)."
+
+$(IMAGE):
+	$(BIN)/mkfs.xv6 --size $(IMAGE_SIZE) $(IMAGE)
+
+clean:
+	rm -rf .build kmod/BentoKit/.build kmod/xv6fs/.build
