@@ -13,7 +13,7 @@ extension Volume {
         let block = try blocks.allocate()
         try cache.withMutableBlock(UInt64(block), fill: .zero) { _ in }
         log.record(UInt64(block))
-        inode.disk.blockCount += 1
+        inode.disk.blockCount &+= 1
         return block
     }
 
@@ -53,7 +53,7 @@ extension Volume {
             }
             guard allocate else { return (0, false) }
             let block = try blocks.allocate()
-            inode.disk.blockCount += 1
+            inode.disk.blockCount &+= 1
             inode.disk.direct[Int(n)] = block
             return (block, true)
         }
@@ -77,7 +77,7 @@ extension Volume {
         if current != 0 { return (current, false) }
         guard allocate else { return (0, false) }
         let block = try blocks.allocate()
-        inode.disk.blockCount += 1
+        inode.disk.blockCount &+= 1
         try setAddress(in: leafTable, at: Int(n), to: block)
         return (block, true)
     }

@@ -156,3 +156,8 @@ final class InodeTable {
         return all
     }
 }
+
+extension DiskInode {
+    /// One link fewer, never below zero even on a corrupt count.
+    mutating func dropLink() { nlink = nlink > 0 ? nlink - 1 : 0 }
+}

@@ -347,7 +347,7 @@ public final class Xv6FileSystem: FileSystem {
                 guard !node.isDirectory else { throw Errno.EISDIR }
                 let now = currentTime()
                 try volume.removeEntry(dir, name.bytes)
-                node.disk.nlink = node.disk.nlink > 0 ? node.disk.nlink - 1 : 0
+                node.disk.dropLink()
                 node.disk.ctime = now
                 try volume.inodes.update(node)
                 dir.disk.mtime = now; dir.disk.ctime = now
@@ -375,7 +375,7 @@ public final class Xv6FileSystem: FileSystem {
                 node.disk.nlink = 0
                 node.disk.ctime = now
                 try volume.inodes.update(node)
-                dir.disk.nlink -= 1
+                dir.disk.dropLink()
                 dir.disk.mtime = now; dir.disk.ctime = now
                 try volume.inodes.update(dir)
                 return node
@@ -434,9 +434,9 @@ public final class Xv6FileSystem: FileSystem {
                     try volume.replaceEntry(to, newName.bytes, ino: ino, mode: node.disk.mode)
                     if t.isDirectory {
                         t.disk.nlink = 0
-                        to.disk.nlink -= 1
+                        to.disk.dropLink()
                     } else {
-                        t.disk.nlink -= 1
+                        t.disk.dropLink()
                     }
                     t.disk.ctime = now
                     try volume.inodes.update(t)
@@ -446,7 +446,7 @@ public final class Xv6FileSystem: FileSystem {
                 try volume.removeEntry(from, name.bytes)
                 if moved {
                     try volume.replaceEntry(node, Volume.dotDot, ino: to.ino, mode: FileMode.directory)
-                    from.disk.nlink -= 1
+                    from.disk.dropLink()
                     to.disk.nlink += 1
                 }
                 node.disk.ctime = now

@@ -10,7 +10,7 @@ let module = Xv6Module(version: SemanticVersion(1, 0, 0))
 
 /// A mounted xv6fs on a block device, driven the way the kernel would drive
 /// it: every reference an answer hands out is forgotten again.
-final class Harness {
+final class Harness: @unchecked Sendable {
     let device: any BlockDevice
     let superBlock: SuperBlock
     let fs: any FileSystem
