@@ -5,146 +5,187 @@ import Glibc
 /// with clock (second-chance) replacement among clean, unpinned, unused
 /// blocks. It never writes a dirty block on its own; if every block is dirty
 /// or pinned it grows past its capacity rather than break write ordering.
+///
+/// Buffers are slots in one array, named by index, so the hot path does no
+/// reference counting; their memory comes a chunk of slots at a time. Slots
+/// that hold no block (discarded ones) are reused before any other.
 public final class LRUBufferCache: BufferCache, @unchecked Sendable {
     public let device: any BlockDevice
     public let blockSize: Int
     public let capacity: Int
 
-    private final class Buffer {
+    private struct Slot {
         var block: UInt64
         let data: UnsafeMutableRawPointer
         var dirty = false
-        var pins = 0
-        /// Closures running on this buffer right now.
-        var users = 0
         var referenced = true
-        init(block: UInt64, data: UnsafeMutableRawPointer) { self.block = block; self.data = data }
+        var pins: Int32 = 0
+        /// Closures running on this buffer right now.
+        var users: Int32 = 0
     }
 
-    private let mutex = PthreadMutex()
-    private var buffers: [UInt64: Buffer] = [:]
-    private var slots: [Buffer] = []
-    private var hand = 0
+    /// Everything the mutex guards.
+    private struct State {
+        /// Block number to slot, for the blocks cached now.
+        var buffers: [UInt64: Int] = [:]
+        /// Every slot, in clock order.
+        var slots: [Slot] = []
+        /// Slots that hold no block, reused first.
+        var unmapped: [Int] = []
+        var hand = 0
+        /// Block memory, allocated `chunkSlots` buffers at a time.
+        var chunks: [UnsafeMutableRawPointer] = []
+        var hits: UInt64 = 0
+        var misses: UInt64 = 0
+    }
 
-    public private(set) var hits: UInt64 = 0
-    public private(set) var misses: UInt64 = 0
+    private static let chunkSlots = 64
+    private let mutex = PthreadMutex()
+    /// Held through a pointer rather than a stored `var`: the mutex keeps
+    /// accesses apart, so the runtime's exclusivity checks would only add
+    /// cost to every call.
+    private let state = UnsafeMutablePointer<State>.allocate(capacity: 1)
 
     /// `capacity` in blocks.
     public init(device: any BlockDevice, capacity: Int = 16384) {
         self.device = device
         self.blockSize = device.blockSize
         self.capacity = max(capacity, 16)
-        buffers.reserveCapacity(self.capacity)
+        state.initialize(to: State())
+        state.pointee.buffers.reserveCapacity(self.capacity)
     }
 
-    deinit { for buffer in slots { buffer.data.deallocate() } }
+    deinit {
+        for chunk in state.pointee.chunks { chunk.deallocate() }
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
+
+    @inline(__always)
+    private func locked<R>(_ body: (inout State) throws -> R) rethrows -> R {
+        mutex.lock(); defer { mutex.unlock() }
+        return try body(&state.pointee)
+    }
+
+    public var hits: UInt64 { locked { $0.hits } }
+    public var misses: UInt64 { locked { $0.misses } }
 
     /// Number of blocks cached now, and how many of them are dirty.
     public var counts: (cached: Int, dirty: Int) {
-        mutex.withLock { (buffers.count, buffers.values.filter(\.dirty).count) }
+        locked { s in (s.buffers.count, s.buffers.values.filter { s.slots[$0].dirty }.count) }
     }
 
     public func withBlock<R>(_ block: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let buffer = try acquire(block, fill: .read, dirty: false)
-        defer { release(buffer) }
-        return try body(UnsafeRawBufferPointer(start: buffer.data, count: blockSize))
+        let (slot, data) = try acquire(block, fill: .read, dirty: false)
+        defer { release(slot) }
+        return try body(UnsafeRawBufferPointer(start: data, count: blockSize))
     }
 
     public func withMutableBlock<R>(_ block: UInt64, fill: BlockFill,
                                     _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
-        let buffer = try acquire(block, fill: fill, dirty: true)
-        defer { release(buffer) }
-        return try body(UnsafeMutableRawBufferPointer(start: buffer.data, count: blockSize))
+        let (slot, data) = try acquire(block, fill: fill, dirty: true)
+        defer { release(slot) }
+        return try body(UnsafeMutableRawBufferPointer(start: data, count: blockSize))
     }
 
     public func pin(_ block: UInt64) {
-        mutex.withLock { buffers[block]?.pins += 1 }
+        locked { s in
+            if let slot = s.buffers[block] { s.slots[slot].pins += 1 }
+        }
     }
 
     public func unpin(_ block: UInt64) {
-        mutex.withLock {
-            if let buffer = buffers[block], buffer.pins > 0 { buffer.pins -= 1 }
+        locked { s in
+            if let slot = s.buffers[block], s.slots[slot].pins > 0 { s.slots[slot].pins -= 1 }
         }
     }
 
     public func isDirty(_ block: UInt64) -> Bool {
-        mutex.withLock { buffers[block]?.dirty ?? false }
+        locked { s in s.buffers[block].map { s.slots[$0].dirty } ?? false }
     }
 
     public func writeBack(_ block: UInt64) throws {
-        try mutex.withLock { () throws in
-            guard let buffer = buffers[block], buffer.dirty else { return }
-            try device.write(block: block, from: UnsafeRawBufferPointer(start: buffer.data, count: blockSize))
-            buffer.dirty = false
+        try locked { s in
+            guard let slot = s.buffers[block], s.slots[slot].dirty else { return }
+            try device.write(block: block, from: UnsafeRawBufferPointer(start: s.slots[slot].data, count: blockSize))
+            s.slots[slot].dirty = false
         }
     }
 
     public func discard(_ block: UInt64) {
-        mutex.withLock {
-            guard let buffer = buffers[block], buffer.pins == 0, buffer.users == 0 else { return }
-            buffer.dirty = false
-            buffers[block] = nil
+        locked { s in
+            guard let slot = s.buffers[block], s.slots[slot].pins == 0, s.slots[slot].users == 0 else { return }
+            s.slots[slot].dirty = false
+            s.buffers[block] = nil
+            s.unmapped.append(slot)
         }
     }
 
-    private func acquire(_ block: UInt64, fill: BlockFill, dirty: Bool) throws -> Buffer {
-        mutex.lock(); defer { mutex.unlock() }
-        if let buffer = buffers[block] {
-            hits &+= 1
-            buffer.users += 1
-            buffer.referenced = true
-            if fill == .zero { memset(buffer.data, 0, blockSize) }
-            if dirty { buffer.dirty = true }
-            return buffer
-        }
-        misses &+= 1
-        guard block < device.blockCount else { throw Errno.EIO }
-        let buffer = takeFreeBuffer(for: block)
-        switch fill {
-        case .zero: memset(buffer.data, 0, blockSize)
-        case .read:
-            do {
-                try device.read(block: block, into: UnsafeMutableRawBufferPointer(start: buffer.data, count: blockSize))
-            } catch {
-                // Leave the slot clean and unmapped so it is reused.
-                buffer.referenced = false
-                throw error
+    /// The slot holding `block`, with one more user, and its memory.
+    private func acquire(_ block: UInt64, fill: BlockFill, dirty: Bool) throws -> (Int, UnsafeMutableRawPointer) {
+        try locked { s in
+            if let slot = s.buffers[block] {
+                s.hits &+= 1
+                s.slots[slot].users += 1
+                s.slots[slot].referenced = true
+                if dirty { s.slots[slot].dirty = true }
+                if fill == .zero { memset(s.slots[slot].data, 0, blockSize) }
+                return (slot, s.slots[slot].data)
             }
+            s.misses &+= 1
+            guard block < device.blockCount else { throw Errno.EIO }
+            let slot = takeFreeSlot(&s)
+            let data = s.slots[slot].data
+            switch fill {
+            case .zero: memset(data, 0, blockSize)
+            case .read:
+                do {
+                    try device.read(block: block, into: UnsafeMutableRawBufferPointer(start: data, count: blockSize))
+                } catch {
+                    s.unmapped.append(slot)
+                    throw error
+                }
+            }
+            s.buffers[block] = slot
+            s.slots[slot].block = block
+            s.slots[slot].users = 1
+            s.slots[slot].referenced = true
+            s.slots[slot].dirty = dirty
+            return (slot, data)
         }
-        buffers[block] = buffer
-        buffer.users = 1
-        buffer.referenced = true
-        buffer.dirty = dirty
-        return buffer
     }
 
-    private func release(_ buffer: Buffer) {
-        mutex.withLock { buffer.users -= 1 }
+    private func release(_ slot: Int) {
+        locked { $0.slots[slot].users -= 1 }
     }
 
-    /// A buffer no block maps to: a new one while under capacity, else the
-    /// next evictable one the clock hand finds, else a new one past capacity.
-    private func takeFreeBuffer(for block: UInt64) -> Buffer {
-        if slots.count < capacity { return newSlot(block) }
-        for _ in 0..<(2 * slots.count) {
-            let candidate = slots[hand]
-            hand = hand + 1 == slots.count ? 0 : hand + 1
+    /// A slot no block maps to: an unmapped one if any, a new one while
+    /// under capacity, else the next evictable one the clock hand finds,
+    /// else a new one past capacity.
+    private func takeFreeSlot(_ s: inout State) -> Int {
+        if let slot = s.unmapped.popLast() { return slot }
+        if s.slots.count < capacity { return newSlot(&s) }
+        for _ in 0..<(2 * s.slots.count) {
+            let slot = s.hand
+            s.hand = slot + 1 == s.slots.count ? 0 : slot + 1
+            let candidate = s.slots[slot]
             guard candidate.pins == 0, candidate.users == 0, !candidate.dirty else { continue }
-            if candidate.referenced && buffers[candidate.block] === candidate {
-                candidate.referenced = false
+            if candidate.referenced {
+                s.slots[slot].referenced = false
                 continue
             }
-            if buffers[candidate.block] === candidate { buffers[candidate.block] = nil }
-            candidate.block = block
-            return candidate
+            if s.buffers[candidate.block] == slot { s.buffers[candidate.block] = nil }
+            return slot
         }
-        return newSlot(block)
+        return newSlot(&s)
     }
 
-    private func newSlot(_ block: UInt64) -> Buffer {
-        let data = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 4096)
-        let buffer = Buffer(block: block, data: data)
-        slots.append(buffer)
-        return buffer
+    private func newSlot(_ s: inout State) -> Int {
+        let within = s.slots.count % Self.chunkSlots
+        if within == 0 {
+            s.chunks.append(UnsafeMutableRawPointer.allocate(byteCount: Self.chunkSlots * blockSize, alignment: 4096))
+        }
+        s.slots.append(Slot(block: 0, data: s.chunks[s.chunks.count - 1] + within * blockSize))
+        return s.slots.count - 1
     }
 }
