@@ -5,13 +5,14 @@ SWIFT    ?= swift
 CONFIG   ?= release
 IMAGE    ?= bento.img
 IMAGE_SIZE ?= 256M
+MOUNTPOINT ?= /mnt/bento
 XV6FS_VERSION := 1.0.0
 
 # What the root package builds: the module file and the tools.
-PRODUCTS := XV6Module mkfs.xv6 fsck.xv6
+PRODUCTS := bento-upgraded XV6Module mkfs.xv6 fsck.xv6
 BIN       = .build/$(CONFIG)
 # Debian packages the build and the tests use (checked by `make deps`).
-DEBIAN_PACKAGES := gcc libc6-dev
+DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 git
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
@@ -36,6 +37,7 @@ test: deps
 	@for p in $(PRODUCTS); do $(SWIFT) build --product $$p || exit 1; done
 	$(SWIFT) test
 	Tests/tools/mkfs-fsck.sh .build/debug
+	Tests/mount/posix.sh .build/debug
 
 bench: deps
 	$(SWIFT) run -c release --package-path kmod/xv6fs xv6-bench --markdown > Docs/benchmarks-inprocess.md
@@ -43,17 +45,15 @@ bench: deps
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/bento/modules
-	install -m 0755 $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BIN)/bento-upgraded $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 $(BIN)/libBentoKit.so $(DESTDIR)$(PREFIX)/lib/bento/modules/
 	install -m 0644 $(BIN)/libXV6Module.so $(DESTDIR)$(PREFIX)/lib/bento/modules/xv6fs-$(XV6FS_VERSION).so
 
-# The main job. Serving the image through FUSE arrives with bento-upgraded;
-# until then this builds, makes the default image and checks it.
+# The main job: serve the default image in the foreground until Ctrl-C.
 run: build $(IMAGE)
-	$(BIN)/fsck.xv6 -n $(IMAGE)
-	@echo
-	@echo "$(IMAGE) holds a clean xv6 file system; the module is $(BIN)/libXV6Module.so (xv6fs $(XV6FS_VERSION))."
-	@echo "Serving it through FUSE comes with bento-upgraded (see README.md)."
+	@mkdir -p $(MOUNTPOINT)
+	@echo "Serving $(IMAGE) at $(MOUNTPOINT): look at it from another terminal (ls $(MOUNTPOINT)); Ctrl-C unmounts."
+	$(BIN)/bento-upgraded --image $(IMAGE) --mountpoint $(MOUNTPOINT) --module $(BIN)/libXV6Module.so
 
 $(IMAGE):
 	$(BIN)/mkfs.xv6 --size $(IMAGE_SIZE) $(IMAGE)

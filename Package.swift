@@ -6,6 +6,7 @@ import PackageDescription
 let package = Package(
     name: "Bento",
     products: [
+        .executable(name: "bento-upgraded", targets: ["BentoUpgraded"]),
         .library(name: "BentoHost", targets: ["BentoHost"]),
     ],
     dependencies: [
@@ -13,8 +14,21 @@ let package = Package(
         // Not linked by anything here: the module files are built from it
         // (`swift build --product XV6Module`) and loaded with dlopen.
         .package(path: "kmod/xv6fs"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
+        // libfuse3's low-level API (Debian: libfuse3-dev).
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        // The userspace half of the kernel shim: mount, request loop, gate.
+        .target(name: "BentoFUSE", dependencies: ["CFuse3", .product(name: "BentoKit", package: "BentoKit")]),
+        .executableTarget(name: "BentoUpgraded", dependencies: [
+            "BentoFUSE", "BentoHost",
+            .product(name: "BentoKit", package: "BentoKit"),
+            .product(name: "BentoServices", package: "BentoKit"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Loads module files and checks them before anything is mounted.
         .target(name: "BentoHost", dependencies: [.product(name: "BentoKit", package: "BentoKit")]),
         .testTarget(name: "BentoHostTests", dependencies: [

@@ -1,0 +1,91 @@
+import CFuse3
+import Glibc
+
+/// The kernel side of a mount: /dev/fuse opened by us and mounted with
+/// mount(2), so that we own the fd (a restarted daemon can take it over).
+public enum FuseMount {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Mounts a new FUSE file system at `mountpoint`; returns the /dev/fuse fd.
+    public static func mount(at mountpoint: String, source: String, type: String,
+                             allowOther: Bool) throws(Failure) -> Int32 {
+        try cleanUpDeadMount(at: mountpoint)
+        var st = stat()
+        guard stat(mountpoint, &st) == 0 else { throw Failure(description: "\(mountpoint): \(lastError())") }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw Failure(description: "\(mountpoint): not a directory") }
+        let fd = open("/dev/fuse", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(description: "/dev/fuse: \(lastError())") }
+        var options = "fd=\(fd),rootmode=\(String(st.st_mode & S_IFMT, radix: 8)),user_id=0,group_id=0,default_permissions"
+        if allowOther { options += ",allow_other" }
+        guard Glibc.mount(source, mountpoint, "fuse.\(type)", UInt(MS_NOSUID | MS_NODEV), options) == 0 else {
+            let why = lastError()
+            close(fd)
+            throw Failure(description: "mounting \(source) at \(mountpoint): \(why)")
+        }
+        return fd
+    }
+
+    /// A mountpoint left by a server that died answers ENOTCONN: detach it
+    /// (several may be stacked). statvfs, unlike stat, always asks the
+    /// server, so cached attributes cannot hide a dead mount.
+    public static func cleanUpDeadMount(at mountpoint: String) throws(Failure) {
+        var fs = statvfs()
+        for _ in 0..<16 {
+            guard statvfs(mountpoint, &fs) != 0, errno == ENOTCONN else { break }
+            guard umount2(mountpoint, Int32(MNT_DETACH)) == 0 else {
+                throw Failure(description: "\(mountpoint): dead mount could not be detached: \(lastError())")
+            }
+        }
+        if isFuseMount(mountpoint) {
+            throw Failure(description: "\(mountpoint): a FUSE file system is already mounted there")
+        }
+    }
+
+    /// True when the topmost mount at `mountpoint` is a FUSE mount.
+    static func isFuseMount(_ mountpoint: String) -> Bool {
+        guard let resolved = realpath(mountpoint, nil) else { return false }
+        defer { free(resolved) }
+        let path = String(cString: resolved)
+        guard let file = fopen("/proc/self/mountinfo", "r") else { return false }
+        defer { fclose(file) }
+        var found = false
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        while getline(&line, &capacity, file) > 0, let line {
+            // "id parent major:minor root mountpoint options ... - fstype source ..."
+            let fields = String(cString: line).split(separator: " ")
+            guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
+            if unescape(fields[4]) == path { found = fields[dash + 1].hasPrefix("fuse") }
+        }
+        free(line)
+        return found
+    }
+
+    /// mountinfo writes space, tab, newline and backslash as \ooo escapes.
+    static func unescape(_ field: Substring) -> String {
+        var bytes: [UInt8] = []
+        var rest = Array(field.utf8)[...]
+        while let byte = rest.first {
+            if byte == UInt8(ascii: "\\"), rest.count >= 4,
+               let value = UInt8(String(decoding: rest.dropFirst().prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(value)
+                rest = rest.dropFirst(4)
+            } else {
+                bytes.append(byte)
+                rest = rest.dropFirst()
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Unmounts; a busy mount is detached lazily so that we can still exit.
+    public static func unmount(_ mountpoint: String) {
+        if umount2(mountpoint, 0) != 0 && errno == EBUSY {
+            _ = umount2(mountpoint, Int32(MNT_DETACH))
+        }
+    }
+
+    static func lastError() -> String { String(cString: strerror(errno)) }
+}

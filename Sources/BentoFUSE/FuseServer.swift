@@ -1,0 +1,136 @@
+import BentoKit
+import CFuse3
+import Glibc
+
+/// Serves one mounted module instance through libfuse's low-level API:
+/// every request passes the gate, goes to the active instance, and is
+/// answered; a module error becomes an errno reply, never a hung request.
+public final class FuseServer: @unchecked Sendable {
+    /// The instance requests go to. Swapped only while the gate is closed.
+    public var fileSystem: any FileSystem
+    public let gate = Gate()
+    /// How long the kernel may cache names and attributes.
+    let timeout: Double
+    private var session: OpaquePointer?
+    public private(set) var fd: Int32 = -1
+    /// The kernel's INIT request as first read: a new process taking over
+    /// the session must be shown it.
+    public private(set) var initRequest: [UInt8]?
+
+    public init(fileSystem: any FileSystem, timeout: Double = 1.0) {
+        self.fileSystem = fileSystem
+        self.timeout = timeout
+    }
+
+    public struct Failure: Error, CustomStringConvertible { public let description: String }
+
+    /// Attaches to the /dev/fuse fd of a fresh mount.
+    public func attach(fd: Int32) throws(Failure) {
+        var ops = Self.operations()
+        let name = strdup("bento-upgraded")
+        var argv: [UnsafeMutablePointer<CChar>?] = [name, nil]
+        let created = argv.withUnsafeMutableBufferPointer { buffer -> OpaquePointer? in
+            var args = fuse_args(argc: 1, argv: buffer.baseAddress, allocated: 0)
+            return fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size,
+                                    Unmanaged.passUnretained(self).toOpaque())
+        }
+        free(name)
+        guard let session = created else { throw Failure(description: "fuse_session_new failed") }
+        guard fuse_session_custom_io(session, Self.customIO, fd) == 0 else {
+            fuse_session_destroy(session)
+            throw Failure(description: "fuse_session_custom_io failed")
+        }
+        guard fuse_session_mount(session, "/dev/fd/\(fd)") == 0 else {
+            fuse_session_destroy(session)
+            throw Failure(description: "fuse_session_mount on /dev/fd/\(fd) failed")
+        }
+        self.session = session
+        self.fd = fd
+    }
+
+    /// Runs the multi-threaded request loop until the session ends (the
+    /// file system is unmounted, or `stop` was called and it was unmounted).
+    public func run(maxThreads: Int = 16) -> Int32 {
+        guard let session else { return -1 }
+        let config = fuse_loop_cfg_create()
+        defer { fuse_loop_cfg_destroy(config) }
+        fuse_loop_cfg_set_clone_fd(config, 0)
+        fuse_loop_cfg_set_max_threads(config, UInt32(maxThreads))
+        fuse_loop_cfg_set_idle_threads(config, UInt32(min(maxThreads, 4)))
+        return fuse_session_loop_mt(session, config)
+    }
+
+    /// Asks the loop to end; it ends once the mount is gone.
+    public func stop() {
+        if let session { fuse_session_exit(session) }
+    }
+
+    public func destroySession() {
+        if let session { fuse_session_destroy(session) }
+        session = nil
+    }
+
+    // MARK: Request plumbing
+
+    static func server(_ req: fuse_req_t?) -> FuseServer {
+        Unmanaged<FuseServer>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    }
+
+    /// Runs `body` for one request inside the gate; `body` sends the reply
+    /// as its last step, and a thrown error is the reply instead.
+    @inline(__always)
+    func handle(_ req: fuse_req_t?, _ body: (any FileSystem, RequestContext) throws -> Void) {
+        gate.enter()
+        defer { gate.leave() }
+        do {
+            try body(fileSystem, Convert.context(req))
+        } catch {
+            fuse_reply_err(req, (error as? Errno)?.rawValue ?? EIO)
+        }
+    }
+
+    func replyEntry(_ req: fuse_req_t?, _ entry: Entry) {
+        var p = Convert.entry(entry, timeout: timeout)
+        fuse_reply_entry(req, &p)
+    }
+
+    func replyOpen(_ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>?, _ open: OpenReply) {
+        fi?.pointee.fh = open.handle
+        fi?.pointee.keep_cache = open.keepCache ? 1 : 0
+        fuse_reply_open(req, fi)
+    }
+
+    /// Notes the kernel's INIT request (opcode 26) as it is read.
+    func noteRead(_ buffer: UnsafeRawPointer, _ count: Int) {
+        guard initRequest == nil, count >= 40, buffer.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == 26 else { return }
+        initRequest = Array(UnsafeRawBufferPointer(start: buffer, count: count))
+    }
+
+    /// What a fast FUSE file system asks for at INIT.
+    func negotiate(_ conn: UnsafeMutablePointer<fuse_conn_info>) {
+        let wanted: UInt32 = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_WRITEBACK_CACHE)
+            | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
+            | UInt32(FUSE_CAP_EXPORT_SUPPORT) | UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_MOVE)
+        conn.pointee.want |= wanted & conn.pointee.capable
+        conn.pointee.max_write = 1 << 20
+        conn.pointee.max_readahead = 1 << 20
+        conn.pointee.time_gran = 1
+    }
+
+    // The custom I/O: plain read and writev on our fd, with INIT noted.
+    nonisolated(unsafe) static let customIO: UnsafeMutablePointer<fuse_custom_io> = {
+        let io = UnsafeMutablePointer<fuse_custom_io>.allocate(capacity: 1)
+        io.initialize(to: fuse_custom_io())
+        io.pointee.read = { fd, buffer, length, userdata in
+            let n = Glibc.read(fd, buffer, length)
+            let saved = errno
+            if n > 0, let buffer, let userdata {
+                Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue().noteRead(buffer, n)
+            }
+            errno = saved
+            return n
+        }
+        io.pointee.writev = { fd, iov, count, _ in Glibc.writev(fd, iov, count) }
+        return io
+    }()
+}
