@@ -7,6 +7,7 @@ let package = Package(
     name: "Bento",
     products: [
         .executable(name: "bento-upgraded", targets: ["BentoUpgraded"]),
+        .executable(name: "bentoctl", targets: ["BentoCtl"]),
         .library(name: "BentoHost", targets: ["BentoHost"]),
     ],
     dependencies: [
@@ -16,6 +17,7 @@ let package = Package(
         .package(path: "kmod/xv6fs"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // libfuse3's low-level API (Debian: libfuse3-dev).
@@ -29,6 +31,15 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // /etc/bento/bento.toml: the mounts to serve, checked before any is mounted.
+        .target(name: "BentoConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        // The control socket's JSON protocol: server side for the daemon, client for bentoctl.
+        .target(name: "BentoControl"),
+        .executableTarget(name: "BentoCtl", dependencies: [
+            "BentoControl", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "BentoConfigTests", dependencies: ["BentoConfig"]),
+        .testTarget(name: "BentoControlTests", dependencies: ["BentoControl"]),
         // Loads module files and checks them before anything is mounted.
         .target(name: "BentoHost", dependencies: [.product(name: "BentoKit", package: "BentoKit")]),
         .testTarget(name: "BentoHostTests", dependencies: [
