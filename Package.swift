@@ -18,12 +18,18 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
     ],
     targets: [
         // libfuse3's low-level API (Debian: libfuse3-dev).
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         // The userspace half of the kernel shim: mount, request loop, gate.
-        .target(name: "BentoFUSE", dependencies: ["CFuse3", .product(name: "BentoKit", package: "BentoKit")]),
+        .target(name: "BentoFUSE", dependencies: [
+            "CFuse3",
+            .product(name: "BentoKit", package: "BentoKit"),
+            .product(name: "Atomics", package: "swift-atomics"),
+        ]),
+        .testTarget(name: "BentoFUSETests", dependencies: ["BentoFUSE"]),
         .executableTarget(name: "BentoUpgraded", dependencies: [
             "BentoFUSE", "BentoHost",
             .product(name: "BentoKit", package: "BentoKit"),

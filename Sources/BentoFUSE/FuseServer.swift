@@ -9,6 +9,7 @@ public final class FuseServer: @unchecked Sendable {
     /// The instance requests go to. Swapped only while the gate is closed.
     public var fileSystem: any FileSystem
     public let gate = Gate()
+    public let stats = RequestStats()
     /// How long the kernel may cache names and attributes.
     let timeout: Double
     private var session: OpaquePointer?
@@ -76,12 +77,17 @@ public final class FuseServer: @unchecked Sendable {
         Unmanaged<FuseServer>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
     }
 
-    /// Runs `body` for one request inside the gate; `body` sends the reply
-    /// as its last step, and a thrown error is the reply instead.
+    /// Runs `body` for one request of `operation` inside the gate; `body`
+    /// sends the reply as its last step, and a thrown error is the reply
+    /// instead.
     @inline(__always)
-    func handle(_ req: fuse_req_t?, _ body: (any FileSystem, RequestContext) throws -> Void) {
+    func handle(_ req: fuse_req_t?, _ operation: Operation, _ body: (any FileSystem, RequestContext) throws -> Void) {
+        let start = RequestStats.nanoseconds()
         gate.enter()
-        defer { gate.leave() }
+        defer {
+            gate.leave()
+            stats.record(operation.rawValue, nanoseconds: RequestStats.nanoseconds() &- start)
+        }
         do {
             try body(fileSystem, Convert.context(req))
         } catch {

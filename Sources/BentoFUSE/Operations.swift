@@ -13,39 +13,41 @@ extension FuseServer {
         }
         ops.lookup = { req, parent, name in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in s.replyEntry(req, try fs.lookup(ctx, parent: parent, name: Convert.name(name))) }
+            s.handle(req, .lookup) { fs, ctx in s.replyEntry(req, try fs.lookup(ctx, parent: parent, name: Convert.name(name))) }
         }
+        // FORGET has no reply: a thrown error could not be sent anyway.
         ops.forget = { req, ino, count in
-            FuseServer.server(req).gate.pass { FuseServer.server(req).fileSystem.forget(ino: ino, count: count) }
+            let s = FuseServer.server(req)
+            s.handle(req, .forget) { fs, _ in fs.forget(ino: ino, count: count) }
             fuse_reply_none(req)
         }
         ops.forget_multi = { req, count, forgets in
             let s = FuseServer.server(req)
-            s.gate.pass {
+            s.handle(req, .forget) { fs, _ in
                 for i in 0..<count {
                     guard let f = forgets?[i] else { continue }
-                    s.fileSystem.forget(ino: f.ino, count: f.nlookup)
+                    fs.forget(ino: f.ino, count: f.nlookup)
                 }
             }
             fuse_reply_none(req)
         }
         ops.getattr = { req, ino, _ in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in
+            s.handle(req, .getattr) { fs, ctx in
                 var st = Convert.stat(try fs.getattr(ctx, ino: ino))
                 fuse_reply_attr(req, &st, s.timeout)
             }
         }
         ops.setattr = { req, ino, attr, toSet, fi in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in
+            s.handle(req, .setattr) { fs, ctx in
                 let handle = fi.map { $0.pointee.fh }
                 var st = Convert.stat(try fs.setattr(ctx, ino: ino, Convert.setAttributes(attr, toSet), handle: handle))
                 fuse_reply_attr(req, &st, s.timeout)
             }
         }
         ops.readlink = { req, ino in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .readlink) { fs, ctx in
                 var target = try fs.readlink(ctx, ino: ino)
                 target.append(0)
                 target.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { _ = fuse_reply_readlink(req, $0.baseAddress) } }
@@ -53,34 +55,34 @@ extension FuseServer {
         }
         ops.mknod = { req, parent, name, mode, rdev in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in
+            s.handle(req, .mknod) { fs, ctx in
                 s.replyEntry(req, try fs.mknod(ctx, parent: parent, name: Convert.name(name), mode: mode, rdev: UInt32(truncatingIfNeeded: rdev)))
             }
         }
         ops.mkdir = { req, parent, name, mode in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in s.replyEntry(req, try fs.mkdir(ctx, parent: parent, name: Convert.name(name), mode: mode)) }
+            s.handle(req, .mkdir) { fs, ctx in s.replyEntry(req, try fs.mkdir(ctx, parent: parent, name: Convert.name(name), mode: mode)) }
         }
         ops.unlink = { req, parent, name in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .unlink) { fs, ctx in
                 try fs.unlink(ctx, parent: parent, name: Convert.name(name))
                 fuse_reply_err(req, 0)
             }
         }
         ops.rmdir = { req, parent, name in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .rmdir) { fs, ctx in
                 try fs.rmdir(ctx, parent: parent, name: Convert.name(name))
                 fuse_reply_err(req, 0)
             }
         }
         ops.symlink = { req, target, parent, name in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in
+            s.handle(req, .symlink) { fs, ctx in
                 s.replyEntry(req, try fs.symlink(ctx, parent: parent, name: Convert.name(name), target: Convert.name(target).bytes))
             }
         }
         ops.rename = { req, parent, name, newParent, newName, flags in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .rename) { fs, ctx in
                 try fs.rename(ctx, parent: parent, name: Convert.name(name), newParent: newParent,
                               newName: Convert.name(newName), flags: RenameFlags(rawValue: flags))
                 fuse_reply_err(req, 0)
@@ -88,14 +90,14 @@ extension FuseServer {
         }
         ops.link = { req, ino, newParent, newName in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in s.replyEntry(req, try fs.link(ctx, ino: ino, newParent: newParent, newName: Convert.name(newName))) }
+            s.handle(req, .link) { fs, ctx in s.replyEntry(req, try fs.link(ctx, ino: ino, newParent: newParent, newName: Convert.name(newName))) }
         }
         ops.open = { req, ino, fi in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in s.replyOpen(req, fi, try fs.open(ctx, ino: ino, flags: fi?.pointee.flags ?? 0)) }
+            s.handle(req, .open) { fs, ctx in s.replyOpen(req, fi, try fs.open(ctx, ino: ino, flags: fi?.pointee.flags ?? 0)) }
         }
         ops.read = { req, ino, size, offset, fi in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .read) { fs, ctx in
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
                 defer { buffer.deallocate() }
                 let n = try fs.read(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, offset: UInt64(max(offset, 0)),
@@ -104,65 +106,65 @@ extension FuseServer {
             }
         }
         ops.write = { req, ino, data, size, offset, fi in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .write) { fs, ctx in
                 let n = try fs.write(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, offset: UInt64(max(offset, 0)),
                                      data: UnsafeRawBufferPointer(start: data, count: size))
                 fuse_reply_write(req, n)
             }
         }
         ops.flush = { req, ino, fi in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .flush) { fs, ctx in
                 try fs.flush(ctx, ino: ino, handle: fi?.pointee.fh ?? 0)
                 fuse_reply_err(req, 0)
             }
         }
         ops.release = { req, ino, fi in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .release) { fs, ctx in
                 try fs.release(ctx, ino: ino, handle: fi?.pointee.fh ?? 0)
                 fuse_reply_err(req, 0)
             }
         }
         ops.fsync = { req, ino, dataOnly, fi in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .fsync) { fs, ctx in
                 try fs.fsync(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, dataOnly: dataOnly != 0)
                 fuse_reply_err(req, 0)
             }
         }
         ops.opendir = { req, ino, fi in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in
+            s.handle(req, .opendir) { fs, ctx in
                 s.replyOpen(req, fi, OpenReply(handle: try fs.opendir(ctx, ino: ino, flags: fi?.pointee.flags ?? 0)))
             }
         }
         ops.readdir = { req, ino, size, offset, fi in FuseServer.server(req).readdir(req, ino, size, offset, fi, plus: false) }
         ops.readdirplus = { req, ino, size, offset, fi in FuseServer.server(req).readdir(req, ino, size, offset, fi, plus: true) }
         ops.releasedir = { req, ino, fi in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .releasedir) { fs, ctx in
                 try fs.releasedir(ctx, ino: ino, handle: fi?.pointee.fh ?? 0)
                 fuse_reply_err(req, 0)
             }
         }
         ops.fsyncdir = { req, ino, dataOnly, fi in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .fsyncdir) { fs, ctx in
                 try fs.fsyncdir(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, dataOnly: dataOnly != 0)
                 fuse_reply_err(req, 0)
             }
         }
         ops.statfs = { req, ino in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .statfs) { fs, ctx in
                 var v = Convert.statvfs(try fs.statfs(ctx, ino: ino))
                 fuse_reply_statfs(req, &v)
             }
         }
         ops.access = { req, ino, mask in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .access) { fs, ctx in
                 try fs.access(ctx, ino: ino, mask: mask)
                 fuse_reply_err(req, 0)
             }
         }
         ops.create = { req, parent, name, mode, fi in
             let s = FuseServer.server(req)
-            s.handle(req) { fs, ctx in
+            s.handle(req, .create) { fs, ctx in
                 let (entry, open) = try fs.create(ctx, parent: parent, name: Convert.name(name), mode: mode,
                                                   flags: fi?.pointee.flags ?? 0)
                 var p = Convert.entry(entry, timeout: s.timeout)
@@ -172,7 +174,7 @@ extension FuseServer {
             }
         }
         ops.getxattr = { req, ino, name, size in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .getxattr) { fs, ctx in
                 let value = try fs.getxattr(ctx, ino: ino, name: Convert.name(name))
                 if size == 0 { fuse_reply_xattr(req, value.count); return }
                 guard value.count <= size else { throw Errno.ERANGE }
@@ -180,7 +182,7 @@ extension FuseServer {
             }
         }
         ops.listxattr = { req, ino, size in
-            FuseServer.server(req).handle(req) { fs, ctx in
+            FuseServer.server(req).handle(req, .listxattr) { fs, ctx in
                 let names = try fs.listxattr(ctx, ino: ino).flatMap { $0.bytes + [0] }
                 if size == 0 { fuse_reply_xattr(req, names.count); return }
                 guard names.count <= size else { throw Errno.ERANGE }
@@ -193,7 +195,7 @@ extension FuseServer {
     /// readdir and readdirplus: entries packed into one reply buffer.
     func readdir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ offset: off_t,
                  _ fi: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) {
-        handle(req) { fs, ctx in
+        handle(req, plus ? .readdirplus : .readdir) { fs, ctx in
             let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
             defer { buffer.deallocate() }
             var used = 0
