@@ -15,6 +15,7 @@ public enum ModuleLoadError: Error, Equatable, CustomStringConvertible {
     case notAModule(String)
     case abiMismatch(String, found: UInt32, expected: UInt32)
     case wrongFileSystem(String, found: String, expected: String)
+    case untrusted(String, String)
 
     public var description: String {
         switch self {
@@ -25,6 +26,7 @@ public enum ModuleLoadError: Error, Equatable, CustomStringConvertible {
             "\(path): built for Bento SDK ABI \(found), this host speaks ABI \(expected)"
         case .wrongFileSystem(let path, let found, let expected):
             "\(path): serves file system \"\(found)\", not \"\(expected)\""
+        case .untrusted(let path, let why): "\(path): refused, untrusted: \(why)"
         }
     }
 }
@@ -38,6 +40,7 @@ public enum ModuleLoader {
     public static func load(path: String, fileSystem: String? = nil) throws(ModuleLoadError) -> LoadedModule {
         var st = stat()
         guard stat(path, &st) == 0 else { throw .missing(path) }
+        if let why = untrustedReason(path) { throw .untrusted(path, why) }
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
             throw .notLoadable(path, dlerror().map { String(cString: $0) } ?? "unknown dlopen error")
         }
@@ -54,5 +57,35 @@ public enum ModuleLoader {
             throw .wrongFileSystem(path, found: module.descriptor.fileSystem, expected: expected)
         }
         return LoadedModule(path: path, module: module)
+    }
+
+    /// Why code at `path` could have been put there by someone other than
+    /// root, if it could: the file must be a regular file owned by root and
+    /// writable by nobody else, and so must every directory above it (a
+    /// sticky directory such as /tmp is fine: others cannot replace root's
+    /// entries in it).
+    static func untrustedReason(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return "cannot resolve the path" }
+        var current = String(cString: resolved)
+        free(resolved)
+        var st = stat()
+        guard stat(current, &st) == 0 else { return "cannot stat it" }
+        guard st.st_mode & S_IFMT == S_IFREG else { return "not a regular file" }
+        guard st.st_uid == 0 else { return "owned by uid \(st.st_uid), not root" }
+        guard st.st_mode & 0o022 == 0 else { return "writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8)))" }
+        while current != "/" {
+            current = parent(of: current)
+            guard stat(current, &st) == 0 else { return "cannot stat \(current)" }
+            guard st.st_uid == 0 else { return "directory \(current) is owned by uid \(st.st_uid), not root" }
+            if st.st_mode & 0o022 != 0 && st.st_mode & UInt32(S_ISVTX) == 0 {
+                return "directory \(current) is writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+            }
+        }
+        return nil
+    }
+
+    private static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
     }
 }

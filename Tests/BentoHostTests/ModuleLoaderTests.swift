@@ -87,6 +87,43 @@ import Testing
         #expect(refusal(Self.modulePath, "ext4")?.description.contains(Self.modulePath) == true)
     }
 
+    @Test func refusesModulesOthersCouldHaveChanged() throws {
+        let dir = scratch("trust")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        let copy = dir + "/xv6fs-copy.so"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: Self.modulePath, toPath: copy)
+        chmod(copy, 0o644)
+        func reason() -> String? {
+            do { _ = try ModuleLoader.load(path: copy); return nil } catch {
+                guard case .untrusted(copy, let why) = error else { return "other refusal: \(error)" }
+                return why
+            }
+        }
+        chmod(copy, 0o664)
+        #expect(reason()?.contains("writable by group or others") == true)
+        chmod(copy, 0o646)
+        #expect(reason()?.contains("writable by group or others") == true)
+        chmod(copy, 0o644)
+        chown(copy, 1000, 1000)
+        #expect(reason()?.contains("owned by uid 1000") == true)
+        chown(copy, 0, 0)
+        chmod(dir, 0o777)
+        #expect(reason()?.contains("directory \(dir) is writable") == true)
+        chmod(dir, 0o755)
+        chown(dir, 1000, 0)
+        #expect(reason()?.contains("directory \(dir) is owned by uid 1000") == true)
+        chown(dir, 0, 0)
+        // Through a symlink, the target is what is checked.
+        let link = dir + "/link.so"
+        try? FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: copy)
+        chmod(copy, 0o666)
+        #expect((try? ModuleLoader.load(path: link)) == nil)
+        chmod(copy, 0o644)
+    }
+
     /// Module files whose entry record is wrong, built from C for the test.
     @Test(arguments: [("0x444F4D4F544E4542ULL", "999", "abi"), ("0x1234ULL", "1", "magic")])
     func refusesBadEntryRecords(magic: String, abi: String, name: String) throws {

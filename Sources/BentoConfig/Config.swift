@@ -1,1 +1,0 @@
-// Placeholder: the config file parser.
