@@ -12,7 +12,7 @@ XV6FS_VERSION := 1.0.0
 PRODUCTS := bento-upgraded XV6Module mkfs.xv6 fsck.xv6
 BIN       = .build/$(CONFIG)
 # Debian packages the build and the tests use (checked by `make deps`).
-DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 git
+DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 

@@ -23,6 +23,8 @@ let package = Package(
     targets: [
         // libfuse3's low-level API (Debian: libfuse3-dev).
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        // libsystemd: journal and sd_notify (Debian: libsystemd-dev).
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // The userspace half of the kernel shim: mount, request loop, gate.
         .target(name: "BentoFUSE", dependencies: [
             "CFuse3",
@@ -31,7 +33,7 @@ let package = Package(
         ]),
         .testTarget(name: "BentoFUSETests", dependencies: ["BentoFUSE"]),
         .executableTarget(name: "BentoUpgraded", dependencies: [
-            "BentoFUSE", "BentoHost",
+            "BentoFUSE", "BentoHost", "CSystemd",
             .product(name: "BentoKit", package: "BentoKit"),
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

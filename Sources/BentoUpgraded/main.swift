@@ -21,7 +21,10 @@ struct BentoUpgraded: ParsableCommand {
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
 
     func run() throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let journal = JournalLogHandler.journalIsThere
+        LoggingSystem.bootstrap { label -> any LogHandler in
+            journal ? JournalLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+        }
         let log = Logger(label: "bento-upgraded")
         do {
             try serve(log)
