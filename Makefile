@@ -9,10 +9,10 @@ MOUNTPOINT ?= /mnt/bento
 XV6FS_VERSION := 1.0.0
 
 # What the root package builds: the module file and the tools.
-PRODUCTS := bento-upgraded XV6Module mkfs.xv6 fsck.xv6
+PRODUCTS := bento-upgraded bentoctl XV6Module mkfs.xv6 fsck.xv6
 BIN       = .build/$(CONFIG)
 # Debian packages the build and the tests use (checked by `make deps`).
-DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git
+DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git patchelf
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
@@ -38,16 +38,28 @@ test: deps
 	$(SWIFT) test
 	Tests/tools/mkfs-fsck.sh .build/debug
 	Tests/mount/posix.sh .build/debug
+	Tests/install/install.sh
 
 bench: deps
 	$(SWIFT) run -c release --package-path kmod/xv6fs xv6-bench --markdown > Docs/benchmarks-inprocess.md
 	@cat Docs/benchmarks-inprocess.md
 
+# Installs the programs, the module files and the Swift runtime libraries
+# they need (under lib/bento), so a host without the toolchain runs them.
+LIBDIR = $(DESTDIR)$(PREFIX)/lib/bento
+PROGRAMS = $(BIN)/bento-upgraded $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(BIN)/bentoctl
 install: build
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/bento/modules
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(LIBDIR)/modules
 	install -m 0755 $(BIN)/bento-upgraded $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(DESTDIR)$(PREFIX)/sbin/
-	install -m 0644 $(BIN)/libBentoKit.so $(DESTDIR)$(PREFIX)/lib/bento/modules/
-	install -m 0644 $(BIN)/libXV6Module.so $(DESTDIR)$(PREFIX)/lib/bento/modules/xv6fs-$(XV6FS_VERSION).so
+	install -m 0755 $(BIN)/bentoctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(BIN)/libBentoKit.so $(LIBDIR)/
+	install -m 0644 $(BIN)/libXV6Module.so $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so
+	ldd $(PROGRAMS) $(BIN)/libXV6Module.so | awk '$$3 ~ "^/opt/swift/" { print $$3 }' | sort -u \
+		| xargs -r -I{} install -m 0644 {} $(LIBDIR)/
+	cd $(DESTDIR)$(PREFIX) && for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl; do \
+		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
+	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so
+	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
 
 # The main job: serve the default image in the foreground until Ctrl-C.
 run: build $(IMAGE)
