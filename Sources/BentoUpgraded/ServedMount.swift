@@ -1,0 +1,131 @@
+@_spi(Host) import BentoKit
+import BentoFUSE
+import BentoHost
+import BentoServices
+import Glibc
+import Logging
+
+/// One mount the daemon serves: the image, the module instance on it, and
+/// the FUSE session with its request loop on a thread of its own.
+final class ServedMount: @unchecked Sendable {
+    struct Settings: Sendable {
+        var image: String
+        var mountpoint: String
+        var module: String
+        var threads = 16
+        var cacheMiB = 256
+        var allowOther = false
+    }
+
+    let settings: Settings
+    let loaded: LoadedModule
+    let server: FuseServer
+    private let fd: Int32
+    private let log: Logger
+    private let finished = Semaphore()
+    /// Called on the loop thread once the loop has ended and the file
+    /// system is flushed.
+    var onFinish: (@Sendable () -> Void)?
+
+    /// Loads the module, mounts the image with it, and mounts it through
+    /// FUSE; throws a message naming what went wrong.
+    init(_ settings: Settings, log: Logger) throws {
+        var log = log
+        log[metadataKey: "mount"] = "\(settings.mountpoint)"
+        self.settings = settings
+        self.log = log
+        loaded = try ModuleLoader.load(path: settings.module)
+        let descriptor = loaded.descriptor
+        let device: FileBlockDevice
+        do { device = try FileBlockDevice(path: settings.image) } catch { throw Failure("\(error)") }
+        let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
+        let superBlock = SuperBlock(cache: cache) { [log] message in log.info("\(message)") }
+        let fileSystem: any FileSystem
+        do {
+            fileSystem = try loaded.module.mount(superBlock)
+        } catch {
+            let errno = error as? Errno
+            throw Failure("\(settings.image): \(descriptor.fileSystem) \(descriptor.version) cannot mount it: "
+                          + "\(errno.map { "\($0)" } ?? "\(error)")" + (errno == .EUCLEAN ? " (run fsck)" : ""))
+        }
+        fd = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: descriptor.fileSystem,
+                                 allowOther: settings.allowOther)
+        server = FuseServer(fileSystem: fileSystem)
+        do { try server.attach(fd: fd) } catch {
+            FuseMount.unmount(settings.mountpoint)
+            close(fd)
+            throw error
+        }
+    }
+
+    /// Starts the request loop, and a commit every few seconds so that an
+    /// idle file system does not keep changes only in memory.
+    func start() {
+        log.info("serving \(settings.image) at \(settings.mountpoint) with \(loaded.descriptor.fileSystem) \(loaded.descriptor.version)",
+                 metadata: ["module": "\(loaded.path)"])
+        Thread.start { [self] in
+            _ = server.run(maxThreads: settings.threads)
+            server.gate.pass {
+                do { try server.fileSystem.destroy() } catch { log.error("flushing on unmount failed: \(error)") }
+            }
+            server.destroySession()
+            close(fd)
+            log.info("unmounted \(settings.mountpoint)")
+            finished.signal()
+            onFinish?()
+        }
+        Thread.start { [self] in
+            while !finished.wait(seconds: 5) {
+                server.gate.pass { try? server.fileSystem.sync() }
+            }
+        }
+    }
+
+    /// Unmounts and waits until the loop has ended and everything is flushed.
+    func stop() {
+        server.stop()
+        FuseMount.unmount(settings.mountpoint)
+        finished.wait()
+        finished.signal()  // leave it signalled for anyone else waiting
+    }
+}
+
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A counting semaphore with a timed wait.
+final class Semaphore: @unchecked Sendable {
+    private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+    init() { sem_init(semaphore, 0, 0) }
+    deinit { sem_destroy(semaphore); semaphore.deallocate() }
+    func signal() { sem_post(semaphore) }
+    func wait() { while sem_wait(semaphore) != 0 && errno == EINTR {} }
+    /// Returns true when signalled within `seconds`.
+    func wait(seconds: Int) -> Bool {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        deadline.tv_sec += seconds
+        while sem_timedwait(semaphore, &deadline) != 0 {
+            if errno != EINTR { return false }
+        }
+        sem_post(semaphore)  // keep it signalled: the loop has ended for good
+        return true
+    }
+}
+
+/// A detached pthread running `body`.
+enum Thread {
+    static func start(_ body: @escaping @Sendable () -> Void) {
+        final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+        var thread = pthread_t()
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        pthread_create(&thread, nil, { arg in
+            let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+        pthread_detach(thread)
+    }
+}
