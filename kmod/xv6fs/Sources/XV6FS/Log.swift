@@ -16,6 +16,8 @@ import XV6Layout
 /// start of the next commit, before the log area is reused.
 final class WriteAheadLog {
     let cache: any BufferCache
+    /// The cache's device, fetched once: commit writes to it for every block.
+    let device: any BlockDevice
     let headerBlock: UInt64
     let capacity: Int
     /// The most blocks one operation may record: a metadata operation needs
@@ -34,6 +36,7 @@ final class WriteAheadLog {
 
     init(cache: any BufferCache, superblock: Superblock) {
         self.cache = cache
+        device = cache.device
         headerBlock = UInt64(superblock.logStart)
         capacity = Int(superblock.logBlocks)
         operationBudget = min(128, capacity / 2)
@@ -42,7 +45,6 @@ final class WriteAheadLog {
 
     deinit { scratch.deallocate() }
 
-    var device: any BlockDevice { cache.device }
     var isEmpty: Bool { blocks.isEmpty }
 
     /// Starts an operation: commits first if it might not fit.
