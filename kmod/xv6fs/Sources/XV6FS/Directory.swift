@@ -9,7 +9,14 @@ final class DirectoryIndex {
         /// Byte position of the record in the directory.
         var position: UInt64
     }
-    var entries: [[UInt8]: Slot] = [:]
+    /// A name as a key: hashed as one run of bytes, where `[UInt8]` would
+    /// feed the hasher a byte at a time.
+    struct Name: Hashable {
+        var bytes: [UInt8]
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
+    var entries: [Name: Slot] = [:]
     /// Per directory block: the largest record that would fit in it now.
     var room: [Int] = []
     /// The block an insert tries first.
@@ -49,6 +56,16 @@ extension Volume {
         }
     }
 
+    /// Writes a record for `name` at `offset`, `length` bytes long. Only its
+    /// header and name are written: the rest is free space, whose bytes do
+    /// not matter (DirectoryRecord.write would clear them one at a time).
+    private static func writeRecord(_ data: UnsafeMutableRawBufferPointer, at offset: Int, length: Int,
+                                    ino: UInt32, name: [UInt8], type: UInt8) {
+        DirectoryRecord.write(data, at: offset, ino: ino, recordLength: DirectoryRecord.length(nameLength: name.count),
+                              name: name, type: type)
+        data.set(offset + 4, UInt16(length))
+    }
+
     /// Largest record that fits in a block, from its records.
     private static func room(_ data: UnsafeRawBufferPointer) throws -> Int {
         var best = 0
@@ -74,19 +91,19 @@ extension Volume {
                     guard r.ino != 0 else { return true }
                     guard r.ino >= Layout.rootInode, r.ino < sb.inodeCount else { throw Errno.EUCLEAN }
                     let name = Array(data[(offset + DirectoryRecord.headerSize)..<(offset + DirectoryRecord.headerSize + r.nameLength)])
-                    index.entries[name] = .init(ino: r.ino, position: UInt64(n) * UInt64(Layout.blockSize) + UInt64(offset))
+                    index.entries[.init(name)] = .init(ino: r.ino, position: UInt64(n) * UInt64(Layout.blockSize) + UInt64(offset))
                     return true
                 }
                 index.room.append(try Self.room(data))
             }
         }
-        guard index.entries[Self.dot] != nil, index.entries[Self.dotDot] != nil else { throw Errno.EUCLEAN }
+        guard index.entries[.init(Self.dot)] != nil, index.entries[.init(Self.dotDot)] != nil else { throw Errno.EUCLEAN }
         dir.directory = index
         return index
     }
 
     func lookup(_ dir: Inode, _ name: [UInt8]) throws -> UInt32? {
-        try index(dir).entries[name]?.ino
+        try index(dir).entries[.init(name)]?.ino
     }
 
     /// Adds an entry; the name must not exist yet. Grows the directory by a
@@ -107,63 +124,75 @@ extension Volume {
         let block = try directoryBlock(dir, n)
         let type = DirectoryRecord.typeByte(mode: mode)
         let (offset, room) = try cache.withMutableBlock(UInt64(block)) { data -> (Int, Int) in
+            // One pass: the entry goes into the first record with room for
+            // it, and the block's room afterwards is the largest free space.
             var placed = -1
+            var room = 0
             try Self.walk(UnsafeRawBufferPointer(data)) { offset, r in
                 let used = r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength)
-                guard r.recordLength - used >= needed else { return true }
-                if r.ino == 0 {
-                    DirectoryRecord.write(data, at: offset, ino: ino, recordLength: r.recordLength, name: name, type: type)
-                    placed = offset
-                } else {
-                    data.set(offset + 4, UInt16(used))
-                    DirectoryRecord.write(data, at: offset + used, ino: ino, recordLength: r.recordLength - used,
-                                          name: name, type: type)
+                var free = r.recordLength - used
+                if placed < 0 && free >= needed {
+                    if r.ino != 0 { data.set(offset + 4, UInt16(used)) }
                     placed = offset + used
+                    Self.writeRecord(data, at: placed, length: free, ino: ino, name: name, type: type)
+                    free -= needed
                 }
-                return false
+                room = max(room, free)
+                return true
             }
             guard placed >= 0 else { throw Errno.EUCLEAN }  // the room table was wrong
-            return (placed, try Self.room(UnsafeRawBufferPointer(data)))
+            return (placed, room)
         }
         log.record(UInt64(block))
         index.room[n] = room
         index.roomHint = n
-        index.entries[name] = .init(ino: ino, position: UInt64(n) * UInt64(Layout.blockSize) + UInt64(offset))
+        index.entries[.init(name)] = .init(ino: ino, position: UInt64(n) * UInt64(Layout.blockSize) + UInt64(offset))
     }
 
     /// Removes an entry: its space joins the record before it.
     func removeEntry(_ dir: Inode, _ name: [UInt8]) throws {
         let index = try index(dir)
-        guard let slot = index.entries[name] else { throw Errno.ENOENT }
+        guard let slot = index.entries[.init(name)] else { throw Errno.ENOENT }
         let n = Int(slot.position / UInt64(Layout.blockSize))
         let target = Int(slot.position % UInt64(Layout.blockSize))
         let block = try directoryBlock(dir, n)
         let room = try cache.withMutableBlock(UInt64(block)) { data -> Int in
+            // One pass: remove the record and find the block's largest free
+            // space afterwards.
             var previous = -1
+            var previousFree = 0
             var found = false
+            var room = 0
             try Self.walk(UnsafeRawBufferPointer(data)) { offset, r in
-                guard offset == target else { previous = offset; return offset < target }
-                if previous >= 0 {
-                    data.set(previous + 4, UInt16(Int(data.u16(previous + 4)) + r.recordLength))
-                } else {
-                    data.set(offset, UInt32(0))
+                var free = r.recordLength - (r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength))
+                if offset == target {
+                    if previous >= 0 {
+                        data.set(previous + 4, UInt16(Int(data.u16(previous + 4)) + r.recordLength))
+                        free = previousFree + r.recordLength
+                    } else {
+                        data.set(offset, UInt32(0))
+                        free = r.recordLength
+                    }
+                    found = true
                 }
-                found = true
-                return false
+                room = max(room, free)
+                previous = offset
+                previousFree = free
+                return true
             }
             guard found else { throw Errno.EUCLEAN }
-            return try Self.room(UnsafeRawBufferPointer(data))
+            return room
         }
         log.record(UInt64(block))
         index.room[n] = room
         if room >= DirectoryRecord.length(nameLength: Layout.maxNameLength) { index.roomHint = n }
-        index.entries[name] = nil
+        index.entries[.init(name)] = nil
     }
 
     /// Points an existing entry at another inode (rename over a name, "..").
     func replaceEntry(_ dir: Inode, _ name: [UInt8], ino: UInt32, mode: UInt32) throws {
         let index = try index(dir)
-        guard let slot = index.entries[name] else { throw Errno.ENOENT }
+        guard let slot = index.entries[.init(name)] else { throw Errno.ENOENT }
         let block = try directoryBlock(dir, Int(slot.position / UInt64(Layout.blockSize)))
         let offset = Int(slot.position % UInt64(Layout.blockSize))
         try cache.withMutableBlock(UInt64(block)) { data in
@@ -171,7 +200,7 @@ extension Volume {
             data[offset + 7] = DirectoryRecord.typeByte(mode: mode)
         }
         log.record(UInt64(block))
-        index.entries[name] = .init(ino: ino, position: slot.position)
+        index.entries[.init(name)] = .init(ino: ino, position: slot.position)
     }
 
     /// A new directory's first block: "." and "..".
@@ -181,13 +210,13 @@ extension Volume {
         try cache.withMutableBlock(UInt64(block), fill: .zero) { data in
             DirectoryRecord.initializeEmpty(data)
             DirectoryRecord.write(data, at: 0, ino: dir.ino, recordLength: 12, name: Self.dot, type: type)
-            DirectoryRecord.write(data, at: 12, ino: parent, recordLength: Layout.blockSize - 12, name: Self.dotDot, type: type)
+            Self.writeRecord(data, at: 12, length: Layout.blockSize - 12, ino: parent, name: Self.dotDot, type: type)
         }
         log.record(UInt64(block))
         dir.disk.size = UInt64(Layout.blockSize)
         let index = DirectoryIndex()
-        index.entries[Self.dot] = .init(ino: dir.ino, position: 0)
-        index.entries[Self.dotDot] = .init(ino: parent, position: 12)
+        index.entries[.init(Self.dot)] = .init(ino: dir.ino, position: 0)
+        index.entries[.init(Self.dotDot)] = .init(ino: parent, position: 12)
         index.room = [try cache.withBlock(UInt64(block)) { try Self.room($0) }]
         dir.directory = index
     }
