@@ -1,0 +1,102 @@
+// The daemon's config file: which mounts bento-upgraded serves.
+//
+// `/etc/bento/bento.toml` (or `bento-upgraded --config FILE`) is TOML:
+//
+// ```toml
+// # optional daemon settings
+// control_socket = "/run/bento/control.sock"
+// state_dir = "/var/lib/bento"
+//
+// [[mount]]
+// image = "/var/lib/bento/xv6.img"
+// mountpoint = "/mnt/xv6"
+// module = "/usr/local/lib/bento/modules/xv6fs-1.0.0.so"
+// threads = 16
+// cache_mib = 256
+// allow_other = false
+// ```
+//
+// Top level, all optional:
+//   control_socket  absolute path of the control socket (bentoctl talks to it)
+//   state_dir       absolute path of the state directory (upgrade journal)
+//
+// One `[[mount]]` table per file system to serve; at least one:
+//   name         optional label, for logs and bentoctl output
+//   image        absolute path of the image file or block device ...
+//   device       ... or the same under this name; exactly one of the two
+//   mountpoint   absolute path; no two mounts may share one
+//   module       absolute path of the module file (xv6fs-<version>.so)
+//   threads      FUSE worker threads, 1...256, default 16
+//   cache_mib    buffer cache size in MiB, 1...65536, default 256
+//   allow_other  let users other than root use the mount, default false
+//
+// Everything is checked before anything is mounted: any problem (bad TOML,
+// an unknown key, a wrong type, a missing key, a value out of range, a
+// relative path, a mountpoint, image or name used twice, no mounts at all)
+// is a `ConfigError` naming the file, the line and the field. Whether the
+// files exist is not checked here: the daemon finds that out when it mounts.
+
+/// What the daemon serves, as read from the config file.
+public struct BentoConfiguration: Equatable, Sendable {
+    /// Where the daemon looks when `--config` is not given.
+    public static let defaultPath = "/etc/bento/bento.toml"
+
+    public var mounts: [MountConfiguration]
+    /// `control_socket`; nil: the daemon's default.
+    public var controlSocket: String?
+    /// `state_dir`; nil: the daemon's default.
+    public var stateDirectory: String?
+
+    public init(mounts: [MountConfiguration], controlSocket: String? = nil, stateDirectory: String? = nil) {
+        self.mounts = mounts
+        self.controlSocket = controlSocket
+        self.stateDirectory = stateDirectory
+    }
+
+    /// Reads and checks the config file at `path`.
+    public static func load(path: String) throws(ConfigError) -> BentoConfiguration {
+        let text = try readConfigFile(path)
+        return try parse(text, source: path)
+    }
+
+    /// Checks config text; `source` names it in errors (usually its path).
+    public static func parse(_ text: String, source: String) throws(ConfigError) -> BentoConfiguration {
+        try Checker(text: text, source: source).configuration()
+    }
+}
+
+/// One `[[mount]]` table: a file system image served by a module at a mountpoint.
+public struct MountConfiguration: Equatable, Sendable {
+    public static let defaultThreads = 16
+    public static let threadsRange = 1...256
+    public static let defaultCacheMiB = 256
+    public static let cacheMiBRange = 1...65536
+
+    /// Optional label.
+    public var name: String?
+    /// An image file or a block device (key `image` or `device`).
+    public var image: String
+    public var mountpoint: String
+    /// Path of the module file.
+    public var module: String
+    public var threads: Int
+    /// Key `cache_mib`.
+    public var cacheMiB: Int
+    /// Key `allow_other`.
+    public var allowOther: Bool
+
+    public init(
+        name: String? = nil, image: String, mountpoint: String, module: String,
+        threads: Int = MountConfiguration.defaultThreads,
+        cacheMiB: Int = MountConfiguration.defaultCacheMiB,
+        allowOther: Bool = false
+    ) {
+        self.name = name
+        self.image = image
+        self.mountpoint = mountpoint
+        self.module = module
+        self.threads = threads
+        self.cacheMiB = cacheMiB
+        self.allowOther = allowOther
+    }
+}
