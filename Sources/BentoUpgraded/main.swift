@@ -1,4 +1,5 @@
 import ArgumentParser
+import BentoConfig
 import Glibc
 import Logging
 
@@ -9,12 +10,12 @@ struct BentoUpgraded: ParsableCommand {
         abstract: "Serve Bento file system modules through FUSE.",
         discussion: "Serves the mounts in the config file, or the one mount given with --image, --mountpoint and --module.")
 
-    @Option(help: "The config file.") var config = "/etc/bento/bento.toml"
+    @Option(help: "The config file.") var config = BentoConfiguration.defaultPath
     @Option(help: "The image file or block device of a single mount (instead of the config file).") var image: String?
     @Option(help: "Where to mount it.") var mountpoint: String?
     @Option(help: "The module file (xv6fs-<version>.so).") var module: String?
-    @Option(help: "Most request threads per mount.") var threads = 16
-    @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = 256
+    @Option(help: "Most request threads per mount.") var threads = MountConfiguration.defaultThreads
+    @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
 
     func validate() throws {
@@ -38,12 +39,19 @@ struct BentoUpgraded: ParsableCommand {
         }
     }
 
+    /// The mounts to serve: the one on the command line, or the config
+    /// file's, checked whole before anything is mounted.
     func mountSettings() throws -> [ServedMount.Settings] {
         if let image, let mountpoint, let module {
+            guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
+            guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
             return [ServedMount.Settings(image: image, mountpoint: mountpoint, module: module, threads: threads,
                                          cacheMiB: cacheMib, allowOther: allowOther)]
         }
-        throw Failure("\(config): config files are not read yet; use --image, --mountpoint and --module")
+        return try BentoConfiguration.load(path: config).mounts.map {
+            ServedMount.Settings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
+                                 cacheMiB: $0.cacheMiB, allowOther: $0.allowOther)
+        }
     }
 }
 
