@@ -155,7 +155,7 @@ final class Bench {
             return Double(created.count) / elapsed
         }
 
-        try workload("getattr", unit: "ops/s", goal: 300_000) { _ in
+        try workload("stat: getattr", unit: "ops/s", goal: 300_000) { _ in
             let elapsed = try timed {
                 for ino in allFiles { _ = try fs.getattr(ctx, ino: ino) }
             }
@@ -164,7 +164,7 @@ final class Bench {
 
         // The kernel forgets entries long after it looked them up: the
         // forgets run after the timed loop.
-        try workload("lookup", unit: "ops/s", goal: 300_000) { _ in
+        try workload("stat: lookup", unit: "ops/s", goal: 300_000) { _ in
             var found: [InodeNumber] = []
             found.reserveCapacity(allFiles.count)
             let elapsed = try timed {
@@ -256,17 +256,21 @@ do {
     try bench.fs.destroy()
     let files = format(Double(directories * filesPerDirectory))
     if markdown {
-        print("xv6fs core in process: \((deviceBlocks * 4096) >> 30) GiB RAM device, buffer cache of up to "
-              + "\((cacheBlocks * 4096) >> 30) GiB, one thread, release build. Median of \(repeats) rounds after "
-              + "a warm-up round. create and unlink: \(files) files per round in \(directories) directories; "
-              + "getattr and lookup: over all \(format(Double(bench.allFiles.count))) files; "
-              + "sequential: a 1 GiB file. MB = 10^6 bytes.\n")
+        print("# In-process benchmark of the xv6fs core\n")
+        print("Written by `xv6-bench --markdown`. The file system runs in the benchmark's process on a "
+              + "\((deviceBlocks * 4096) >> 30) GiB RAM device with a buffer cache of up to "
+              + "\((cacheBlocks * 4096) >> 30) GiB, on one thread, release build. Each row is the median of "
+              + "\(repeats) timed rounds after a warm-up round. create and unlink: \(files) files per round in "
+              + "\(directories) directories; getattr and lookup: over all "
+              + "\(format(Double(bench.allFiles.count))) files (lookups forgotten after each round); "
+              + "sequential: a 1 GiB file, the writes ending with fsync. MB = 10^6 bytes.\n")
     } else {
         print("xv6fs core: \((deviceBlocks * 4096) >> 30) GiB RAM device, one thread, "
               + "median of \(repeats) rounds after a warm-up\n")
     }
     printTable(bench.rows)
 } catch {
-    print("xv6-bench: \(error)")
+    let message = "xv6-bench: \(error)\n"
+    _ = message.withCString { write(2, $0, strlen($0)) }
     exit(1)
 }
