@@ -1,1 +1,249 @@
-// Placeholder: the control protocol.
+import Foundation
+
+/// The control socket's protocol (Docs/control-protocol.md): one JSON object
+/// per line, one request then one reply on the same connection, root only.
+public enum ControlProtocol {
+    /// Where bento-upgraded listens unless told otherwise (`--control-socket`).
+    public static let defaultSocketPath = "/run/bento/control.sock"
+    /// The longest request line the daemon reads, not counting the newline.
+    public static let maxRequestBytes = 64 * 1024
+}
+
+/// A request line with the reason it cannot be served, worded for a person.
+public struct ControlProtocolError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// `{"command": "status"}`, `{"command": "upgrade", "mountpoint": ..., "module": ...}`,
+/// `{"command": "rollback", "mountpoint": ...}`, `{"command": "history"[, "mountpoint": ...]}`.
+public struct ControlRequest: Codable, Equatable, Sendable {
+    public enum Command: String, Codable, CaseIterable, Sendable {
+        case status, upgrade, rollback, history
+    }
+
+    public var command: Command
+    /// upgrade, rollback: the mount to act on; history: only this mount's entries.
+    public var mountpoint: String?
+    /// upgrade: the new module file (an absolute path; the daemon's working
+    /// directory is not the caller's).
+    public var module: String?
+
+    public init(command: Command, mountpoint: String? = nil, module: String? = nil) {
+        self.command = command
+        self.mountpoint = mountpoint
+        self.module = module
+    }
+
+    public static let status = ControlRequest(command: .status)
+    public static func upgrade(mountpoint: String, module: String) -> ControlRequest {
+        ControlRequest(command: .upgrade, mountpoint: mountpoint, module: module)
+    }
+    public static func rollback(mountpoint: String) -> ControlRequest {
+        ControlRequest(command: .rollback, mountpoint: mountpoint)
+    }
+    public static func history(mountpoint: String? = nil) -> ControlRequest {
+        ControlRequest(command: .history, mountpoint: mountpoint)
+    }
+
+    private enum CodingKeys: String, CodingKey { case command, mountpoint, module }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        guard let name = try container.decodeIfPresent(String.self, forKey: .command) else {
+            throw ControlProtocolError("malformed request: no \"command\" (try {\"command\": \"status\"})")
+        }
+        guard let command = Command(rawValue: name) else {
+            let known = Command.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ControlProtocolError("unknown command \"\(name)\" (known: \(known))")
+        }
+        self.command = command
+        mountpoint = try container.decodeIfPresent(String.self, forKey: .mountpoint)
+        module = try container.decodeIfPresent(String.self, forKey: .module)
+    }
+
+    /// Decodes one request line (without its newline) and checks that the
+    /// command has the fields it needs. Unknown fields are ignored.
+    public static func decode(line: some Collection<UInt8>) throws(ControlProtocolError) -> ControlRequest {
+        let request: ControlRequest
+        do {
+            request = try JSONDecoder().decode(ControlRequest.self, from: Data(line))
+        } catch let error as ControlProtocolError {
+            throw error
+        } catch let error as DecodingError {
+            throw ControlProtocolError("malformed request: \(describe(error))")
+        } catch {
+            throw ControlProtocolError("malformed request: \(error)")
+        }
+        func present(_ value: String?) -> Bool { !(value ?? "").isEmpty }
+        switch request.command {
+        case .status, .history:
+            break
+        case .upgrade:
+            guard present(request.mountpoint), present(request.module) else {
+                throw ControlProtocolError("upgrade needs \"mountpoint\" and \"module\"")
+            }
+        case .rollback:
+            guard present(request.mountpoint) else {
+                throw ControlProtocolError("rollback needs \"mountpoint\"")
+            }
+        }
+        return request
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func field(_ path: [any CodingKey]) -> String {
+            path.isEmpty ? "the request" : "\"" + path.map(\.stringValue).joined(separator: ".") + "\""
+        }
+        switch error {
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            return "not valid JSON (send one JSON object per line, e.g. {\"command\": \"status\"})"
+        case .dataCorrupted(let context):
+            return "\(field(context.codingPath)) is not valid: \(context.debugDescription)"
+        case .typeMismatch(let type, let context):
+            if context.codingPath.isEmpty { return "expected a JSON object such as {\"command\": \"status\"}" }
+            return "\(field(context.codingPath)) must be \(type == String.self ? "a string" : "\(type)")"
+        case .valueNotFound(_, let context):
+            return "\(field(context.codingPath)) must not be null"
+        case .keyNotFound(let key, _):
+            return "no \"\(key.stringValue)\""
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+/// `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. Each command's
+/// payload is one key: status `mounts`, upgrade and rollback `upgrade`,
+/// history `history`. Absent fields are left out of the JSON.
+public struct ControlReply: Codable, Equatable, Sendable {
+    public var ok: Bool
+    public var error: String?
+    /// status
+    public var mounts: [MountStatus]?
+    /// upgrade, rollback (also when they did not succeed, if they got far enough to say why)
+    public var upgrade: UpgradeReport?
+    /// history, oldest first
+    public var history: [UpgradeReport]?
+
+    public init(ok: Bool, error: String? = nil, mounts: [MountStatus]? = nil,
+                upgrade: UpgradeReport? = nil, history: [UpgradeReport]? = nil) {
+        self.ok = ok
+        self.error = error
+        self.mounts = mounts
+        self.upgrade = upgrade
+        self.history = history
+    }
+
+    public static func failure(_ message: String) -> ControlReply { ControlReply(ok: false, error: message) }
+    public static func status(_ mounts: [MountStatus]) -> ControlReply { ControlReply(ok: true, mounts: mounts) }
+    /// What a daemon answers for a command it does not implement yet.
+    public static func notSupportedYet(_ command: ControlRequest.Command) -> ControlReply {
+        .failure("\(command.rawValue) is not supported yet by this bento-upgraded")
+    }
+}
+
+/// The object `bentoctl status --json` prints: `{"mounts": [...]}`.
+public struct StatusReport: Codable, Equatable, Sendable {
+    public var mounts: [MountStatus]
+    public init(mounts: [MountStatus]) { self.mounts = mounts }
+}
+
+/// One mount as the daemon serves it.
+public struct MountStatus: Codable, Equatable, Sendable {
+    public var mountpoint: String
+    /// The image file or block device.
+    public var image: String
+    public var module: ModuleInfo
+    /// "serving"; also "upgrading" while an upgrade holds the gate, "stopping" on the way out.
+    public var state: String
+    public var uptimeSeconds: Double
+    /// FUSE operation name ("lookup", "read", ...) to the number served since mount.
+    public var operations: [String: UInt64]
+    /// Over all operations since mount.
+    public var latencyMicros: LatencySummary
+
+    public init(mountpoint: String, image: String, module: ModuleInfo, state: String,
+                uptimeSeconds: Double, operations: [String: UInt64], latencyMicros: LatencySummary) {
+        self.mountpoint = mountpoint
+        self.image = image
+        self.module = module
+        self.state = state
+        self.uptimeSeconds = uptimeSeconds
+        self.operations = operations
+        self.latencyMicros = latencyMicros
+    }
+}
+
+public struct ModuleInfo: Codable, Equatable, Sendable {
+    /// The file system name the module declares ("xv6fs").
+    public var name: String
+    public var version: String
+    /// The module file it was loaded from.
+    public var path: String
+
+    public init(name: String, version: String, path: String) {
+        self.name = name
+        self.version = version
+        self.path = path
+    }
+}
+
+/// Request latency in microseconds.
+public struct LatencySummary: Codable, Equatable, Sendable {
+    public var p50: UInt64
+    public var p90: UInt64
+    public var p99: UInt64
+    public var max: UInt64
+
+    public init(p50: UInt64, p90: UInt64, p99: UInt64, max: UInt64) {
+        self.p50 = p50
+        self.p90 = p90
+        self.p99 = p99
+        self.max = max
+    }
+
+    public static let zero = LatencySummary(p50: 0, p90: 0, p99: 0, max: 0)
+}
+
+/// The outcome of an upgrade or rollback; also one entry of the history.
+/// `bentoctl upgrade --json` and `rollback --json` print this object.
+public struct UpgradeReport: Codable, Equatable, Sendable {
+    public static let upgraded = "upgraded"
+    public static let rolledBack = "rolled-back"
+    public static let refused = "refused"
+
+    /// "upgraded", "rolled-back" (the old version serves again, from the same
+    /// state) or "refused" (nothing was changed, I/O never paused).
+    public var result: String
+    /// "upgrade" or "rollback"
+    public var action: String?
+    public var mountpoint: String?
+    /// The module file asked for.
+    public var module: String?
+    public var fromVersion: String?
+    public var toVersion: String?
+    /// From closing the gate to reopening it.
+    public var pauseMicros: UInt64?
+    /// Size of the state handed from the old instance to the new one.
+    public var stateBytes: UInt64?
+    /// Why it was not upgraded.
+    public var error: String?
+    /// When it happened, RFC 3339 in UTC ("2025-01-31T12:00:00Z").
+    public var time: String?
+
+    public init(result: String, action: String? = nil, mountpoint: String? = nil, module: String? = nil,
+                fromVersion: String? = nil, toVersion: String? = nil, pauseMicros: UInt64? = nil,
+                stateBytes: UInt64? = nil, error: String? = nil, time: String? = nil) {
+        self.result = result
+        self.action = action
+        self.mountpoint = mountpoint
+        self.module = module
+        self.fromVersion = fromVersion
+        self.toVersion = toVersion
+        self.pauseMicros = pauseMicros
+        self.stateBytes = stateBytes
+        self.error = error
+        self.time = time
+    }
+}

@@ -1,1 +1,140 @@
-print("bentoctl")
+import ArgumentParser
+import BentoControl
+import Foundation
+
+/// bentoctl: asks bento-upgraded over its control socket (root only).
+struct Bentoctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bentoctl",
+        abstract: "Control bento-upgraded: status, live upgrades, rollbacks.",
+        subcommands: [Status.self, Upgrade.self, Rollback.self, History.self])
+
+    @OptionGroup var global: GlobalOptions
+}
+
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The daemon's control socket.", valueName: "path"))
+    var socket = ControlProtocol.defaultSocketPath
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show each mount: module, state, operations, latency.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print {\"mounts\": [...]} as JSON.") var json = false
+
+    func run() throws {
+        let reply = ask(.status, socket: global.socket, timeout: 30)
+        guard reply.ok, let mounts = reply.mounts else {
+            fail(reply.error ?? "bento-upgraded sent no status")
+        }
+        if json {
+            printJSON(StatusReport(mounts: mounts))
+        } else {
+            print(TextReport.status(mounts), terminator: "")
+        }
+    }
+}
+
+struct Upgrade: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replace a mount's module with a newer version, live.",
+        discussion: "Exit status 0 only when the mount was upgraded.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The mount to upgrade.") var mountpoint: String
+    @Argument(help: ArgumentHelp("The new module file.", valueName: "module.so")) var module: String
+    @Flag(help: "Print the outcome as a JSON object.") var json = false
+
+    func run() throws {
+        let request = ControlRequest.upgrade(mountpoint: absolute(mountpoint), module: absolute(module))
+        // An upgrade drains in-flight requests before it answers: allow for slow ones.
+        let reply = ask(request, socket: global.socket, timeout: 300)
+        report(reply, action: "upgrade", json: json)
+    }
+}
+
+struct Rollback: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Go back to the module version a mount served before its last upgrade.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The mount to roll back.") var mountpoint: String
+    @Flag(help: "Print the outcome as a JSON object.") var json = false
+
+    func run() throws {
+        let reply = ask(.rollback(mountpoint: absolute(mountpoint)), socket: global.socket, timeout: 300)
+        report(reply, action: "rollback", json: json)
+    }
+}
+
+struct History: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List past upgrades and rollbacks, oldest first.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Only this mount's history.") var mountpoint: String?
+    @Flag(help: "Print {\"history\": [...]} as JSON.") var json = false
+
+    struct Output: Encodable { let history: [UpgradeReport] }
+
+    func run() throws {
+        let reply = ask(.history(mountpoint: mountpoint.map(absolute)), socket: global.socket, timeout: 30)
+        guard reply.ok else { fail(reply.error ?? "bento-upgraded refused without saying why") }
+        let entries = reply.history ?? []
+        if json {
+            printJSON(Output(history: entries))
+        } else {
+            print(TextReport.history(entries), terminator: "")
+        }
+    }
+}
+
+// MARK: - Helpers
+
+/// The reply, or exit 1 with the reason on stderr.
+func ask(_ request: ControlRequest, socket: String, timeout: Double) -> ControlReply {
+    do {
+        return try ControlClient(path: socket, timeout: timeout).send(request)
+    } catch {
+        fail(error.description)
+    }
+}
+
+/// upgrade and rollback: the outcome on stdout (JSON) or as a line; exit 0
+/// only when the daemon says ok.
+func report(_ reply: ControlReply, action: String, json: Bool) {
+    var outcome = reply.upgrade
+        ?? UpgradeReport(result: UpgradeReport.refused, action: action, error: reply.error ?? "no reason given")
+    if outcome.action == nil { outcome.action = action }
+    if json {
+        printJSON(outcome)
+    } else if reply.ok {
+        print(TextReport.upgrade(outcome), terminator: "")
+    }
+    guard reply.ok else {
+        if reply.upgrade != nil, !json {
+            FileHandle.standardError.write(Data(("bentoctl: " + TextReport.upgrade(outcome)).utf8))
+            exit(1)
+        }
+        fail(reply.error ?? outcome.error ?? "\(action) failed: \(outcome.result)")
+    }
+}
+
+func printJSON(_ value: some Encodable) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    guard let data = try? encoder.encode(value) else { fail("cannot encode the reply as JSON") }
+    print(String(decoding: data, as: UTF8.self))
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("bentoctl: \(message)\n".utf8))
+    exit(1)
+}
+
+/// The daemon's working directory is not ours: send absolute paths.
+func absolute(_ path: String) -> String {
+    let url = path.hasPrefix("/") ? URL(fileURLWithPath: path)
+        : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path)
+    var result = url.standardizedFileURL.path
+    while result.count > 1, result.hasSuffix("/") { result.removeLast() }
+    return result
+}
+
+Bentoctl.main()

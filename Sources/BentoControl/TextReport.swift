@@ -1,0 +1,112 @@
+/// Replies as bentoctl prints them for people (`--json` prints the objects instead).
+public enum TextReport {
+    /// How many operation kinds `status` names after the total.
+    public static let topOperations = 5
+
+    /// One small table per mount:
+    ///
+    ///     /mnt/bento
+    ///       module    xv6fs 1.0.0  (/usr/local/lib/bento/modules/xv6fs-1.0.0.so)
+    ///       image     /var/lib/bento/bento.img
+    ///       state     serving, up 2h 03m
+    ///       ops       12345 total: getattr 5000, lookup 4000, read 2000, write 1000, open 345
+    ///       latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
+    public static func status(_ mounts: [MountStatus]) -> String {
+        guard !mounts.isEmpty else { return "no mounts\n" }
+        return mounts.map { mount in
+            let total = mount.operations.values.reduce(0, +)
+            let top = mount.operations.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+                .prefix(topOperations).map { "\($0.key) \($0.value)" }
+            let latency = mount.latencyMicros
+            return """
+                \(mount.mountpoint)
+                  module    \(mount.module.name) \(mount.module.version)  (\(mount.module.path))
+                  image     \(mount.image)
+                  state     \(mount.state), up \(duration(seconds: mount.uptimeSeconds))
+                  ops       \(total) total\(top.isEmpty ? "" : ": " + top.joined(separator: ", "))
+                  latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))
+
+                """
+        }.joined(separator: "\n")
+    }
+
+    /// One line, worded by outcome:
+    ///
+    ///     upgraded /mnt/bento: 1.0.0 -> 2.0.0, paused 12.3 ms, state 4.0 KiB
+    ///     upgrade of /mnt/bento to 2.0.0 rolled back, still 1.0.0, paused 900 µs (import failed: ...)
+    ///     rolled back /mnt/bento: 2.0.0 -> 1.0.0, paused 1.1 ms
+    ///     upgrade of /mnt/bento refused (module ABI 2, this daemon speaks 1)
+    public static func upgrade(_ report: UpgradeReport) -> String {
+        let action = report.action ?? "upgrade"
+        let mount = report.mountpoint.map { " " + $0 } ?? ""
+        var versions = ""
+        switch (report.fromVersion, report.toVersion) {
+        case let (from?, to?): versions = ": \(from) -> \(to)"
+        case let (from?, nil): versions = ": \(from)"
+        case let (nil, to?): versions = ": -> \(to)"
+        case (nil, nil): break
+        }
+        var line: String
+        switch report.result {
+        case UpgradeReport.upgraded:
+            line = "upgraded" + mount + versions
+        case UpgradeReport.rolledBack where action == "rollback":
+            line = "rolled back" + mount + versions
+        case UpgradeReport.rolledBack:
+            line = "upgrade" + (mount.isEmpty ? "" : " of" + mount) + (report.toVersion.map { " to " + $0 } ?? "")
+                + " rolled back" + (report.fromVersion.map { ", still " + $0 } ?? "")
+        case UpgradeReport.refused:
+            line = action + (mount.isEmpty ? "" : " of" + mount) + " refused"
+        default:
+            line = report.result + mount + versions
+        }
+        if let pause = report.pauseMicros { line += ", paused \(micros(pause))" }
+        if let state = report.stateBytes { line += ", state \(bytes(state))" }
+        if let error = report.error { line += " (\(error))" }
+        return line + "\n"
+    }
+
+    /// One line per entry, oldest first, each prefixed with its time and action.
+    public static func history(_ entries: [UpgradeReport]) -> String {
+        guard !entries.isEmpty else { return "no upgrades yet\n" }
+        return entries.map { entry in
+            var prefix = ""
+            if let time = entry.time { prefix += time + "  " }
+            if let action = entry.action { prefix += action + ": " }
+            return prefix + upgrade(entry)
+        }.joined()
+    }
+
+    /// "42s", "5m 12s", "2h 03m", "3d 4h".
+    public static func duration(seconds: Double) -> String {
+        let total = Int(max(0, seconds))
+        let (days, hours, minutes, secs) = (total / 86400, total / 3600 % 24, total / 60 % 60, total % 60)
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        if days > 0 { return "\(days)d \(hours)h" }
+        if hours > 0 { return "\(hours)h \(two(minutes))m" }
+        if minutes > 0 { return "\(minutes)m \(two(secs))s" }
+        return "\(secs)s"
+    }
+
+    /// "850 µs", "2.1 ms", "1.50 s".
+    public static func micros(_ value: UInt64) -> String {
+        if value < 1000 { return "\(value) µs" }
+        if value < 1_000_000 { return "\(fixed(Double(value) / 1000, 1)) ms" }
+        return "\(fixed(Double(value) / 1_000_000, 2)) s"
+    }
+
+    /// "512 B", "4.0 KiB", "1.5 MiB".
+    public static func bytes(_ value: UInt64) -> String {
+        if value < 1024 { return "\(value) B" }
+        if value < 1 << 20 { return "\(fixed(Double(value) / 1024, 1)) KiB" }
+        return "\(fixed(Double(value) / Double(1 << 20), 1)) MiB"
+    }
+
+    private static func fixed(_ value: Double, _ digits: Int) -> String {
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = Int((value * scale).rounded())
+        let whole = scaled / Int(scale), fraction = String(scaled % Int(scale))
+        return "\(whole)." + String(repeating: "0", count: digits - fraction.count) + fraction
+    }
+}
