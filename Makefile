@@ -12,7 +12,7 @@ XV6FS_VERSION := 1.0.0
 PRODUCTS := bento-upgraded bentoctl XV6Module mkfs.xv6 fsck.xv6
 BIN       = .build/$(CONFIG)
 # Debian packages the build and the tests use (checked by `make deps`).
-DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git patchelf
+DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git patchelf socat
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
@@ -38,6 +38,7 @@ test: deps
 	$(SWIFT) test
 	Tests/tools/mkfs-fsck.sh .build/debug
 	Tests/mount/posix.sh .build/debug
+	Tests/mount/daemon.sh .build/debug
 	Tests/install/install.sh
 
 bench: deps

@@ -33,7 +33,7 @@ let package = Package(
         ]),
         .testTarget(name: "BentoFUSETests", dependencies: ["BentoFUSE"]),
         .executableTarget(name: "BentoUpgraded", dependencies: [
-            "BentoConfig", "BentoFUSE", "BentoHost", "CSystemd",
+            "BentoConfig", "BentoControl", "BentoFUSE", "BentoHost", "CSystemd",
             .product(name: "BentoKit", package: "BentoKit"),
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -176,11 +176,13 @@ public final class ControlServer: @unchecked Sendable {
         guard let peer = Socket.peerCredentials(fd) else {
             log("control socket: cannot read the peer's credentials: \(Socket.errorText(errno)); refused")
             send(.failure(Self.refusal), to: fd)
+            hangUp(fd)
             return
         }
         guard peer.uid == 0 else {
             log("control socket: refused pid \(peer.pid) (uid \(peer.uid)): only root may control bento-upgraded")
             send(.failure(Self.refusal), to: fd)
+            hangUp(fd)
             return
         }
         var reader = LineReader(fd: fd, limit: ControlProtocol.maxRequestBytes)
@@ -190,10 +192,27 @@ public final class ControlServer: @unchecked Sendable {
                 guard send(reply(to: line), to: fd) else { return }
             case .tooLong:
                 send(.failure("request too long: more than \(ControlProtocol.maxRequestBytes) bytes without a newline"), to: fd)
+                hangUp(fd)
                 return
             case .end, .timeout, .failed:
                 return
             }
+        }
+    }
+
+    /// Ends a connection after a final reply so that the client can still
+    /// read it: closing with unread input would reset the connection and
+    /// could destroy the reply in flight. Reads what is left, briefly.
+    private func hangUp(_ fd: Int32) {
+        shutdown(fd, Int32(SHUT_WR))
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var drained = 0
+        while drained < 1 << 20 {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { return }
+            drained += n
         }
     }
 

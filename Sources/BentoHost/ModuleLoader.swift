@@ -56,7 +56,7 @@ public enum ModuleLoader {
         if let expected = fileSystem, module.descriptor.fileSystem != expected {
             throw .wrongFileSystem(path, found: module.descriptor.fileSystem, expected: expected)
         }
-        return LoadedModule(path: path, module: module)
+        return LoadedModule(path: absolute(path), module: module)
     }
 
     /// Why code at `path` could have been put there by someone other than
@@ -82,6 +82,12 @@ public enum ModuleLoader {
             }
         }
         return nil
+    }
+
+    private static func absolute(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     private static func parent(of path: String) -> String {

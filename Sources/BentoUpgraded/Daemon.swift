@@ -1,3 +1,4 @@
+import BentoControl
 import Glibc
 import Logging
 
@@ -7,6 +8,8 @@ final class Daemon: @unchecked Sendable {
     let log: Logger
     private(set) var mounts: [ServedMount] = []
     private let done = Semaphore()
+    /// Signalled once `mounts` is complete (control requests wait for it).
+    private let ready = Semaphore()
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var running = 0
 
@@ -15,13 +18,23 @@ final class Daemon: @unchecked Sendable {
         pthread_mutex_init(lock, nil)
     }
 
-    func run(mounts settings: [ServedMount.Settings]) throws {
+    func run(mounts settings: [ServedMount.Settings], controlSocket: String) throws {
         // Signals go to one thread that waits for them; block them everywhere first.
         var signals = sigset_t()
         sigemptyset(&signals)
         sigaddset(&signals, SIGTERM)
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        // The control socket first: a second daemon stops here, before it
+        // touches any mount.
+        let control = try ControlServer(path: controlSocket, log: { [log] in log.info("\($0)") }) { [self] request in
+            guard request.command == .status else { return .notSupportedYet(request.command) }
+            ready.wait()
+            ready.signal()
+            return .status(mounts.map(\.status))
+        }
+        defer { control.stop() }
 
         // A mount that cannot start is reported; the others are served.
         for setting in settings {
@@ -36,6 +49,7 @@ final class Daemon: @unchecked Sendable {
         guard !mounts.isEmpty else { throw Failure("no mount could be served") }
         running = mounts.count
         for mount in mounts { mount.start() }
+        ready.signal()
 
         let waitFor = signals
         Thread.start { [self] in

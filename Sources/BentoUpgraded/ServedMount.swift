@@ -1,4 +1,5 @@
 @_spi(Host) import BentoKit
+import BentoControl
 import BentoFUSE
 import BentoHost
 import BentoServices
@@ -81,6 +82,17 @@ final class ServedMount: @unchecked Sendable {
         }
     }
 
+    /// What `bentoctl status` shows of this mount.
+    var status: MountStatus {
+        let latency = server.stats.latencyMicros
+        return MountStatus(mountpoint: settings.mountpoint, image: settings.image,
+                           module: ModuleInfo(name: loaded.descriptor.fileSystem, version: "\(loaded.descriptor.version)",
+                                              path: loaded.path),
+                           state: finished.isSignalled ? "stopped" : "serving",
+                           uptimeSeconds: server.stats.uptimeSeconds, operations: server.stats.operationCounts,
+                           latencyMicros: LatencySummary(p50: latency.p50, p90: latency.p90, p99: latency.p99, max: latency.max))
+    }
+
     /// Unmounts and waits until the loop has ended and everything is flushed.
     func stop() {
         server.stop()
@@ -102,6 +114,12 @@ final class Semaphore: @unchecked Sendable {
     deinit { sem_destroy(semaphore); semaphore.deallocate() }
     func signal() { sem_post(semaphore) }
     func wait() { while sem_wait(semaphore) != 0 && errno == EINTR {} }
+    /// Signalled now (without consuming it).
+    var isSignalled: Bool {
+        var value: Int32 = 0
+        sem_getvalue(semaphore, &value)
+        return value > 0
+    }
     /// Returns true when signalled within `seconds`.
     func wait(seconds: Int) -> Bool {
         var deadline = timespec()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BentoConfig
+import BentoControl
 import Glibc
 import Logging
 
@@ -11,6 +12,10 @@ struct BentoUpgraded: ParsableCommand {
         discussion: "Serves the mounts in the config file, or the one mount given with --image, --mountpoint and --module.")
 
     @Option(help: "The config file.") var config = BentoConfiguration.defaultPath
+    @Option(help: "The control socket bentoctl talks to (default: the config's, else \(ControlProtocol.defaultSocketPath)).")
+    var controlSocket: String?
+    @Option(help: "Where upgrade history and state are kept (default: the config's, else /var/lib/bento).")
+    var stateDir: String?
     @Option(help: "The image file or block device of a single mount (instead of the config file).") var image: String?
     @Option(help: "Where to mount it.") var mountpoint: String?
     @Option(help: "The module file (xv6fs-<version>.so).") var module: String?
@@ -32,7 +37,9 @@ struct BentoUpgraded: ParsableCommand {
         }
         let log = Logger(label: "bento-upgraded")
         do {
-            try Daemon(log: log).run(mounts: try mountSettings())
+            let (mounts, fromConfig) = try mountSettings()
+            let socket = controlSocket ?? fromConfig?.controlSocket ?? ControlProtocol.defaultSocketPath
+            try Daemon(log: log).run(mounts: mounts, controlSocket: socket)
         } catch {
             log.critical("\(error)")
             throw ExitCode(1)
@@ -41,17 +48,18 @@ struct BentoUpgraded: ParsableCommand {
 
     /// The mounts to serve: the one on the command line, or the config
     /// file's, checked whole before anything is mounted.
-    func mountSettings() throws -> [ServedMount.Settings] {
+    func mountSettings() throws -> ([ServedMount.Settings], BentoConfiguration?) {
         if let image, let mountpoint, let module {
             guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
-            return [ServedMount.Settings(image: image, mountpoint: mountpoint, module: module, threads: threads,
-                                         cacheMiB: cacheMib, allowOther: allowOther)]
+            return ([ServedMount.Settings(image: image, mountpoint: mountpoint, module: module, threads: threads,
+                                          cacheMiB: cacheMib, allowOther: allowOther)], nil)
         }
-        return try BentoConfiguration.load(path: config).mounts.map {
+        let file = try BentoConfiguration.load(path: config)
+        return (file.mounts.map {
             ServedMount.Settings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
                                  cacheMiB: $0.cacheMiB, allowOther: $0.allowOther)
-        }
+        }, file)
     }
 }
 
