@@ -38,7 +38,7 @@ final class ServedMount: @unchecked Sendable {
         loaded = try ModuleLoader.load(path: settings.module)
         let descriptor = loaded.descriptor
         let device: FileBlockDevice
-        do { device = try FileBlockDevice(path: settings.image) } catch { throw Failure("\(error)") }
+        do { device = try FileBlockDevice(path: settings.image, direct: true) } catch { throw Failure("\(error)") }
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
         let superBlock = SuperBlock(cache: cache) { [log] message in log.info("\(message)") }
         let fileSystem: any FileSystem
@@ -63,7 +63,7 @@ final class ServedMount: @unchecked Sendable {
     /// idle file system does not keep changes only in memory.
     func start() {
         log.info("serving \(settings.image) at \(settings.mountpoint) with \(loaded.descriptor.fileSystem) \(loaded.descriptor.version)",
-                 metadata: ["module": "\(loaded.path)"])
+                 metadata: ["module": "\(loaded.path)", "image": "\(settings.image)"])
         Thread.start { [self] in
             _ = server.run(maxThreads: settings.threads)
             server.gate.pass {

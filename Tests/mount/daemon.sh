@@ -15,7 +15,8 @@ expect() { local name=$1; shift; if "$@" >/dev/null 2>&1; then ok "$name"; else 
 logged() { if grep -qE -- "$2" "$log"; then ok "$1"; else fail "$1"; echo "     not in the log: $2"; fi; }
 cleanup() {
     [ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
-    for m in "$work"/m*; do grep -q " $m " /proc/self/mountinfo && umount -l "$m"; done
+    for m in "$work"/m* "$work/dev"; do grep -q " $m " /proc/self/mountinfo && umount -l "$m"; done
+    losetup -j "$work/disk" 2>/dev/null | cut -d: -f1 | xargs -r -n1 losetup -d
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -108,6 +109,29 @@ expect "no mount left behind" bash -c "! grep -q '$work/m' /proc/self/mountinfo"
 expect "control socket removed" test ! -e "$sock"
 expect "fsck clean (mount 1)" "$bin/fsck.xv6" -n "$work/x1.img"
 expect "fsck clean (mount 2)" "$bin/fsck.xv6" -n "$work/x2.img"
+
+# A block device (a loop device over a RAM file), used with O_DIRECT.
+truncate -s 64M "$work/disk" && loop=$(losetup --find --show "$work/disk")
+if [ -n "$loop" ]; then
+    "$bin/mkfs.xv6" "$loop" >/dev/null
+    mkdir -p "$work/dev"
+    "$bin/bento-upgraded" --image "$loop" --mountpoint "$work/dev" --module "$good" --control-socket "$work/dev.sock" >"$work/dev.log" 2>&1 &
+    daemon=$!
+    for _ in $(seq 100); do stat -f "$work/dev" | grep -q fuse && break; sleep 0.1; done
+    head -c 3000000 /dev/urandom > "$work/data" && cp "$work/data" "$work/dev/data"
+    fd=$(ls -l /proc/$daemon/fd | awk -v d="$loop" '$NF == d { print $9 }' | head -1)
+    expect "block device opened with O_DIRECT" test $(( 0$(awk '/^flags/ { print $2 }' /proc/$daemon/fdinfo/$fd) & 040000 )) -ne 0
+    kill -TERM "$daemon"; wait "$daemon"; daemon=
+    expect "fsck clean on the block device" "$bin/fsck.xv6" -n "$loop"
+    "$bin/bento-upgraded" --image "$loop" --mountpoint "$work/dev" --module "$good" --control-socket "$work/dev.sock" >>"$work/dev.log" 2>&1 &
+    daemon=$!
+    for _ in $(seq 100); do stat -f "$work/dev" | grep -q fuse && break; sleep 0.1; done
+    expect "data on the block device survives remount" cmp "$work/data" "$work/dev/data"
+    kill -TERM "$daemon"; wait "$daemon"; daemon=
+    losetup -d "$loop"
+else
+    fail "losetup"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

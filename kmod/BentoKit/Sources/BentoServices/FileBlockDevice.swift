@@ -19,7 +19,13 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
         }
     }
 
-    public init(path: String, readOnly: Bool = false, blockSize: Int = 4096) throws(OpenError) {
+    /// True when I/O bypasses the kernel's page cache (O_DIRECT).
+    public let isDirect: Bool
+
+    /// With `direct`, a block device is used with O_DIRECT: the host's
+    /// buffer cache is the only cache, and flush is what makes writes
+    /// durable. Image files stay buffered (tmpfs, for one, has no O_DIRECT).
+    public init(path: String, readOnly: Bool = false, direct: Bool = false, blockSize: Int = 4096) throws(OpenError) {
         let fd = Glibc.open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(path, errno) }
         var st = stat()
@@ -31,6 +37,7 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
             bytes = UInt64(max(st.st_size, 0))
         }
         guard bytes >= UInt64(blockSize) else { close(fd); throw .tooSmall(path) }
+        isDirect = direct && (st.st_mode & S_IFMT) == S_IFBLK && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | Self.oDirect) == 0
         self.fd = fd
         self.path = path
         self.blockSize = blockSize
@@ -39,8 +46,26 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
 
     deinit { close(fd) }
 
+    #if arch(arm64)
+    static let oDirect: Int32 = 0o200000
+    #else
+    static let oDirect: Int32 = 0o40000
+    #endif
+
+    /// O_DIRECT wants aligned buffers: others go through an aligned copy.
+    private func aligned(_ buffer: UnsafeRawPointer) -> Bool {
+        !isDirect || Int(bitPattern: buffer) % 4096 == 0
+    }
+
     public func read(block: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
         guard block < blockCount, buffer.count == blockSize else { throw Errno.EIO }
+        guard aligned(buffer.baseAddress!) else {
+            let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 4096)
+            defer { bounce.deallocate() }
+            try read(block: block, into: bounce)
+            buffer.copyMemory(from: UnsafeRawBufferPointer(bounce))
+            return
+        }
         var done = 0
         while done < blockSize {
             let n = pread(fd, buffer.baseAddress! + done, blockSize - done, off_t(block) * off_t(blockSize) + off_t(done))
@@ -52,6 +77,13 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
 
     public func write(block: UInt64, from buffer: UnsafeRawBufferPointer) throws {
         guard block < blockCount, buffer.count == blockSize else { throw Errno.EIO }
+        guard aligned(buffer.baseAddress!) else {
+            let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 4096)
+            defer { bounce.deallocate() }
+            bounce.copyMemory(from: buffer)
+            try write(block: block, from: UnsafeRawBufferPointer(bounce))
+            return
+        }
         var done = 0
         while done < blockSize {
             let n = pwrite(fd, buffer.baseAddress! + done, blockSize - done, off_t(block) * off_t(blockSize) + off_t(done))
