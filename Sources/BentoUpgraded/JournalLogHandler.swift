@@ -3,7 +3,7 @@ import Glibc
 import Logging
 
 /// A swift-log handler that writes to journald with structured fields: each
-/// metadata key becomes a field (upper-cased, as journald wants), so
+/// metadata key becomes a BENTO_ field (upper-cased, as journald wants), so
 /// `journalctl BENTO_MOUNT=/mnt/x` finds a mount's entries.
 struct JournalLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
@@ -50,9 +50,9 @@ struct JournalLogHandler: LogHandler {
         }
     }
 
-    /// Journal field names: upper-case letters, digits and underscores.
+    /// Journal field names: upper-case letters, digits and underscores,
+    /// prefixed so they never collide with journald's own fields.
     static func fieldName(_ key: String) -> String {
-        let name = String(key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
-        return name.first?.isLetter == true ? name : "BENTO_" + name
+        "BENTO_" + String(key.uppercased().map { ($0.isLetter && $0.isASCII) || $0.isNumber ? $0 : "_" })
     }
 }
