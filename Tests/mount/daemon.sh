@@ -21,10 +21,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for i in 1 2 3 4 5 6; do "$bin/mkfs.xv6" --size 32M "$work/x$i.img" >/dev/null; mkdir "$work/m$i"; done
+for i in 1 2 3 4 5 6 7; do "$bin/mkfs.xv6" --size 32M "$work/x$i.img" >/dev/null; mkdir "$work/m$i"; done
 good=$bin/libXV6Module.so
 echo "not a module" > "$work/text.so"
 cp "$good" "$work/untrusted.so" && chmod 666 "$work/untrusted.so"
+# A module file built for another SDK ABI: the entry record says ABI 999.
+printf 'struct e { unsigned long long m; unsigned int abi; void *p; };\n
+static struct e r = { 0x444F4D4F544E4542ULL, 999, 0 };\n
+const void *bento_module_entry(void) { return &r; }\n' > "$work/abi.c"
+cc -shared -fPIC -o "$work/abi999.so" "$work/abi.c"
 
 # A bad config: named by file, line and field; nothing is mounted.
 cat > "$work/bad.toml" <<TOML
@@ -67,6 +72,10 @@ module = "$work/untrusted.so"
 image = "$work/x6.img"
 mountpoint = "$work/m6"
 module = "$bin/libBentoKit.so"
+[[mount]]
+image = "$work/x7.img"
+mountpoint = "$work/m7"
+module = "$work/abi999.so"
 TOML
 "$bin/bento-upgraded" --config "$work/bento.toml" >"$log" 2>&1 &
 daemon=$!
@@ -75,9 +84,10 @@ logged "missing module refused"      "m3: not mounted: .*missing.so: no such mod
 logged "non-library refused"         "m4: not mounted: .*text.so: cannot be loaded"
 logged "untrusted module refused"    "m5: not mounted: .*untrusted.so: refused, untrusted: writable by group or others"
 logged "library without entry refused" "m6: not mounted: .*libBentoKit.so: not a Bento module"
+logged "other SDK ABI refused"       "m7: not mounted: .*abi999.so: built for Bento SDK ABI 999, this host speaks ABI 1"
 echo hello > "$work/m1/f" && echo world > "$work/m2/g"
 expect "the good mounts serve" test "$(cat "$work/m1/f")$(cat "$work/m2/g")" = helloworld
-expect "refused mounts are not mounted" bash -c "! grep -qE '$work/m[3-6] ' /proc/self/mountinfo"
+expect "refused mounts are not mounted" bash -c "! grep -qE '$work/m[3-7] ' /proc/self/mountinfo"
 
 # bentoctl status.
 expect "bentoctl status" "$bin/bentoctl" --socket "$sock" status
