@@ -27,13 +27,17 @@ let package = Package(
         .target(name: "XV6Check", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
         // The module file's entry symbol.
         .target(name: "XV6Module", dependencies: ["XV6FS"]),
+        // What the two tools share.
+        .target(name: "XV6ToolSupport", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "MkfsXV6", dependencies: [
-            "XV6Layout",
+            "XV6Layout", "XV6ToolSupport",
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "FsckXV6", dependencies: [
-            "XV6Check",
+            "XV6Check", "XV6ToolSupport",
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -1,3 +1,4 @@
+import XV6ToolSupport
 import ArgumentParser
 import BentoServices
 import Glibc

@@ -1,1 +1,3 @@
+import XV6ToolSupport
+
 FsckCommand.runAsTool()

@@ -1,1 +1,3 @@
+import XV6ToolSupport
+
 MkfsCommand.runAsTool(usageStatus: 1)

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Glibc
 
+/// What mkfs.xv6 and fsck.xv6 share: exit statuses of their own for usage
+/// errors (fsck(8) wants 16), and plain error output.
 extension ParsableCommand {
     /// Parses and runs the command, exiting with `usageStatus` on a usage error.
-    static func runAsTool(usageStatus: Int32 = 16) -> Never {
+    public static func runAsTool(usageStatus: Int32 = 16) -> Never {
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -18,7 +20,7 @@ extension ParsableCommand {
     }
 }
 
-func printError(_ message: String) {
+public func printError(_ message: String) {
     let line = message + "\n"
     _ = line.withCString { write(2, $0, strlen($0)) }
 }
