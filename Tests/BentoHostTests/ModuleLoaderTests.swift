@@ -14,6 +14,7 @@ import Testing
         return env.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent(".build/debug")
     }()
     static var modulePath: String { buildDirectory.appendingPathComponent("libXV6Module.so").path }
+    static var module2Path: String { buildDirectory.appendingPathComponent("libXV6Module2.so").path }
 
     func scratch(_ name: String) -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bento-tests-\(getpid())")
@@ -70,6 +71,58 @@ import Testing
         try remounted.destroy()
         let fsck = try run("fsck.xv6", ["-n", image])
         #expect(fsck.status == 0, "\(fsck.output)")
+    }
+
+    /// Versions 1 and 2 loaded side by side, and state handed from one to
+    /// the other and back over one superblock, as an upgrade will.
+    @Test func versionsOneAndTwoHandStateBackAndForth() throws {
+        let v1 = try ModuleLoader.load(path: Self.modulePath, fileSystem: "xv6fs")
+        let v2 = try ModuleLoader.load(path: Self.module2Path, fileSystem: "xv6fs")
+        #expect(v2.descriptor.version == SemanticVersion(2, 0, 0))
+        #expect(v1.descriptor.handoverFormat(to: v2.descriptor) == StateFormat(name: "xv6fs", version: 1))
+        #expect(v2.descriptor.handoverFormat(to: v1.descriptor) == StateFormat(name: "xv6fs", version: 1))
+        #expect(v2.descriptor.handoverFormat(to: v2.descriptor) == StateFormat(name: "xv6fs", version: 2))
+
+        let image = scratch("handover.img")
+        #expect(try run("mkfs.xv6", ["--force", "--size", "16M", image]).status == 0)
+        let superBlock = SuperBlock(cache: LRUBufferCache(device: try FileBlockDevice(path: image)))
+        let ctx = RequestContext(uid: 0, gid: 0, pid: getpid())
+        let first = try v1.module.mount(superBlock)
+        let (entry, open) = try first.create(ctx, parent: 1, name: "held", mode: 0o644, flags: OpenFlags.readWrite)
+        func append(_ fs: any FileSystem, _ text: String) throws {
+            let size = try fs.getattr(ctx, ino: entry.ino).size
+            _ = try Array(text.utf8).withUnsafeBytes { try fs.write(ctx, ino: entry.ino, handle: open.handle, offset: size, data: $0) }
+        }
+        try append(first, "one ")
+        // Up to version 2, which records what happens from now on.
+        let second = try v2.module.restore(superBlock, from: try first.exportState(format: StateFormat(name: "xv6fs", version: 1)))
+        try append(second, "two ")
+        // Version 2 to version 2 keeps the recorder's state too.
+        let third = try v2.module.restore(superBlock, from: try second.exportState(format: StateFormat(name: "xv6fs", version: 2)))
+        try append(third, "three ")
+        // And back down to version 1.
+        let fourth = try v1.module.restore(superBlock, from: try third.exportState(format: StateFormat(name: "xv6fs", version: 1)))
+        try append(fourth, "four")
+        func read(_ fs: any FileSystem, _ name: FileName) throws -> String {
+            let e = try fs.lookup(ctx, parent: 1, name: name)
+            let fh = try fs.open(ctx, ino: e.ino, flags: OpenFlags.readOnly).handle
+            var bytes = [UInt8](repeating: 0, count: Int(e.attributes.size))
+            _ = try bytes.withUnsafeMutableBytes { try fs.read(ctx, ino: e.ino, handle: fh, offset: 0, into: $0) }
+            try fs.release(ctx, ino: e.ino, handle: fh)
+            fs.forget(ino: e.ino, count: 1)
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        #expect(try read(fourth, "held") == "one two three four")
+        let records = try read(fourth, ".provenance").split(separator: "\n")
+        #expect(records.count == 2, "\(records)")
+        #expect(records.allSatisfy { $0.contains("pid=\(getpid()) uid=0") && $0.contains("op=write ino=\(entry.ino)") })
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        #expect(records.allSatisfy { $0.contains("exe=\"\(exe)\"") }, "\(records)")
+        let attributes = try fourth.getattr(ctx, ino: try fourth.lookup(ctx, parent: 1, name: ".provenance").ino)
+        #expect(attributes.mode == FileMode.regular | 0o600 && attributes.uid == 0)
+        try fourth.release(ctx, ino: entry.ino, handle: open.handle)
+        try fourth.destroy()
+        #expect(try run("fsck.xv6", ["-n", image]).status == 0)
     }
 
     @Test func refusesWhatIsNotAModule() throws {

@@ -6,8 +6,9 @@ import PackageDescription
 let package = Package(
     name: "xv6fs",
     products: [
-        // The module file: installed as xv6fs-<version>.so.
+        // The module files: installed as xv6fs-1.0.0.so and xv6fs-2.0.0.so.
         .library(name: "XV6Module", type: .dynamic, targets: ["XV6Module"]),
+        .library(name: "XV6Module2", type: .dynamic, targets: ["XV6Module2"]),
         .executable(name: "mkfs.xv6", targets: ["MkfsXV6"]),
         .executable(name: "fsck.xv6", targets: ["FsckXV6"]),
         .executable(name: "xv6-bench", targets: ["XV6Bench"]),
@@ -25,8 +26,11 @@ let package = Package(
         .target(name: "XV6FS", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
         // The checker behind fsck.xv6.
         .target(name: "XV6Check", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
-        // The module file's entry symbol.
+        // The same file system under another module name, for version 2.
+        .target(name: "XV6FS2", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
+        // The module files' entry symbol: version 1, and version 2 (provenance).
         .target(name: "XV6Module", dependencies: ["XV6FS"]),
+        .target(name: "XV6Module2", dependencies: ["XV6FS2"], swiftSettings: [.define("XV6FS_V2")]),
         // What the two tools share.
         .target(name: "XV6ToolSupport", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,8 +1,9 @@
 import BentoKit
 import XV6Layout
 
-/// What one xv6fs instance hands the next in an upgrade (state format
-/// "xv6fs" version 1). The buffer cache stays in the host, so the log's open
+/// What one xv6fs instance hands the next in an upgrade: state format
+/// "xv6fs" version 1, and version 2 which appends the provenance recorder's
+/// state (version 1 drops it: the records themselves are on disk already). The buffer cache stays in the host, so the log's open
 /// transaction travels as block numbers only: its blocks are still pinned
 /// and dirty in the cache. Inodes travel as reference counts only; their
 /// contents are read back lazily from the (warm) cache. Directory indexes
@@ -18,6 +19,8 @@ struct HandoverState {
     var nextHandle: FileHandle
     var handles: [(FileHandle, Xv6FileSystem.OpenHandle)]
     var references: [(ino: UInt32, lookups: UInt64, opens: Int)]
+    /// Format 2 only: where /.provenance is.
+    var provenanceIno: UInt32?
 
     init(_ fs: Xv6FileSystem) {
         let v = fs.volume
@@ -31,9 +34,10 @@ struct HandoverState {
         nextHandle = fs.nextHandle
         handles = fs.handles.map { ($0.key, $0.value) }
         references = v.inodes.references
+        provenanceIno = fs.provenance?.fileIno
     }
 
-    func encoded() -> [UInt8] {
+    func encoded(format: StateFormat) -> [UInt8] {
         var w = StateWriter(capacity: 128 + 16 * (log.blocks.count + handles.count + references.count))
         w.write(uuid.0); w.write(uuid.1)
         w.write(log.sequence); w.write(log.installUnflushed)
@@ -46,10 +50,11 @@ struct HandoverState {
         for (fh, h) in handles { w.write(fh); w.write(h.ino); w.write(h.flags); w.write(h.isDirectory) }
         w.write(UInt64(references.count))
         for r in references { w.write(r.ino); w.write(r.lookups); w.write(Int64(r.opens)) }
+        if format == Xv6Module.provenanceStateFormat { w.write(provenanceIno ?? 0) }
         return w.bytes
     }
 
-    init(decoding bytes: [UInt8]) throws {
+    init(decoding bytes: [UInt8], format: StateFormat) throws {
         var r = StateReader(bytes)
         uuid = (try r.read(), try r.read())
         let sequence: UInt64 = try r.read()
@@ -74,6 +79,10 @@ struct HandoverState {
             guard opens >= 0 else { throw Errno.EINVAL }
             references.append((ino, lookups, Int(opens)))
         }
+        if format == Xv6Module.provenanceStateFormat {
+            let ino: UInt32 = try r.read()
+            provenanceIno = ino == 0 ? nil : ino
+        }
         guard r.isAtEnd else { throw Errno.EINVAL }
     }
 
@@ -84,7 +93,8 @@ struct HandoverState {
               log.blocks.allSatisfy({ $0 >= UInt64(sb.inodeStart) && $0 < sb.totalBlocks }),
               freeBlocks <= sb.totalBlocks, freeInodes < UInt64(sb.inodeCount),
               handles.allSatisfy({ $0.1.ino >= Layout.rootInode && $0.1.ino < sb.inodeCount }),
-              references.allSatisfy({ $0.ino >= Layout.rootInode && $0.ino < sb.inodeCount })
+              references.allSatisfy({ $0.ino >= Layout.rootInode && $0.ino < sb.inodeCount }),
+              provenanceIno.map({ $0 >= Layout.rootInode && $0 < sb.inodeCount }) ?? true
         else { throw Errno.EINVAL }
     }
 

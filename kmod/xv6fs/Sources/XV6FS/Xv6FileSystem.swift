@@ -19,8 +19,11 @@ public final class Xv6FileSystem: FileSystem {
     /// Set after a device error: the disk may be behind memory, so no
     /// further change is accepted.
     var failed = false
-    /// Optional hook for module versions that record operations (provenance).
-    var observer: ((Operation) -> Void)?
+    /// Hears every successful change, with who made it: how version 2
+    /// records provenance. Called with the lock held.
+    var observer: ((RequestContext, Operation) -> Void)?
+    /// Version 2's provenance recorder, when it runs.
+    var provenance: Provenance?
 
     init(superBlock: SuperBlock, volume: Volume) {
         self.superBlock = superBlock
@@ -74,7 +77,7 @@ public final class Xv6FileSystem: FileSystem {
 
     /// Runs one operation in the open transaction. A device error makes the
     /// file system refuse further changes.
-    private func transaction<R>(_ body: () throws -> R) throws -> R {
+    func transaction<R>(_ body: () throws -> R) throws -> R {
         guard !failed else { throw Errno.EIO }
         do {
             try volume.log.begin()
@@ -175,7 +178,7 @@ public final class Xv6FileSystem: FileSystem {
 
     /// Creates an inode of `mode` named `name` in `parent`; `fill` writes
     /// what the new inode holds (a directory's first block, a link target).
-    private func makeNode(_ ctx: RequestContext, parent: InodeNumber, name: FileName, mode: UInt32, rdev: UInt32 = 0,
+    func makeNode(_ ctx: RequestContext, parent: InodeNumber, name: FileName, mode: UInt32, rdev: UInt32 = 0,
                           fill: (Inode) throws -> Void = { _ in }) throws -> Inode {
         try checkName(name)
         return try transaction {
@@ -284,7 +287,7 @@ public final class Xv6FileSystem: FileSystem {
                 node.disk.ctime = changes.ctime ?? now
                 try volume.inodes.update(node)
             }
-            observer?(.setattr(ino: node.ino))
+            observer?(ctx, .setattr(ino: node.ino))
             return attributes(node)
         }
     }
@@ -309,7 +312,7 @@ public final class Xv6FileSystem: FileSystem {
         }
         return try lock.withLock {
             let node = try makeNode(ctx, parent: parent, name: name, mode: mode, rdev: rdev)
-            observer?(.create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            observer?(ctx, .create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
             return entry(node)
         }
     }
@@ -318,7 +321,7 @@ public final class Xv6FileSystem: FileSystem {
         try lock.withLock {
             let node = try makeNode(ctx, parent: parent, name: name,
                                     mode: FileMode.directory | (mode & FileMode.permissionMask))
-            observer?(.create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            observer?(ctx, .create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
             return entry(node)
         }
     }
@@ -332,7 +335,7 @@ public final class Xv6FileSystem: FileSystem {
                     try volume.writeChunk(node, offset: 0, data: $0, now: node.disk.mtime)
                 }
             }
-            observer?(.create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            observer?(ctx, .create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
             return entry(node)
         }
     }
@@ -354,7 +357,7 @@ public final class Xv6FileSystem: FileSystem {
                 try volume.inodes.update(dir)
                 return node
             }
-            observer?(.unlink(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            observer?(ctx, .unlink(parent: UInt32(parent), name: name.bytes, ino: node.ino))
             try reclaimIfUnused(node)
         }
     }
@@ -380,7 +383,7 @@ public final class Xv6FileSystem: FileSystem {
                 try volume.inodes.update(dir)
                 return node
             }
-            observer?(.unlink(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            observer?(ctx, .unlink(parent: UInt32(parent), name: name.bytes, ino: node.ino))
             try reclaimIfUnused(node)
         }
     }
@@ -460,7 +463,7 @@ public final class Xv6FileSystem: FileSystem {
                 return (node, target)
             }
             guard let (node, target) = result else { return }
-            observer?(.rename(parent: UInt32(parent), name: name.bytes, newParent: UInt32(newParent),
+            observer?(ctx, .rename(parent: UInt32(parent), name: name.bytes, newParent: UInt32(newParent),
                               newName: newName.bytes, ino: node.ino))
             if let t = target { try reclaimIfUnused(t) }
         }
@@ -485,7 +488,7 @@ public final class Xv6FileSystem: FileSystem {
                 try volume.inodes.update(dir)
                 return node
             }
-            observer?(.link(ino: node.ino, newParent: UInt32(newParent), newName: newName.bytes))
+            observer?(ctx, .link(ino: node.ino, newParent: UInt32(newParent), newName: newName.bytes))
             return entry(node)
         }
     }
@@ -512,7 +515,7 @@ public final class Xv6FileSystem: FileSystem {
             if Self.writable(flags) && flags & OpenFlags.truncate != 0 && node.disk.isRegular {
                 try truncate(node, to: 0, now: currentTime())
             }
-            if Self.writable(flags) { observer?(.openForWriting(ino: node.ino)) }
+            if Self.writable(flags) { observer?(ctx, .openForWriting(ino: node.ino)) }
             return OpenReply(handle: openHandle(node, flags: flags, isDirectory: false))
         }
     }
@@ -550,7 +553,7 @@ public final class Xv6FileSystem: FileSystem {
                     throw error
                 }
             }
-            if done > 0 { observer?(.write(ino: node.ino, offset: offset, count: done)) }
+            if done > 0 { observer?(ctx, .write(ino: node.ino, offset: offset, count: done)) }
             return done
         }
     }
@@ -624,7 +627,7 @@ public final class Xv6FileSystem: FileSystem {
         try lock.withLock {
             let node = try makeNode(ctx, parent: parent, name: name,
                                     mode: FileMode.regular | (mode & FileMode.permissionMask))
-            observer?(.create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
+            observer?(ctx, .create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
             return (entry(node), OpenReply(handle: openHandle(node, flags: flags, isDirectory: false)))
         }
     }
@@ -646,8 +649,9 @@ public final class Xv6FileSystem: FileSystem {
 
     public func exportState(format: StateFormat) throws -> ExportedState {
         try lock.withLock {
-            guard format == Xv6Module.stateFormat else { throw Errno.EINVAL }
-            return ExportedState(format: format, bytes: HandoverState(self).encoded())
+            let speaks = provenance == nil ? [Xv6Module.stateFormat] : [Xv6Module.provenanceStateFormat, Xv6Module.stateFormat]
+            guard speaks.contains(format) else { throw Errno.EINVAL }
+            return ExportedState(format: format, bytes: HandoverState(self).encoded(format: format))
         }
     }
 }

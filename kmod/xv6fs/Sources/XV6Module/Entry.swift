@@ -1,5 +1,17 @@
 import BentoKit
+
+// One source, two module files. Version 2 is built from the same sources
+// under other Swift module names (Sources/XV6FS2 and Sources/XV6Module2 are
+// links to these folders): two versions loaded side by side then share no
+// type names, so the Swift runtime cannot mistake one's types for the
+// other's.
+#if XV6FS_V2
+import XV6FS2
+private let module = Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true)
+#else
 import XV6FS
+private let module = Xv6Module(version: SemanticVersion(1, 0, 0))
+#endif
 
 /// The module file's one C-ABI symbol: the host resolves it with dlsym.
 @_cdecl("bento_module_entry")
@@ -8,4 +20,4 @@ public func bentoModuleEntry() -> UnsafeRawPointer {
 }
 
 /// Made once: the host may resolve and call the entry more than once.
-nonisolated(unsafe) private let entryRecord = BentoModuleEntry.make(Xv6Module(version: SemanticVersion(1, 0, 0)))
+nonisolated(unsafe) private let entryRecord = BentoModuleEntry.make(module)
