@@ -7,9 +7,10 @@ IMAGE    ?= bento.img
 IMAGE_SIZE ?= 256M
 MOUNTPOINT ?= /mnt/bento
 XV6FS_VERSION := 1.0.0
+XV6FS2_VERSION := 2.0.0
 
 # What the root package builds: the module file and the tools.
-PRODUCTS := bento-upgraded bentoctl XV6Module mkfs.xv6 fsck.xv6
+PRODUCTS := bento-upgraded bentoctl XV6Module XV6Module2 mkfs.xv6 fsck.xv6
 BIN       = .build/$(CONFIG)
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git patchelf socat
@@ -55,11 +56,12 @@ install: build
 	install -m 0755 $(BIN)/bentoctl $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(BIN)/libBentoKit.so $(LIBDIR)/
 	install -m 0644 $(BIN)/libXV6Module.so $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so
-	ldd $(PROGRAMS) $(BIN)/libXV6Module.so | awk '$$3 ~ "^/opt/swift/" { print $$3 }' | sort -u \
+	install -m 0644 $(BIN)/libXV6Module2.so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
+	ldd $(PROGRAMS) $(BIN)/libXV6Module.so $(BIN)/libXV6Module2.so | awk '$$3 ~ "^/opt/swift/" { print $$3 }' | sort -u \
 		| xargs -r -I{} install -m 0644 {} $(LIBDIR)/
 	cd $(DESTDIR)$(PREFIX) && for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl; do \
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
-	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so
+	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
 	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
 
 # The main job: serve the default image in the foreground until Ctrl-C.

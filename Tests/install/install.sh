@@ -12,7 +12,7 @@ check() { local name=$1; shift; if "$@"; then passed=$((passed + 1)); echo "ok  
 make -s install CONFIG=debug DESTDIR="$root/dest" PREFIX=/usr/local >"$root/install.log" 2>&1
 check "make install" test $? -eq 0 || cat "$root/install.log"
 p=$root/dest/usr/local
-for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl lib/bento/libBentoKit.so lib/bento/modules/xv6fs-1.0.0.so; do
+for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl lib/bento/libBentoKit.so lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so; do
     check "installed $f" test -e "$p/$f"
 done
 check "runtime libraries shipped" test -e "$p/lib/bento/libswiftCore.so"
