@@ -231,10 +231,12 @@ public struct UpgradeReport: Codable, Equatable, Sendable {
     public var error: String?
     /// When it happened, RFC 3339 in UTC ("2025-01-31T12:00:00Z").
     public var time: String?
+    /// Each phase that ran, in order, with its duration.
+    public var phases: [PhaseTiming]?
 
     public init(result: String, action: String? = nil, mountpoint: String? = nil, module: String? = nil,
                 fromVersion: String? = nil, toVersion: String? = nil, pauseMicros: UInt64? = nil,
-                stateBytes: UInt64? = nil, error: String? = nil, time: String? = nil) {
+                stateBytes: UInt64? = nil, error: String? = nil, time: String? = nil, phases: [PhaseTiming]? = nil) {
         self.result = result
         self.action = action
         self.mountpoint = mountpoint
@@ -245,5 +247,14 @@ public struct UpgradeReport: Codable, Equatable, Sendable {
         self.stateBytes = stateBytes
         self.error = error
         self.time = time
+        self.phases = phases
     }
+}
+
+/// One phase of an upgrade ("preflight", "quiesce", "export", "import",
+/// "resume") and how long it took.
+public struct PhaseTiming: Codable, Equatable, Sendable {
+    public var phase: String
+    public var micros: UInt64
+    public init(phase: String, micros: UInt64) { self.phase = phase; self.micros = micros }
 }

@@ -63,6 +63,9 @@ public enum TextReport {
         if let pause = report.pauseMicros { line += ", paused \(micros(pause))" }
         if let state = report.stateBytes { line += ", state \(bytes(state))" }
         if let error = report.error { line += " (\(error))" }
+        for phase in report.phases ?? [] {
+            line += "\n  " + phase.phase + String(repeating: " ", count: max(1, 10 - phase.phase.count)) + micros(phase.micros)
+        }
         return line + "\n"
     }
 

@@ -19,8 +19,13 @@ final class ServedMount: @unchecked Sendable {
     }
 
     let settings: Settings
-    let loaded: LoadedModule
+    /// The module serving now; changed only by an upgrade.
+    var loaded: LoadedModule
     let server: FuseServer
+    /// The host's services under the module: they outlive each instance.
+    let superBlock: SuperBlock
+    /// Held for the length of an upgrade: one at a time per mount.
+    let upgrading = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let fd: Int32
     private let log: Logger
     private let finished = Semaphore()
@@ -40,7 +45,8 @@ final class ServedMount: @unchecked Sendable {
         let device: FileBlockDevice
         do { device = try FileBlockDevice(path: settings.image, direct: true) } catch { throw Failure("\(error)") }
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
-        let superBlock = SuperBlock(cache: cache) { [log] message in log.info("\(message)") }
+        superBlock = SuperBlock(cache: cache) { [log] message in log.info("\(message)") }
+        pthread_mutex_init(upgrading, nil)
         let fileSystem: any FileSystem
         do {
             fileSystem = try loaded.module.mount(superBlock)

@@ -16,6 +16,8 @@ struct BentoUpgraded: ParsableCommand {
     var controlSocket: String?
     @Option(help: "Where upgrade history and state are kept (default: the config's, else /var/lib/bento).")
     var stateDir: String?
+    @Option(help: "How long an upgrade waits for in-flight requests, in milliseconds.")
+    var quiesceTimeoutMs = 1000
     @Option(help: "The image file or block device of a single mount (instead of the config file).") var image: String?
     @Option(help: "Where to mount it.") var mountpoint: String?
     @Option(help: "The module file (xv6fs-<version>.so).") var module: String?
@@ -38,8 +40,11 @@ struct BentoUpgraded: ParsableCommand {
         let log = Logger(label: "bento-upgraded")
         do {
             let (mounts, fromConfig) = try mountSettings()
-            let socket = controlSocket ?? fromConfig?.controlSocket ?? ControlProtocol.defaultSocketPath
-            try Daemon(log: log).run(mounts: mounts, controlSocket: socket)
+            let options = Daemon.Options(
+                controlSocket: controlSocket ?? fromConfig?.controlSocket ?? ControlProtocol.defaultSocketPath,
+                stateDirectory: stateDir ?? fromConfig?.stateDirectory ?? "/var/lib/bento",
+                quiesceTimeout: Double(quiesceTimeoutMs) / 1000)
+            try Daemon(log: log, options: options).run(mounts: mounts)
         } catch {
             log.critical("\(error)")
             throw ExitCode(1)

@@ -47,7 +47,10 @@ struct HandoverState {
         w.write(failed)
         w.write(nextHandle)
         w.write(UInt64(handles.count))
-        for (fh, h) in handles { w.write(fh); w.write(h.ino); w.write(h.flags); w.write(h.isDirectory) }
+        for (fh, h) in handles {
+            w.write(fh); w.write(h.ino); w.write(h.flags); w.write(h.isDirectory)
+            w.write(h.opener.uid); w.write(h.opener.gid); w.write(h.opener.pid)
+        }
         w.write(UInt64(references.count))
         for r in references { w.write(r.ino); w.write(r.lookups); w.write(Int64(r.opens)) }
         if format == Xv6Module.provenanceStateFormat { w.write(provenanceIno ?? 0) }
@@ -66,9 +69,10 @@ struct HandoverState {
         failed = try r.read()
         nextHandle = try r.read()
         handles = []
-        for _ in 0..<(try r.readCount(minimumSize: 17)) {
+        for _ in 0..<(try r.readCount(minimumSize: 29)) {
             let fh: FileHandle = try r.read()
-            let handle = Xv6FileSystem.OpenHandle(ino: try r.read(), flags: try r.read(), isDirectory: try r.read())
+            let handle = Xv6FileSystem.OpenHandle(ino: try r.read(), flags: try r.read(), isDirectory: try r.read(),
+                                                  opener: RequestContext(uid: try r.read(), gid: try r.read(), pid: try r.read()))
             handles.append((fh, handle))
         }
         references = []

@@ -9,6 +9,9 @@ public final class Xv6FileSystem: FileSystem {
         var ino: UInt32
         var flags: Int32
         var isDirectory: Bool
+        /// Who opened it: with the kernel's writeback cache, writes arrive
+        /// from the kernel (pid 0), and provenance names the opener instead.
+        var opener: RequestContext
     }
 
     let superBlock: SuperBlock
@@ -495,10 +498,10 @@ public final class Xv6FileSystem: FileSystem {
 
     // MARK: FileSystem: files
 
-    private func openHandle(_ node: Inode, flags: Int32, isDirectory: Bool) -> FileHandle {
+    private func openHandle(_ node: Inode, flags: Int32, isDirectory: Bool, by ctx: RequestContext) -> FileHandle {
         let handle = nextHandle
         nextHandle += 1
-        handles[handle] = OpenHandle(ino: node.ino, flags: flags, isDirectory: isDirectory)
+        handles[handle] = OpenHandle(ino: node.ino, flags: flags, isDirectory: isDirectory, opener: ctx)
         node.opens += 1
         return handle
     }
@@ -516,7 +519,7 @@ public final class Xv6FileSystem: FileSystem {
                 try truncate(node, to: 0, now: currentTime())
             }
             if Self.writable(flags) { observer?(ctx, .openForWriting(ino: node.ino)) }
-            return OpenReply(handle: openHandle(node, flags: flags, isDirectory: false))
+            return OpenReply(handle: openHandle(node, flags: flags, isDirectory: false, by: ctx))
         }
     }
 
@@ -553,7 +556,10 @@ public final class Xv6FileSystem: FileSystem {
                     throw error
                 }
             }
-            if done > 0 { observer?(ctx, .write(ino: node.ino, offset: offset, count: done)) }
+            if done > 0 {
+                let writer = ctx.pid == 0 ? handles[handle]?.opener ?? ctx : ctx
+                observer?(writer, .write(ino: node.ino, offset: offset, count: done))
+            }
             return done
         }
     }
@@ -581,7 +587,7 @@ public final class Xv6FileSystem: FileSystem {
     // MARK: FileSystem: directories
 
     public func opendir(_ ctx: RequestContext, ino: InodeNumber, flags: Int32) throws -> FileHandle {
-        try lock.withLock { openHandle(try directory(ino), flags: flags, isDirectory: true) }
+        try lock.withLock { openHandle(try directory(ino), flags: flags, isDirectory: true, by: ctx) }
     }
 
     public func readdir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64, plus: Bool,
@@ -628,7 +634,7 @@ public final class Xv6FileSystem: FileSystem {
             let node = try makeNode(ctx, parent: parent, name: name,
                                     mode: FileMode.regular | (mode & FileMode.permissionMask))
             observer?(ctx, .create(parent: UInt32(parent), name: name.bytes, ino: node.ino))
-            return (entry(node), OpenReply(handle: openHandle(node, flags: flags, isDirectory: false)))
+            return (entry(node), OpenReply(handle: openHandle(node, flags: flags, isDirectory: false, by: ctx)))
         }
     }
 

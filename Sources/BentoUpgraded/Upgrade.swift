@@ -1,0 +1,115 @@
+import BentoControl
+import BentoHost
+import BentoKit
+import Foundation
+import Glibc
+
+/// Live upgrade of one mount, in the phases of Docs/upgrade.md: preflight
+/// with I/O flowing, quiesce (gate closed, in-flight requests drained),
+/// export the old instance's state, import it into the new one, resume.
+/// Any failure before the swap leaves the old instance serving.
+extension ServedMount {
+    /// Swaps the module serving this mount for the one at `path`.
+    /// `action` is "upgrade" or "rollback"; `quiesceTimeout` in seconds.
+    func upgrade(to path: String, action: String, quiesceTimeout: Double, store: StateStore?) -> UpgradeReport {
+        var phases: [PhaseTiming] = []
+        var report = attempt(to: path, action: action, quiesceTimeout: quiesceTimeout, store: store, phases: &phases)
+        report.phases = phases
+        return report
+    }
+
+    private func attempt(to path: String, action: String, quiesceTimeout: Double, store: StateStore?,
+                         phases: inout [PhaseTiming]) -> UpgradeReport {
+        let old = loaded
+        var report = UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint,
+                                   module: path, fromVersion: "\(old.descriptor.version)",
+                                   time: ISO8601DateFormatter().string(from: Date()))
+        guard pthread_mutex_trylock(upgrading) == 0 else {
+            report.error = "an upgrade of \(settings.mountpoint) is already running"
+            return report
+        }
+        defer { pthread_mutex_unlock(upgrading) }
+        var lapStart = DispatchTime.now().uptimeNanoseconds
+        func lap(_ phase: String) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            phases.append(PhaseTiming(phase: phase, micros: (now - lapStart) / 1000))
+            lapStart = now
+        }
+
+        // 1. Preflight: everything that can be checked while I/O flows.
+        let next: LoadedModule
+        do {
+            next = try ModuleLoader.load(path: path, fileSystem: old.descriptor.fileSystem)
+        } catch {
+            report.error = "\(error)"
+            lap("preflight")
+            return report
+        }
+        report.module = next.path
+        report.toVersion = "\(next.descriptor.version)"
+        guard let format = old.descriptor.handoverFormat(to: next.descriptor) else {
+            report.error = "no common state format: \(old.descriptor.version) exports "
+                + "\(old.descriptor.exportFormats.map(\.description)), \(next.descriptor.version) imports "
+                + "\(next.descriptor.importFormats.map(\.description))"
+            lap("preflight")
+            return report
+        }
+        lap("preflight")
+        // If the daemon dies from here on, it comes back on the old module.
+        store?.update(settings.mountpoint) { $0?.upgradingFrom = old.path }
+        defer { store?.update(settings.mountpoint) { $0?.upgradingFrom = nil } }
+
+        // 2. Quiesce.
+        let closed = DispatchTime.now().uptimeNanoseconds
+        func pause() -> UInt64 { (DispatchTime.now().uptimeNanoseconds - closed) / 1000 }
+        guard server.gate.close(timeoutNanoseconds: UInt64(quiesceTimeout * 1e9)) else {
+            lap("quiesce")
+            report.error = "requests still running after the \(Int(quiesceTimeout * 1000)) ms quiesce deadline: "
+                + "upgrade aborted, I/O resumed"
+            return report
+        }
+        lap("quiesce")
+
+        // 3. Export. 4. Import. A failure in either: the old instance resumes.
+        let state: ExportedState
+        let instance: any FileSystem
+        do {
+            state = try server.fileSystem.exportState(format: format)
+            lap("export")
+        } catch {
+            server.gate.reopen()
+            lap("export")
+            report.result = action == "upgrade" ? UpgradeReport.rolledBack : UpgradeReport.refused
+            report.error = "\(old.descriptor.version) could not export its state: \(error)"
+            report.pauseMicros = pause()
+            return report
+        }
+        do {
+            instance = try next.module.restore(superBlock, from: state)
+            lap("import")
+        } catch {
+            server.gate.reopen()
+            lap("import")
+            report.result = action == "upgrade" ? UpgradeReport.rolledBack : UpgradeReport.refused
+            report.error = "\(next.descriptor.version) failed to import the state (\(format)): \(error); "
+                + "\(old.descriptor.version) serves on from the same state"
+            report.pauseMicros = pause()
+            report.stateBytes = UInt64(state.bytes.count)
+            return report
+        }
+
+        // 5. Resume on the new instance.
+        server.fileSystem = instance
+        loaded = next
+        server.gate.reopen()
+        lap("resume")
+        report.pauseMicros = pause()
+        report.stateBytes = UInt64(state.bytes.count)
+        report.result = action == "upgrade" ? UpgradeReport.upgraded : UpgradeReport.rolledBack
+        store?.update(settings.mountpoint) {
+            $0?.module = next.path
+            $0?.previous = old.path
+        }
+        return report
+    }
+}
