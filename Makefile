@@ -40,6 +40,7 @@ test: deps
 	Tests/tools/mkfs-fsck.sh .build/debug
 	Tests/mount/posix.sh .build/debug
 	Tests/mount/daemon.sh .build/debug
+	Tests/mount/upgrade.sh .build/debug
 	Tests/install/install.sh
 
 bench: deps

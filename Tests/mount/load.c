@@ -1,0 +1,101 @@
+// A mixed, self-checking file workload for the upgrade tests: each thread
+// creates, writes, fsyncs, reads back and checks, renames and unlinks files
+// in its own directory, and keeps one file open the whole time, writing and
+// checking it in place. Every failed system call and every wrong byte is
+// counted; so is the longest single system call.
+// Usage: load DIR THREADS SECONDS   (stops early when DIR/STOP exists)
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *root;
+static int seconds;
+static atomic_long ops, failures, mismatches, slowest_ns;
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+// Runs one system call expression, timing it and counting a failure.
+#define CALL(expr, what) ({ \
+    long t0_ = now_ns(); long r_ = (long)(expr); long d_ = now_ns() - t0_; \
+    long s_ = atomic_load(&slowest_ns); \
+    while (d_ > s_ && !atomic_compare_exchange_weak(&slowest_ns, &s_, d_)) {} \
+    atomic_fetch_add(&ops, 1); \
+    if (r_ < 0) { atomic_fetch_add(&failures, 1); fprintf(stderr, "%s failed: %s\n", what, strerror(errno)); } \
+    r_; })
+
+static void fill(unsigned char *buf, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) { seed = seed * 1103515245u + 12345u; buf[i] = seed >> 16; }
+}
+
+static void *worker(void *arg) {
+    long id = (long)arg;
+    char dir[4096], path[4200], other[4200], stop[4200];
+    snprintf(dir, sizeof dir, "%s/t%ld", root, id);
+    snprintf(stop, sizeof stop, "%s/STOP", root);
+    CALL(mkdir(dir, 0755), "mkdir");
+    snprintf(path, sizeof path, "%s/held", dir);
+    int held = CALL(open(path, O_CREAT | O_RDWR, 0644), "open held");
+    unsigned char *buf = malloc(1 << 17), *back = malloc(1 << 17);
+    long deadline = now_ns() + (long)seconds * 1000000000L;
+    for (unsigned k = 0; now_ns() < deadline && access(stop, F_OK) != 0; k++) {
+        // A new file: written, sometimes fsynced, read back and checked.
+        size_t n = 1 + (k * 7919u + id * 104729u) % 65536;
+        fill(buf, n, k ^ (unsigned)id);
+        snprintf(path, sizeof path, "%s/f%u", dir, k);
+        int fd = CALL(open(path, O_CREAT | O_EXCL | O_RDWR, 0644), "create");
+        if (fd >= 0) {
+            if (CALL(write(fd, buf, n), "write") != (long)n) atomic_fetch_add(&mismatches, 1);
+            if (k % 4 == 0) CALL(fsync(fd), "fsync");
+            CALL(close(fd), "close");
+        }
+        fd = CALL(open(path, O_RDONLY), "open");
+        if (fd >= 0) {
+            long got = CALL(read(fd, back, 1 << 17), "read");
+            if (got != (long)n || memcmp(buf, back, n) != 0) atomic_fetch_add(&mismatches, 1);
+            CALL(close(fd), "close");
+        }
+        // Renamed, and files from a while ago removed.
+        snprintf(other, sizeof other, "%s/g%u", dir, k);
+        CALL(rename(path, other), "rename");
+        if (k >= 16) {
+            snprintf(other, sizeof other, "%s/g%u", dir, k - 16);
+            CALL(unlink(other), "unlink");
+        }
+        // The held file, written and checked in place.
+        off_t at = (off_t)(k % 256) * 4096;
+        fill(buf, 4096, k * 31u + (unsigned)id);
+        if (CALL(pwrite(held, buf, 4096, at), "pwrite held") != 4096) atomic_fetch_add(&mismatches, 1);
+        if (CALL(pread(held, back, 4096, at), "pread held") != 4096 || memcmp(buf, back, 4096) != 0)
+            atomic_fetch_add(&mismatches, 1);
+    }
+    CALL(fsync(held), "fsync held");
+    CALL(close(held), "close held");
+    free(buf); free(back);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) { fprintf(stderr, "usage: %s DIR THREADS SECONDS\n", argv[0]); return 2; }
+    root = argv[1];
+    int threads = atoi(argv[2]);
+    seconds = atoi(argv[3]);
+    pthread_t t[64];
+    for (long i = 0; i < threads && i < 64; i++) pthread_create(&t[i], NULL, worker, (void *)i);
+    for (long i = 0; i < threads && i < 64; i++) pthread_join(t[i], NULL);
+    printf("ops=%ld failures=%ld mismatches=%ld slowest_us=%ld\n", atomic_load(&ops), atomic_load(&failures),
+           atomic_load(&mismatches), atomic_load(&slowest_ns) / 1000);
+    return atomic_load(&failures) || atomic_load(&mismatches) ? 1 : 0;
+}

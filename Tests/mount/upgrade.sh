@@ -1,0 +1,108 @@
+#!/bin/bash
+# Live upgrade through a real mount: 100 upgrades alternating xv6fs 1.0.0
+# and 2.0.0 under an 8-thread self-checking load, provenance, rollback,
+# history, and refusals that leave the mount serving the old version.
+# Usage: Tests/mount/upgrade.sh BIN_DIR [UPGRADES]
+set -u
+bin=$(cd "${1:?usage: $0 BIN_DIR [UPGRADES]}" && pwd)
+rounds=${2:-100}
+work=$(mktemp -d /dev/shm/bento-upgrade.XXXXXX)
+chmod 755 "$work"
+mnt=$work/mnt sock=$work/control.sock log=$work/daemon.log
+v1=$bin/libXV6Module.so v2=$bin/libXV6Module2.so
+passed=0 failed=0 daemon=
+ok()   { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+expect() { local name=$1; shift; if "$@" >/dev/null 2>&1; then ok "$name"; else fail "$name"; fi; }
+ctl() { "$bin/bentoctl" --socket "$sock" "$@"; }
+version() { ctl status --json | grep -o '"version" *: *"[0-9.]*"' | grep -o '[0-9][0-9.]*'; }
+cleanup() {
+    [ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+    grep -q " $mnt " /proc/self/mountinfo && umount -l "$mnt"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cc -O2 -pthread -o "$work/load" "$(dirname "$0")/load.c" || { echo "cannot build the load"; exit 1; }
+"$bin/mkfs.xv6" --size 2G --inodes 131072 "$work/x.img" >/dev/null
+mkdir "$mnt"
+"$bin/bento-upgraded" --image "$work/x.img" --mountpoint "$mnt" --module "$v1" \
+    --control-socket "$sock" --state-dir "$work/state" >"$log" 2>&1 &
+daemon=$!
+for _ in $(seq 100); do [ -S "$sock" ] && stat -f "$mnt" | grep -q fuse && break; sleep 0.1; done
+expect "serving 1.0.0" test "$(version)" = 1.0.0
+
+# Names and inode numbers before, to compare after.
+mkdir "$mnt/fixed" && for i in $(seq 50); do echo "$i" > "$mnt/fixed/$i"; done
+ls -i "$mnt/fixed" | sort > "$work/inodes.before"
+exec 7<>"$mnt/fixed/1"
+
+# Upgrades under load.
+mkdir "$mnt/load"
+"$work/load" "$mnt/load" 8 600 > "$work/load.out" 2> "$work/load.err" &
+loadpid=$!
+sleep 1
+upgraded=0
+: > "$work/pauses"
+for i in $(seq "$rounds"); do
+    target=$v2; [ $((i % 2)) -eq 0 ] && target=$v1
+    out=$(ctl upgrade "$mnt" "$target" --json)
+    if grep -q '"result" *: *"upgraded"' <<<"$out"; then
+        upgraded=$((upgraded + 1))
+        grep -o '"pauseMicros" *: *[0-9]*' <<<"$out" | grep -o '[0-9]*$' >> "$work/pauses"
+    else
+        echo "     upgrade $i: $out"
+    fi
+done
+touch "$mnt/load/STOP"
+wait $loadpid; loadstatus=$?
+expect "$rounds upgrades under load, all upgraded" test "$upgraded" -eq "$rounds"
+cat "$work/load.out"
+head -5 "$work/load.err"
+expect "the load saw no failed system call and no wrong byte" test $loadstatus -eq 0
+expect "the load did work" test "$(grep -o 'ops=[0-9]*' "$work/load.out" | cut -d= -f2)" -gt 1000
+sort -n "$work/pauses" | awk '{ a[NR] = $1 } END { if (NR) printf "     pause over %d upgrades: median %d us, p99 %d us, max %d us\n", NR, a[int((NR + 1) / 2)], a[int(NR * 0.99 + 0.5)], a[NR] }'
+expect "a file held open across all upgrades still works" bash -c "echo again >&7 && grep -q again '$mnt/fixed/1'"
+exec 7>&-
+ls -i "$mnt/fixed" | sort > "$work/inodes.after"
+expect "inode numbers unchanged" cmp "$work/inodes.before" "$work/inodes.after"
+
+# Provenance under 2.0.0, readable after rolling back to 1.0.0.
+[ "$(version)" = 2.0.0 ] || ctl upgrade "$mnt" "$v2" >/dev/null
+expect "serving 2.0.0" test "$(version)" = 2.0.0
+sh -c 'echo $$ > "$1/pid"; exec touch "$2/made-by-touch"' sh "$work" "$mnt"
+touchpid=$(cat "$work/pid")
+expect "provenance names pid and executable" \
+    grep -qE "pid=$touchpid uid=0 exe=\"/usr/bin/touch\" op=create parent=1 name=\"made-by-touch\"" "$mnt/.provenance"
+expect "provenance file is root's alone" test "$(stat -c '%a %u' "$mnt/.provenance")" = "600 0"
+expect "rollback" ctl rollback "$mnt"
+expect "serving 1.0.0 after rollback" test "$(version)" = 1.0.0
+expect "provenance still readable under 1.0.0" grep -q "made-by-touch" "$mnt/.provenance"
+expect "history lists the upgrades" test "$(ctl history "$mnt" | wc -l)" -ge "$rounds"
+
+# Refusals: each leaves 1.0.0 serving, I/O never paused.
+echo "not a module" > "$work/text.so"
+cp "$v2" "$work/untrusted.so" && chmod 666 "$work/untrusted.so"
+printf 'struct e { unsigned long long m; unsigned int abi; void *p; };\nstatic struct e r = { 0x444F4D4F544E4542ULL, 999, 0 };\nconst void *bento_module_entry(void) { return &r; }\n' > "$work/abi.c"
+cc -shared -fPIC -o "$work/abi999.so" "$work/abi.c"
+refused() {  # refused NAME MODULE PATTERN
+    local out; out=$(ctl upgrade "$mnt" "$2" --json); local status=$?
+    if [ $status -ne 0 ] && grep -q '"result" *: *"refused"' <<<"$out" && grep -qE -- "$3" <<<"$out" \
+        && ! grep -q pauseMicros <<<"$out" && [ "$(version)" = 1.0.0 ] && [ "$(cat "$mnt/fixed/2")" = 2 ]; then
+        ok "$1"
+    else
+        fail "$1"; echo "     $out"
+    fi
+}
+refused "missing module file refused"   "$work/missing.so"   "no such module file"
+refused "non-module refused"            "$work/text.so"      "cannot be loaded"
+refused "other SDK ABI refused"         "$work/abi999.so"    "built for Bento SDK ABI 999"
+refused "untrusted module refused"      "$work/untrusted.so" "untrusted: writable by group or others"
+refused "library without entry refused" "$bin/libBentoKit.so" "not a Bento module"
+
+kill -TERM "$daemon"; wait "$daemon"; status=$?; daemon=
+expect "clean stop" test $status -eq 0
+expect "fsck clean" "$bin/fsck.xv6" -n "$work/x.img"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
