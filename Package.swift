@@ -9,6 +9,11 @@ let package = Package(
         .executable(name: "bento-upgraded", targets: ["BentoUpgraded"]),
         .executable(name: "bentoctl", targets: ["BentoCtl"]),
         .library(name: "BentoHost", targets: ["BentoHost"]),
+        // Module files that fail upgrades on purpose (tests only; see Tests/Fixtures).
+        .library(name: "FixtureImportFails", type: .dynamic, targets: ["FixtureImportFails"]),
+        .library(name: "FixtureOtherFileSystem", type: .dynamic, targets: ["FixtureOtherFileSystem"]),
+        .library(name: "FixtureNoCommonFormat", type: .dynamic, targets: ["FixtureNoCommonFormat"]),
+        .library(name: "FixtureSlowImport", type: .dynamic, targets: ["FixtureSlowImport"]),
     ],
     dependencies: [
         .package(path: "kmod/BentoKit"),
@@ -50,6 +55,14 @@ let package = Package(
         .testTarget(name: "BentoControlTests", dependencies: ["BentoControl"]),
         // Loads module files and checks them before anything is mounted.
         .target(name: "BentoHost", dependencies: [.product(name: "BentoKit", package: "BentoKit")]),
+        .target(name: "FixtureImportFails", dependencies: [.product(name: "BentoKit", package: "BentoKit")],
+                path: "Tests/Fixtures/ImportFails", swiftSettings: [.define("FIXTURE_IMPORT_FAILS")]),
+        .target(name: "FixtureOtherFileSystem", dependencies: [.product(name: "BentoKit", package: "BentoKit")],
+                path: "Tests/Fixtures/OtherFileSystem", swiftSettings: [.define("FIXTURE_OTHER_FILE_SYSTEM")]),
+        .target(name: "FixtureNoCommonFormat", dependencies: [.product(name: "BentoKit", package: "BentoKit")],
+                path: "Tests/Fixtures/NoCommonFormat", swiftSettings: [.define("FIXTURE_NO_COMMON_FORMAT")]),
+        .target(name: "FixtureSlowImport", dependencies: [.product(name: "BentoKit", package: "BentoKit")],
+                path: "Tests/Fixtures/SlowImport", swiftSettings: [.define("FIXTURE_SLOW_IMPORT")]),
         .testTarget(name: "BentoHostTests", dependencies: [
             "BentoHost",
             .product(name: "BentoKit", package: "BentoKit"),

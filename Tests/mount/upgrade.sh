@@ -22,6 +22,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
 
 cc -O2 -pthread -o "$work/load" "$(dirname "$0")/load.c" || { echo "cannot build the load"; exit 1; }
 "$bin/mkfs.xv6" --size 2G --inodes 131072 "$work/x.img" >/dev/null
@@ -29,7 +30,7 @@ mkdir "$mnt"
 "$bin/bento-upgraded" --image "$work/x.img" --mountpoint "$mnt" --module "$v1" \
     --control-socket "$sock" --state-dir "$work/state" >"$log" 2>&1 &
 daemon=$!
-for _ in $(seq 100); do [ -S "$sock" ] && stat -f "$mnt" | grep -q fuse && break; sleep 0.1; done
+for _ in $(seq 100); do [ -S "$sock" ] && stat -f "$mnt" 2>/dev/null | grep -q fuse && break; sleep 0.1; done
 expect "serving 1.0.0" test "$(version)" = 1.0.0
 
 # Names and inode numbers before, to compare after.
@@ -99,6 +100,35 @@ refused "non-module refused"            "$work/text.so"      "cannot be loaded"
 refused "other SDK ABI refused"         "$work/abi999.so"    "built for Bento SDK ABI 999"
 refused "untrusted module refused"      "$work/untrusted.so" "untrusted: writable by group or others"
 refused "library without entry refused" "$bin/libBentoKit.so" "not a Bento module"
+
+refused "module for another file system refused" "$bin/libFixtureOtherFileSystem.so" 'serves file system \\"otherfs\\", not \\"xv6fs\\"'
+refused "no common state format refused" "$bin/libFixtureNoCommonFormat.so" "no common state format"
+
+# The new version fails to import the state: the old one serves on.
+out=$(ctl upgrade "$mnt" "$bin/libFixtureImportFails.so" --json); status=$?
+expect "failed import: rolled back" grep -q '"result" *: *"rolled-back"' <<<"$out"
+expect "failed import: exit status non-zero" test $status -ne 0
+expect "failed import: says why" grep -q "failed to import the state" <<<"$out"
+expect "failed import: 1.0.0 serves on" test "$(version)" = 1.0.0 -a "$(cat "$mnt/fixed/3")" = 3
+
+# One upgrade at a time; and a daemon killed mid-upgrade comes back on the
+# version it was upgrading from.
+ctl upgrade "$mnt" "$v2" >/dev/null
+echo durable > "$mnt/before-crash" && sync "$mnt/before-crash"
+ctl upgrade "$mnt" "$bin/libFixtureSlowImport.so" >/dev/null 2>&1 &
+slow=$!
+# Wait until the slow upgrade is under way (its mark is in the state dir).
+for _ in $(seq 200); do grep -q upgradingFrom "$work/state/mounts.json" && break; sleep 0.05; done
+out=$(ctl upgrade "$mnt" "$v1" --json)
+expect "a second upgrade meanwhile is refused" grep -q "already running" <<<"$out"
+kill -9 "$daemon"; wait "$daemon" 2>/dev/null; wait $slow 2>/dev/null
+"$bin/bento-upgraded" --image "$work/x.img" --mountpoint "$mnt" --module "$v1" \
+    --control-socket "$sock" --state-dir "$work/state" >>"$log" 2>&1 &
+daemon=$!
+for _ in $(seq 100); do [ -S "$sock" ] && stat -f "$mnt" 2>/dev/null | grep -q fuse && break; sleep 0.1; done
+expect "after a crash mid-upgrade: back on 2.0.0, the version it left" test "$(version)" = 2.0.0
+expect "the interrupted upgrade is logged" grep -q "upgrade from .*libXV6Module2.so was interrupted" "$log"
+expect "fsynced data survived" test "$(cat "$mnt/before-crash")" = durable
 
 kill -TERM "$daemon"; wait "$daemon"; status=$?; daemon=
 expect "clean stop" test $status -eq 0
