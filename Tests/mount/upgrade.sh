@@ -19,6 +19,8 @@ version() { ctl status --json | grep -o '"version" *: *"[0-9.]*"' | grep -o '[0-
 cleanup() {
     [ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
     grep -q " $mnt " /proc/self/mountinfo && umount -l "$mnt"
+    [ -n "${ptpid:-}" ] && kill -CONT $ptpid 2>/dev/null && kill -TERM $ptpid 2>/dev/null
+    grep -q " $work/pt " /proc/self/mountinfo && umount -l "$work/pt"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -133,6 +135,39 @@ expect "fsynced data survived" test "$(cat "$mnt/before-crash")" = durable
 kill -TERM "$daemon"; wait "$daemon"; status=$?; daemon=
 expect "clean stop" test $status -eq 0
 expect "fsck clean" "$bin/fsck.xv6" -n "$work/x.img"
+
+# The quiesce deadline: a request that cannot finish. The image lives on a
+# passthrough_ll mount (libfuse's example); stopping that server blocks the
+# device under bento, so an fsync stays in flight inside the gate.
+pt=$work/pt ptsrc=$work/ptsrc
+mkdir "$pt" "$ptsrc"
+cc -O2 -o "$work/passthrough_ll" /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c \
+    -I/usr/share/doc/libfuse3-dev/examples $(pkg-config --cflags --libs fuse3)
+"$work/passthrough_ll" -f -o source="$ptsrc" "$pt" &
+ptpid=$!
+for _ in $(seq 100); do stat -f "$pt" 2>/dev/null | grep -q fuse && break; sleep 0.1; done
+"$bin/mkfs.xv6" --size 32M "$pt/x.img" >/dev/null
+"$bin/bento-upgraded" --image "$pt/x.img" --mountpoint "$mnt" --module "$v1" --control-socket "$sock" \
+    --state-dir "$work/state2" --quiesce-timeout-ms 300 >>"$log" 2>&1 &
+daemon=$!
+for _ in $(seq 100); do [ -S "$sock" ] && stat -f "$mnt" 2>/dev/null | grep -q fuse && break; sleep 0.1; done
+echo stuck > "$mnt/f"
+kill -STOP $ptpid
+sync "$mnt/f" &
+syncer=$!
+sleep 0.5
+out=$(ctl upgrade "$mnt" "$v2" --json)
+expect "quiesce deadline: refused" grep -q '"result" *: *"refused"' <<<"$out"
+expect "quiesce deadline: says so" grep -q "quiesce deadline" <<<"$out"
+kill -CONT $ptpid
+wait $syncer
+expect "quiesce deadline: the stuck request then completes" test $? -eq 0
+expect "quiesce deadline: still 1.0.0, serving" test "$(version)" = 1.0.0 -a "$(cat "$mnt/f")" = stuck
+expect "and the upgrade goes through once it can" ctl upgrade "$mnt" "$v2"
+kill -TERM "$daemon"; wait "$daemon"; daemon=
+expect "fsck clean (image on passthrough)" "$bin/fsck.xv6" -n "$pt/x.img"
+kill -TERM $ptpid; wait $ptpid 2>/dev/null
+grep -q " $pt " /proc/self/mountinfo && umount -l "$pt"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
