@@ -19,8 +19,14 @@ final class ServedMount: @unchecked Sendable {
     }
 
     let settings: Settings
-    /// The module serving now; changed only by an upgrade.
-    var loaded: LoadedModule
+    /// The module serving now; changed only by an upgrade, read by status
+    /// requests on other threads, hence the lock.
+    var loaded: LoadedModule {
+        get { pthread_mutex_lock(loadedLock); defer { pthread_mutex_unlock(loadedLock) }; return current }
+        set { pthread_mutex_lock(loadedLock); current = newValue; pthread_mutex_unlock(loadedLock) }
+    }
+    private var current: LoadedModule
+    private let loadedLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     let server: FuseServer
     /// The host's services under the module: they outlive each instance.
     let superBlock: SuperBlock
@@ -40,8 +46,9 @@ final class ServedMount: @unchecked Sendable {
         log[metadataKey: "mount"] = "\(settings.mountpoint)"
         self.settings = settings
         self.log = log
-        loaded = try ModuleLoader.load(path: settings.module)
-        let descriptor = loaded.descriptor
+        pthread_mutex_init(loadedLock, nil)
+        current = try ModuleLoader.load(path: settings.module)
+        let descriptor = current.descriptor
         let device: FileBlockDevice
         do { device = try FileBlockDevice(path: settings.image, direct: true) } catch { throw Failure("\(error)") }
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
@@ -49,7 +56,7 @@ final class ServedMount: @unchecked Sendable {
         pthread_mutex_init(upgrading, nil)
         let fileSystem: any FileSystem
         do {
-            fileSystem = try loaded.module.mount(superBlock)
+            fileSystem = try current.module.mount(superBlock)
         } catch {
             let errno = error as? Errno
             throw Failure("\(settings.image): \(descriptor.fileSystem) \(descriptor.version) cannot mount it: "
