@@ -653,6 +653,17 @@ public final class Xv6FileSystem: FileSystem {
         }
     }
 
+    /// xv6fs keeps no extended attributes. ENOSYS (rather than ENODATA)
+    /// tells the kernel so once: it stops asking, where it would otherwise
+    /// ask for security.capability before every write.
+    public func getxattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName) throws -> [UInt8] {
+        throw Errno.ENOSYS
+    }
+
+    public func listxattr(_ ctx: RequestContext, ino: InodeNumber) throws -> [FileName] {
+        throw Errno.ENOSYS
+    }
+
     public func exportState(format: StateFormat) throws -> ExportedState {
         try lock.withLock {
             let speaks = provenance == nil ? [Xv6Module.stateFormat] : [Xv6Module.provenanceStateFormat, Xv6Module.stateFormat]
