@@ -27,7 +27,8 @@ test ! -e /opt/swift/usr/lib/swift/linux/libswiftCore.so
 "$p/sbin/fsck.xv6" -n "$root/x.img"
 "$p/bin/bentoctl" --help >/dev/null
 mkdir -p "$root/mnt"
-"$p/sbin/bento-upgraded" --image "$root/x.img" --mountpoint "$root/mnt" --module "$p/lib/bento/modules/xv6fs-1.0.0.so" &
+"$p/sbin/bento-upgraded" --image "$root/x.img" --mountpoint "$root/mnt" --module "$p/lib/bento/modules/xv6fs-1.0.0.so" \
+    --control-socket "$root/control.sock" --state-dir "$root/state" &
 daemon=$!
 for _ in $(seq 100); do stat -f "$root/mnt" | grep -q fuse && break; sleep 0.1; done
 echo installed > "$root/mnt/file"

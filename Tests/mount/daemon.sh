@@ -39,7 +39,7 @@ mountpoint = "$work/m1"
 module = "$good"
 threads = "many"
 TOML
-out=$("$bin/bento-upgraded" --config "$work/bad.toml" --control-socket "$sock" 2>&1); status=$?
+out=$("$bin/bento-upgraded" --config "$work/bad.toml" --control-socket "$sock" --state-dir "$work/state" 2>&1); status=$?
 expect "bad config: exit status 1" test $status -eq 1
 expect "bad config: message names file, line and field" grep -q "bad.toml:5: mount\[1\].threads" <<<"$out"
 expect "bad config: nothing mounted" bash -c "! grep -q '$work/m1 ' /proc/self/mountinfo"
@@ -47,6 +47,7 @@ expect "bad config: nothing mounted" bash -c "! grep -q '$work/m1 ' /proc/self/m
 # Two good mounts and four refused ones.
 cat > "$work/bento.toml" <<TOML
 control_socket = "$sock"
+state_dir = "$work/state"
 [[mount]]
 image = "$work/x1.img"
 mountpoint = "$work/m1"
@@ -125,7 +126,7 @@ truncate -s 64M "$work/disk" && loop=$(losetup --find --show "$work/disk")
 if [ -n "$loop" ]; then
     "$bin/mkfs.xv6" "$loop" >/dev/null
     mkdir -p "$work/dev"
-    "$bin/bento-upgraded" --image "$loop" --mountpoint "$work/dev" --module "$good" --control-socket "$work/dev.sock" >"$work/dev.log" 2>&1 &
+    "$bin/bento-upgraded" --image "$loop" --mountpoint "$work/dev" --module "$good" --control-socket "$work/dev.sock" --state-dir "$work/dev-state" >"$work/dev.log" 2>&1 &
     daemon=$!
     for _ in $(seq 100); do stat -f "$work/dev" | grep -q fuse && break; sleep 0.1; done
     head -c 3000000 /dev/urandom > "$work/data" && cp "$work/data" "$work/dev/data"
@@ -133,7 +134,7 @@ if [ -n "$loop" ]; then
     expect "block device opened with O_DIRECT" test $(( 0$(awk '/^flags/ { print $2 }' /proc/$daemon/fdinfo/$fd) & 040000 )) -ne 0
     kill -TERM "$daemon"; wait "$daemon"; daemon=
     expect "fsck clean on the block device" "$bin/fsck.xv6" -n "$loop"
-    "$bin/bento-upgraded" --image "$loop" --mountpoint "$work/dev" --module "$good" --control-socket "$work/dev.sock" >>"$work/dev.log" 2>&1 &
+    "$bin/bento-upgraded" --image "$loop" --mountpoint "$work/dev" --module "$good" --control-socket "$work/dev.sock" --state-dir "$work/dev-state" >>"$work/dev.log" 2>&1 &
     daemon=$!
     for _ in $(seq 100); do stat -f "$work/dev" | grep -q fuse && break; sleep 0.1; done
     expect "data on the block device survives remount" cmp "$work/data" "$work/dev/data"

@@ -20,7 +20,8 @@ mounted() { grep -q " $mnt " /proc/self/mountinfo; }
 # Served: mounted and answering (a dead mount answers ENOTCONN).
 serving() { mounted && stat -f "$mnt" >/dev/null 2>&1; }
 start() {
-    "$bin/bento-upgraded" --image "$img" --mountpoint "$mnt" --module "$bin/libXV6Module.so" --allow-other >>"$log" 2>&1 &
+    "$bin/bento-upgraded" --image "$img" --mountpoint "$mnt" --module "$bin/libXV6Module.so" --allow-other \
+        --control-socket "$work/control.sock" --state-dir "$work/state" >>"$log" 2>&1 &
     daemon=$!
     for _ in $(seq 100); do serving && return 0; sleep 0.1; done
     echo "daemon did not mount; its log:"; cat "$log"; return 1
