@@ -12,15 +12,18 @@ public final class FuseServer: @unchecked Sendable {
     public let stats = RequestStats()
     /// How long the kernel may cache names and attributes.
     let timeout: Double
+    /// Whether to ask for the kernel's writeback cache.
+    let writebackCache: Bool
     private var session: OpaquePointer?
     public private(set) var fd: Int32 = -1
     /// The kernel's INIT request as first read: a new process taking over
     /// the session must be shown it.
     public private(set) var initRequest: [UInt8]?
 
-    public init(fileSystem: any FileSystem, timeout: Double = 1.0) {
+    public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true) {
         self.fileSystem = fileSystem
         self.timeout = timeout
+        self.writebackCache = writebackCache
     }
 
     public struct Failure: Error, CustomStringConvertible { public let description: String }
@@ -114,10 +117,11 @@ public final class FuseServer: @unchecked Sendable {
 
     /// What a fast FUSE file system asks for at INIT.
     func negotiate(_ conn: UnsafeMutablePointer<fuse_conn_info>) {
-        let wanted: UInt32 = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_WRITEBACK_CACHE)
+        let wanted: UInt32 = UInt32(FUSE_CAP_ASYNC_READ) | (writebackCache ? UInt32(FUSE_CAP_WRITEBACK_CACHE) : 0)
             | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
             | UInt32(FUSE_CAP_EXPORT_SUPPORT) | UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_MOVE)
         conn.pointee.want |= wanted & conn.pointee.capable
+        if !writebackCache { conn.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE) }
         conn.pointee.max_write = 1 << 20
         conn.pointee.max_readahead = 1 << 20
         conn.pointee.time_gran = 1

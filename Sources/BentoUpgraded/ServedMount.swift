@@ -16,6 +16,7 @@ final class ServedMount: @unchecked Sendable {
         var threads = 16
         var cacheMiB = 256
         var allowOther = false
+        var writebackCache = true
     }
 
     let settings: Settings
@@ -64,7 +65,7 @@ final class ServedMount: @unchecked Sendable {
         }
         fd = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: descriptor.fileSystem,
                                  allowOther: settings.allowOther)
-        server = FuseServer(fileSystem: fileSystem)
+        server = FuseServer(fileSystem: fileSystem, writebackCache: settings.writebackCache)
         do { try server.attach(fd: fd) } catch {
             FuseMount.unmount(settings.mountpoint)
             close(fd)

@@ -24,6 +24,7 @@ struct BentoUpgraded: ParsableCommand {
     @Option(help: "Most request threads per mount.") var threads = MountConfiguration.defaultThreads
     @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
+    @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache).") var writebackCache = true
 
     func validate() throws {
         let given = [image, mountpoint, module].compactMap { $0 }.count
@@ -58,7 +59,7 @@ struct BentoUpgraded: ParsableCommand {
             guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
             return ([ServedMount.Settings(image: image, mountpoint: mountpoint, module: module, threads: threads,
-                                          cacheMiB: cacheMib, allowOther: allowOther)], nil)
+                                          cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache)], nil)
         }
         let file = try BentoConfiguration.load(path: config)
         return (file.mounts.map {

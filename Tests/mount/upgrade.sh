@@ -131,6 +131,7 @@ for _ in $(seq 100); do [ -S "$sock" ] && stat -f "$mnt" 2>/dev/null | grep -q f
 expect "after a crash mid-upgrade: back on 2.0.0, the version it left" test "$(version)" = 2.0.0
 expect "the interrupted upgrade is logged" grep -q "upgrade from .*libXV6Module2.so was interrupted" "$log"
 expect "fsynced data survived" test "$(cat "$mnt/before-crash")" = durable
+expect "history survives the restart" test "$(ctl history "$mnt" | wc -l)" -ge "$rounds"
 
 kill -TERM "$daemon"; wait "$daemon"; status=$?; daemon=
 expect "clean stop" test $status -eq 0
