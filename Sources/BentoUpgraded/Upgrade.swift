@@ -70,32 +70,31 @@ extension ServedMount {
         }
         lap("quiesce")
 
-        // 3. Export. 4. Import. A failure in either: the old instance resumes.
+        // 3. Export. 4. Import. A failure in either: the old instance,
+        // which still owns its state, resumes.
+        func resumeOld(after phase: String, _ why: String) -> UpgradeReport {
+            server.gate.reopen()
+            lap(phase)
+            report.result = action == "upgrade" ? UpgradeReport.rolledBack : UpgradeReport.refused
+            report.error = why
+            report.pauseMicros = pause()
+            return report
+        }
         let state: ExportedState
         let instance: any FileSystem
         do {
             state = try server.fileSystem.exportState(format: format)
             lap("export")
         } catch {
-            server.gate.reopen()
-            lap("export")
-            report.result = action == "upgrade" ? UpgradeReport.rolledBack : UpgradeReport.refused
-            report.error = "\(old.descriptor.version) could not export its state: \(error)"
-            report.pauseMicros = pause()
-            return report
+            return resumeOld(after: "export", "\(old.descriptor.version) could not export its state: \(error)")
         }
+        report.stateBytes = UInt64(state.bytes.count)
         do {
             instance = try next.module.restore(superBlock, from: state)
             lap("import")
         } catch {
-            server.gate.reopen()
-            lap("import")
-            report.result = action == "upgrade" ? UpgradeReport.rolledBack : UpgradeReport.refused
-            report.error = "\(next.descriptor.version) failed to import the state (\(format)): \(error); "
-                + "\(old.descriptor.version) serves on from the same state"
-            report.pauseMicros = pause()
-            report.stateBytes = UInt64(state.bytes.count)
-            return report
+            return resumeOld(after: "import", "\(next.descriptor.version) failed to import the state (\(format)): \(error); "
+                + "\(old.descriptor.version) serves on from the same state")
         }
 
         // 5. Resume on the new instance.
@@ -104,7 +103,6 @@ extension ServedMount {
         server.gate.reopen()
         lap("resume")
         report.pauseMicros = pause()
-        report.stateBytes = UInt64(state.bytes.count)
         report.result = action == "upgrade" ? UpgradeReport.upgraded : UpgradeReport.rolledBack
         store?.update(settings.mountpoint) {
             $0?.module = next.path
