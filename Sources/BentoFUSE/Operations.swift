@@ -98,8 +98,7 @@ extension FuseServer {
         }
         ops.read = { req, ino, size, offset, fi in
             FuseServer.server(req).handle(req, .read) { fs, ctx in
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
-                defer { buffer.deallocate() }
+                let buffer = ThreadBuffer.get(size)
                 let n = try fs.read(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, offset: UInt64(max(offset, 0)),
                                     into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size]))
                 fuse_reply_buf(req, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), n)
