@@ -137,10 +137,6 @@ public struct ControlReply: Codable, Equatable, Sendable {
 
     public static func failure(_ message: String) -> ControlReply { ControlReply(ok: false, error: message) }
     public static func status(_ mounts: [MountStatus]) -> ControlReply { ControlReply(ok: true, mounts: mounts) }
-    /// What a daemon answers for a command it does not implement yet.
-    public static func notSupportedYet(_ command: ControlRequest.Command) -> ControlReply {
-        .failure("\(command.rawValue) is not supported yet by this bento-upgraded")
-    }
 }
 
 /// The object `bentoctl status --json` prints: `{"mounts": [...]}`.
