@@ -32,9 +32,12 @@ import Testing
         #expect(gate.close(timeoutNanoseconds: 20_000_000) == false)
         // Reopened: others get in while the slow request is still inside.
         let admitted = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async { gate.enter(); admitted.signal(); gate.leave() }
+        let left = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { gate.enter(); admitted.signal(); gate.leave(); left.signal() }
         #expect(admitted.wait(timeout: .now() + 5) == .success)
         gate.leave()
+        // Count once the other request has left too, not while it may still be inside.
+        #expect(left.wait(timeout: .now() + 5) == .success)
         #expect(gate.count == 0)
     }
 
