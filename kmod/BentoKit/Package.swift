@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 // BentoKit: the module SDK. Modules link the dynamic BentoKit product, the one
 // copy of which lives in the host process; BentoServices holds the host-side
-// implementations of the kernel services (block devices, the buffer cache).
+// implementations of the kernel services (block devices, the buffer cache,
+// the operation journal); CBentoServices its few C shims.
 import PackageDescription
 
 let package = Package(
@@ -15,7 +16,8 @@ let package = Package(
             name: "BentoKit",
             swiftSettings: [.unsafeFlags(["-enable-library-evolution"])]
         ),
-        .target(name: "BentoServices", dependencies: ["BentoKit"]),
-        .testTarget(name: "BentoServicesTests", dependencies: ["BentoKit", "BentoServices"]),
+        .target(name: "CBentoServices"),
+        .target(name: "BentoServices", dependencies: ["BentoKit", "CBentoServices"]),
+        .testTarget(name: "BentoServicesTests", dependencies: ["BentoKit", "BentoServices", "CBentoServices"]),
     ]
 )

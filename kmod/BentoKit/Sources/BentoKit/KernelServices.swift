@@ -63,10 +63,23 @@ public final class SuperBlock {
     public var device: any BlockDevice { cache.device }
     /// Where the module's diagnostics go (the host's log).
     public let log: @Sendable (String) -> Void
+    /// Where the module records each operation's changed blocks so that
+    /// they survive the death of the host process; nil when the host keeps
+    /// none (then only committed changes survive it).
+    public let journal: (any OperationJournal)?
 
     @_spi(Host)
     public init(cache: any BufferCache, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.cache = cache
         self.log = log
+        self.journal = nil
+    }
+
+    @_spi(Host)
+    public init(cache: any BufferCache, journal: (any OperationJournal)?,
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.cache = cache
+        self.log = log
+        self.journal = journal
     }
 }
