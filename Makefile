@@ -19,7 +19,7 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev gi
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test bench install run clean
+.PHONY: all build deps test bench install install-systemd run clean
 
 all: build
 
@@ -70,6 +70,22 @@ install: build
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
 	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
 	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
+	$(MAKE) -s install-systemd
+
+# The service around the daemon: unit, journal catalog, tmpfiles.d entry for
+# /run/bento, modules-load.d entry for fuse, and the docs they point at.
+SYSTEMD_LIB = $(DESTDIR)$(PREFIX)/lib
+install-systemd:
+	install -d $(SYSTEMD_LIB)/systemd/system $(SYSTEMD_LIB)/systemd/catalog $(SYSTEMD_LIB)/tmpfiles.d \
+		$(SYSTEMD_LIB)/modules-load.d $(DESTDIR)$(PREFIX)/share/doc/bento $(DESTDIR)/etc/bento
+	sed 's|@PREFIX@|$(PREFIX)|g' systemd/bento-upgraded.service.in > $(SYSTEMD_LIB)/systemd/system/bento-upgraded.service
+	chmod 0644 $(SYSTEMD_LIB)/systemd/system/bento-upgraded.service
+	install -m 0644 systemd/bento-upgraded.catalog $(SYSTEMD_LIB)/systemd/catalog/
+	install -m 0644 systemd/bento.tmpfiles.conf $(SYSTEMD_LIB)/tmpfiles.d/bento.conf
+	install -m 0644 kmod/modules-load.d/bento.conf $(SYSTEMD_LIB)/modules-load.d/bento.conf
+	install -m 0644 Docs/systemd.md Docs/upgrade.md $(DESTDIR)$(PREFIX)/share/doc/bento/
+	sed 's|@PREFIX@|$(PREFIX)|g' systemd/bento.toml.example > $(DESTDIR)$(PREFIX)/share/doc/bento/bento.toml.example
+	@if [ -z "$(DESTDIR)" ] && command -v journalctl >/dev/null; then journalctl --update-catalog || true; fi
 
 # The main job: serve the default image in the foreground until Ctrl-C.
 run: build $(IMAGE)

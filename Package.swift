@@ -37,8 +37,10 @@ let package = Package(
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
         .testTarget(name: "BentoFUSETests", dependencies: ["BentoFUSE"]),
+        // The daemon's side of systemd: sd_notify, the fd store, journald.
+        .target(name: "BentoSystemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "BentoUpgraded", dependencies: [
-            "BentoConfig", "BentoControl", "BentoFUSE", "BentoHost", "CSystemd",
+            "BentoConfig", "BentoControl", "BentoFUSE", "BentoHost", "BentoSystemd",
             .product(name: "BentoKit", package: "BentoKit"),
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -19,7 +19,7 @@ public struct ControlProtocolError: Error, CustomStringConvertible, Equatable, S
 /// `{"command": "rollback", "mountpoint": ...}`, `{"command": "history"[, "mountpoint": ...]}`.
 public struct ControlRequest: Codable, Equatable, Sendable {
     public enum Command: String, Codable, CaseIterable, Sendable {
-        case status, upgrade, rollback, history
+        case status, upgrade, rollback, history, reload
     }
 
     public var command: Command
@@ -45,6 +45,7 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public static func history(mountpoint: String? = nil) -> ControlRequest {
         ControlRequest(command: .history, mountpoint: mountpoint)
     }
+    public static let reload = ControlRequest(command: .reload)
 
     private enum CodingKeys: String, CodingKey { case command, mountpoint, module }
 
@@ -77,7 +78,7 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         }
         func present(_ value: String?) -> Bool { !(value ?? "").isEmpty }
         switch request.command {
-        case .status, .history:
+        case .status, .history, .reload:
             break
         case .upgrade:
             guard present(request.mountpoint), present(request.module) else {
@@ -125,18 +126,32 @@ public struct ControlReply: Codable, Equatable, Sendable {
     public var upgrade: UpgradeReport?
     /// history, oldest first
     public var history: [UpgradeReport]?
+    /// reload
+    public var reload: ReloadReport?
 
     public init(ok: Bool, error: String? = nil, mounts: [MountStatus]? = nil,
-                upgrade: UpgradeReport? = nil, history: [UpgradeReport]? = nil) {
+                upgrade: UpgradeReport? = nil, history: [UpgradeReport]? = nil, reload: ReloadReport? = nil) {
         self.ok = ok
         self.error = error
         self.mounts = mounts
         self.upgrade = upgrade
         self.history = history
+        self.reload = reload
     }
 
     public static func failure(_ message: String) -> ControlReply { ControlReply(ok: false, error: message) }
     public static func status(_ mounts: [MountStatus]) -> ControlReply { ControlReply(ok: true, mounts: mounts) }
+}
+
+/// What a reload of the config file changed, by mountpoint.
+public struct ReloadReport: Codable, Equatable, Sendable {
+    public var started: [String] = []
+    public var stopped: [String] = []
+    /// Mounts the new config leaves as they were: untouched.
+    public var unchanged: [String] = []
+    /// "mountpoint: why" for each new mount that could not start.
+    public var failed: [String] = []
+    public init() {}
 }
 
 /// The object `bentoctl status --json` prints: `{"mounts": [...]}`.

@@ -7,7 +7,7 @@ struct Bentoctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bentoctl",
         abstract: "Control bento-upgraded: status, live upgrades, rollbacks.",
-        subcommands: [Status.self, Upgrade.self, Rollback.self, History.self])
+        subcommands: [Status.self, Upgrade.self, Rollback.self, History.self, Reload.self])
 
     @OptionGroup var global: GlobalOptions
 }
@@ -82,6 +82,28 @@ struct History: ParsableCommand {
         } else {
             print(TextReport.history(entries), terminator: "")
         }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-read the config file: start new mounts, stop removed ones, leave the others untouched.",
+        discussion: "What `systemctl reload bento-upgraded` runs. Exit status 0 only when every new mount started.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print the outcome as a JSON object.") var json = false
+
+    func run() throws {
+        let reply = ask(.reload, socket: global.socket, timeout: 300)
+        guard let changes = reply.reload else { fail(reply.error ?? "bento-upgraded refused without saying why") }
+        if json {
+            printJSON(changes)
+        } else {
+            for (what, mounts) in [("started", changes.started), ("stopped", changes.stopped), ("unchanged", changes.unchanged)]
+            where !mounts.isEmpty {
+                print("\(what): \(mounts.joined(separator: " "))")
+            }
+        }
+        if !reply.ok { fail(reply.error ?? changes.failed.joined(separator: "; ")) }
     }
 }
 

@@ -19,6 +19,10 @@ public final class FuseServer: @unchecked Sendable {
     /// The kernel's INIT request as first read: a new process taking over
     /// the session must be shown it.
     public private(set) var initRequest: [UInt8]?
+    /// Set while an adopted session is shown the saved INIT: its reply is
+    /// not written.
+    private var swallowReplies = false
+    private var initialized = false
 
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true) {
         self.fileSystem = fileSystem
@@ -30,6 +34,48 @@ public final class FuseServer: @unchecked Sendable {
 
     /// Attaches to the /dev/fuse fd of a fresh mount.
     public func attach(fd: Int32) throws(Failure) {
+        session = try makeSession(fd: fd)
+        self.fd = fd
+    }
+
+    /// Takes over the session of a mount another process served (a
+    /// restarted daemon, with the fd from systemd's fd store): the new
+    /// libfuse session is shown the kernel's INIT request as first read,
+    /// and its reply, which the kernel does not expect twice, is dropped.
+    public func adopt(fd: Int32, initRequest: [UInt8]) throws(Failure) {
+        let session = try makeSession(fd: fd)
+        swallowReplies = true
+        var buf = fuse_buf()
+        buf.size = initRequest.count
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: max(initRequest.count, 1), alignment: 8)
+        defer { copy.deallocate() }
+        initRequest.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        buf.mem = copy
+        fuse_session_process_buf(session, &buf)
+        swallowReplies = false
+        guard initialized else {
+            fuse_session_destroy(session)
+            throw Failure(description: "the saved INIT request was not accepted")
+        }
+        self.session = session
+        self.fd = fd
+        self.initRequest = initRequest
+    }
+
+    /// Asks the kernel to deliver again every request a dead process read
+    /// and never answered (FUSE_NOTIFY_RESEND: a bare notification header).
+    public func requestResend() throws(Failure) {
+        var header: (UInt32, Int32, UInt64) = (16, Self.notifyResend, 0)
+        let written = withUnsafeBytes(of: &header) { Glibc.write(fd, $0.baseAddress, 16) }
+        guard written == 16 else {
+            throw Failure(description: "FUSE_NOTIFY_RESEND: \(String(cString: strerror(errno))) (kernel before FUSE 7.40?)")
+        }
+    }
+
+    /// FUSE_NOTIFY_RESEND (protocol 7.40; Debian's fuse.h stops at 7.38).
+    static let notifyResend: Int32 = 7
+
+    private func makeSession(fd: Int32) throws(Failure) -> OpaquePointer {
         var ops = Self.operations()
         let name = strdup("bento-upgraded")
         var argv: [UnsafeMutablePointer<CChar>?] = [name, nil]
@@ -48,8 +94,7 @@ public final class FuseServer: @unchecked Sendable {
             fuse_session_destroy(session)
             throw Failure(description: "fuse_session_mount on /dev/fd/\(fd) failed")
         }
-        self.session = session
-        self.fd = fd
+        return session
     }
 
     /// Runs the multi-threaded request loop until the session ends (the
@@ -117,6 +162,7 @@ public final class FuseServer: @unchecked Sendable {
 
     /// What a fast FUSE file system asks for at INIT.
     func negotiate(_ conn: UnsafeMutablePointer<fuse_conn_info>) {
+        initialized = true
         let wanted: UInt32 = UInt32(FUSE_CAP_ASYNC_READ) | (writebackCache ? UInt32(FUSE_CAP_WRITEBACK_CACHE) : 0)
             | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
             | UInt32(FUSE_CAP_EXPORT_SUPPORT) | UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_MOVE)
@@ -127,7 +173,8 @@ public final class FuseServer: @unchecked Sendable {
         conn.pointee.time_gran = 1
     }
 
-    // The custom I/O: plain read and writev on our fd, with INIT noted.
+    // The custom I/O: plain read and writev on our fd, with INIT and
+    // resent requests noted.
     nonisolated(unsafe) static let customIO: UnsafeMutablePointer<fuse_custom_io> = {
         let io = UnsafeMutablePointer<fuse_custom_io>.allocate(capacity: 1)
         io.initialize(to: fuse_custom_io())
@@ -136,11 +183,17 @@ public final class FuseServer: @unchecked Sendable {
             let saved = errno
             if n > 0, let buffer, let userdata {
                 Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue().noteRead(buffer, n)
+                Resend.noteRead(buffer, n)
             }
             errno = saved
             return n
         }
-        io.pointee.writev = { fd, iov, count, _ in Glibc.writev(fd, iov, count) }
+        io.pointee.writev = { fd, iov, count, userdata in
+            if let userdata, Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue().swallowReplies {
+                return (0..<Int(count)).reduce(0) { $0 + (iov?[$1].iov_len ?? 0) }
+            }
+            return Glibc.writev(fd, iov, count)
+        }
         return io
     }()
 }

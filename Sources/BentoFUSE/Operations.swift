@@ -56,41 +56,63 @@ extension FuseServer {
         ops.mknod = { req, parent, name, mode, rdev in
             let s = FuseServer.server(req)
             s.handle(req, .mknod) { fs, ctx in
-                s.replyEntry(req, try fs.mknod(ctx, parent: parent, name: Convert.name(name), mode: mode, rdev: UInt32(truncatingIfNeeded: rdev)))
+                let name = Convert.name(name)
+                s.replyEntry(req, try s.retrying(.EEXIST) {
+                    try fs.mknod(ctx, parent: parent, name: name, mode: mode, rdev: UInt32(truncatingIfNeeded: rdev))
+                } alreadyDone: { try s.madeBefore(fs, ctx, parent: parent, name: name, otherwise: .EEXIST) })
             }
         }
         ops.mkdir = { req, parent, name, mode in
             let s = FuseServer.server(req)
-            s.handle(req, .mkdir) { fs, ctx in s.replyEntry(req, try fs.mkdir(ctx, parent: parent, name: Convert.name(name), mode: mode)) }
+            s.handle(req, .mkdir) { fs, ctx in
+                let name = Convert.name(name)
+                s.replyEntry(req, try s.retrying(.EEXIST) { try fs.mkdir(ctx, parent: parent, name: name, mode: mode) }
+                             alreadyDone: { try s.madeBefore(fs, ctx, parent: parent, name: name, otherwise: .EEXIST) })
+            }
         }
+        // A resent unlink or rmdir that finds no name: the first attempt removed it.
         ops.unlink = { req, parent, name in
-            FuseServer.server(req).handle(req, .unlink) { fs, ctx in
-                try fs.unlink(ctx, parent: parent, name: Convert.name(name))
+            let s = FuseServer.server(req)
+            s.handle(req, .unlink) { fs, ctx in
+                try s.retrying(.ENOENT) { try fs.unlink(ctx, parent: parent, name: Convert.name(name)) } alreadyDone: {}
                 fuse_reply_err(req, 0)
             }
         }
         ops.rmdir = { req, parent, name in
-            FuseServer.server(req).handle(req, .rmdir) { fs, ctx in
-                try fs.rmdir(ctx, parent: parent, name: Convert.name(name))
+            let s = FuseServer.server(req)
+            s.handle(req, .rmdir) { fs, ctx in
+                try s.retrying(.ENOENT) { try fs.rmdir(ctx, parent: parent, name: Convert.name(name)) } alreadyDone: {}
                 fuse_reply_err(req, 0)
             }
         }
         ops.symlink = { req, target, parent, name in
             let s = FuseServer.server(req)
             s.handle(req, .symlink) { fs, ctx in
-                s.replyEntry(req, try fs.symlink(ctx, parent: parent, name: Convert.name(name), target: Convert.name(target).bytes))
+                let name = Convert.name(name)
+                s.replyEntry(req, try s.retrying(.EEXIST) {
+                    try fs.symlink(ctx, parent: parent, name: name, target: Convert.name(target).bytes)
+                } alreadyDone: { try s.madeBefore(fs, ctx, parent: parent, name: name, otherwise: .EEXIST) })
             }
         }
+        // A resent rename that finds no source: done before if the target is there.
         ops.rename = { req, parent, name, newParent, newName, flags in
-            FuseServer.server(req).handle(req, .rename) { fs, ctx in
-                try fs.rename(ctx, parent: parent, name: Convert.name(name), newParent: newParent,
-                              newName: Convert.name(newName), flags: RenameFlags(rawValue: flags))
+            let s = FuseServer.server(req)
+            s.handle(req, .rename) { fs, ctx in
+                let newName = Convert.name(newName)
+                try s.retrying(.ENOENT) {
+                    try fs.rename(ctx, parent: parent, name: Convert.name(name), newParent: newParent,
+                                  newName: newName, flags: RenameFlags(rawValue: flags))
+                } alreadyDone: { _ = try s.madeBefore(fs, ctx, parent: newParent, name: newName, counted: false, otherwise: .ENOENT) }
                 fuse_reply_err(req, 0)
             }
         }
         ops.link = { req, ino, newParent, newName in
             let s = FuseServer.server(req)
-            s.handle(req, .link) { fs, ctx in s.replyEntry(req, try fs.link(ctx, ino: ino, newParent: newParent, newName: Convert.name(newName))) }
+            s.handle(req, .link) { fs, ctx in
+                let newName = Convert.name(newName)
+                s.replyEntry(req, try s.retrying(.EEXIST) { try fs.link(ctx, ino: ino, newParent: newParent, newName: newName) }
+                             alreadyDone: { try s.madeBefore(fs, ctx, parent: newParent, name: newName, ino: ino, otherwise: .EEXIST) })
+            }
         }
         ops.open = { req, ino, fi in
             let s = FuseServer.server(req)
@@ -164,8 +186,14 @@ extension FuseServer {
         ops.create = { req, parent, name, mode, fi in
             let s = FuseServer.server(req)
             s.handle(req, .create) { fs, ctx in
-                let (entry, open) = try fs.create(ctx, parent: parent, name: Convert.name(name), mode: mode,
-                                                  flags: fi?.pointee.flags ?? 0)
+                let name = Convert.name(name), flags = fi?.pointee.flags ?? 0
+                // A resent O_EXCL create that finds the file: the first attempt made it; open that.
+                let (entry, open) = try s.retrying(.EEXIST) {
+                    try fs.create(ctx, parent: parent, name: name, mode: mode, flags: flags)
+                } alreadyDone: {
+                    let entry = try s.madeBefore(fs, ctx, parent: parent, name: name, otherwise: .EEXIST)
+                    return (entry, try fs.open(ctx, ino: entry.ino, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC)))
+                }
                 var p = Convert.entry(entry, timeout: s.timeout)
                 fi?.pointee.fh = open.handle
                 fi?.pointee.keep_cache = open.keepCache ? 1 : 0

@@ -18,6 +18,7 @@ public final class RequestStats: Sendable {
     /// Bucket b holds latencies in [2^b, 2^(b+1)) microseconds (bucket 0: below 2 µs).
     private let buckets: [ManagedAtomic<UInt64>]
     private let slowest = ManagedAtomic<UInt64>(0)
+    private let retries = ManagedAtomic<UInt64>(0)
     public let started: Timespec
 
     public struct Timespec: Sendable { public let seconds: Double }
@@ -28,7 +29,7 @@ public final class RequestStats: Sendable {
         started = Timespec(seconds: Self.now())
     }
 
-    static func now() -> Double {
+    public static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
@@ -55,6 +56,15 @@ public final class RequestStats: Sendable {
             seen = current
         }
     }
+
+    /// Counts a resent request answered as already done (Resend.swift).
+    func countResendRetry() { retries.wrappingIncrement(ordering: .relaxed) }
+
+    /// Resent requests whose first attempt had already taken effect.
+    public var resendRetries: UInt64 { retries.load(ordering: .relaxed) }
+
+    /// Requests answered so far, of every operation.
+    public var answered: UInt64 { counts.reduce(0) { $0 &+ $1.load(ordering: .relaxed) } }
 
     public var uptimeSeconds: Double { Self.now() - started.seconds }
 

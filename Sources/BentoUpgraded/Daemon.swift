@@ -1,39 +1,49 @@
 import BentoControl
+import BentoFUSE
+import BentoSystemd
 import Glibc
 import Logging
 
-/// The daemon's life: start every mount, serve (and upgrade) until a signal
-/// or until every mount is gone, then unmount and flush everything.
+/// The daemon's life: start every mount (or take it over from systemd's fd
+/// store after a restart or crash), serve and upgrade until a signal, then
+/// either unmount and flush everything (stop) or hand every mount to the
+/// next process (restart). Docs/systemd.md tells the whole story.
 final class Daemon: @unchecked Sendable {
     struct Options {
         var controlSocket: String
         var stateDirectory: String
-        /// Seconds an upgrade waits for in-flight requests.
+        /// Seconds an upgrade or a restart waits for in-flight requests.
         var quiesceTimeout: Double
     }
 
     let log: Logger
     let options: Options
-    private(set) var mounts: [ServedMount] = []
+    /// The mounts to serve, as the config says now (read again on reload).
+    private let configuredMounts: () throws -> [ServedMount.Settings]
+    private var mounts: [ServedMount] {
+        get { lock.withLock { served } }
+        set { lock.withLock { served = newValue } }
+    }
+    private var served: [ServedMount] = []
     private var store: StateStore?
     private let done = Semaphore()
-    /// Signalled once `mounts` is complete (control requests wait for it).
+    /// Signalled once the first mounts are up (control requests wait for it).
     private let ready = Semaphore()
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private var running = 0
+    private let lock = Lock()
+    /// One reload or upgrade at a time changes `mounts`' modules.
+    private let changing = Lock()
 
-    init(log: Logger, options: Options) {
+    init(log: Logger, options: Options, mounts: @escaping () throws -> [ServedMount.Settings]) {
         self.log = log
         self.options = options
-        pthread_mutex_init(lock, nil)
+        self.configuredMounts = mounts
     }
 
-    func run(mounts settings: [ServedMount.Settings]) throws {
+    func run() throws {
         // Signals go to one thread that waits for them; block them everywhere first.
         var signals = sigset_t()
         sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
+        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         do {
@@ -50,38 +60,68 @@ final class Daemon: @unchecked Sendable {
         }
         defer { control.stop() }
 
-        // A mount that cannot start is reported; the others are served.
-        for var setting in settings {
-            let configured = setting.module
-            setting.module = moduleToServe(setting)
-            do {
-                let mount = try ServedMount(setting, log: log)
-                mount.onFinish = { [self] in mountFinished() }
-                mounts.append(mount)
-                store?.update(setting.mountpoint) { record in
-                    record = StateStore.MountRecord(module: mount.loaded.path, configModule: configured,
-                                                    previous: record?.previous, upgradingFrom: nil)
-                }
-            } catch {
-                log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
-            }
+        // What a previous process of this service left in the fd store.
+        var stored = FdStore.collect()
+        let settings = try configuredMounts()
+        for setting in settings {
+            if let mount = start(setting, stored: stored.removeValue(forKey: setting.mountpoint)) { mounts.append(mount) }
         }
+        for (mountpoint, leftover) in stored { release(mountpoint, leftover) }
         guard !mounts.isEmpty else { throw Failure("no mount could be served") }
-        running = mounts.count
-        for mount in mounts { mount.start() }
         ready.signal()
+        ServiceManager.ready(status: statusLine())
+        startWatchdog()
 
         let waitFor = signals
         Thread.start { [self] in
-            var set = waitFor
-            var received: Int32 = 0
-            sigwait(&set, &received)
-            log.info("signal \(received): unmounting everything")
-            done.signal()
+            while true {
+                var set = waitFor
+                var received: Int32 = 0
+                sigwait(&set, &received)
+                if received == SIGHUP { _ = reload(); continue }
+                stopOrHandOver(signal: received)
+            }
         }
         done.wait()
-        for mount in mounts { mount.stop() }
         log.info("stopped")
+    }
+
+    /// Starts one configured mount, taking it over from `stored` when the
+    /// previous process left it there. nil (and logged) if it cannot start.
+    private func start(_ setting: ServedMount.Settings, stored: FdStore.Stored?) -> ServedMount? {
+        var setting = setting
+        let configured = setting.module
+        var stored = stored
+        if let found = stored, let why = found.damage ?? (found.image != setting.image ? "it served another image" : nil) {
+            log.warning("\(setting.mountpoint): not taking over the previous mount: \(why)", metadata: ["mount": "\(setting.mountpoint)"])
+            release(setting.mountpoint, found)
+            stored = nil
+        }
+        setting.module = moduleToServe(setting)
+        do {
+            let mount = try ServedMount(setting, log: log, stored: stored)
+            mount.onFinish = { [self] in mountFinished() }
+            store?.update(setting.mountpoint) { record in
+                record = StateStore.MountRecord(module: mount.loaded.path, configModule: configured,
+                                                previous: record?.previous, upgradingFrom: nil)
+            }
+            mount.start()
+            if !mount.keepInFdStore() { log.warning("\(setting.mountpoint): the kernel never sent INIT") }
+            return mount
+        } catch {
+            log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
+            if let stored { release(setting.mountpoint, stored) }
+            return nil
+        }
+    }
+
+    /// A mount the previous process served that this one will not: unmount
+    /// it, and drop it from the fd store.
+    private func release(_ mountpoint: String, _ stored: FdStore.Stored) {
+        log.info("\(mountpoint): no longer configured (or not taken over): unmounting it", metadata: ["mount": "\(mountpoint)"])
+        FuseMount.unmount(mountpoint)
+        if let fd = stored.fuse { close(fd) }
+        FdStore.forget(mountpoint: mountpoint)
     }
 
     /// The module a mount starts with: the one an earlier upgrade left it
@@ -92,8 +132,9 @@ final class Daemon: @unchecked Sendable {
             return setting.module
         }
         if let from = record.upgradingFrom {
-            log.warning("\(setting.mountpoint): an upgrade from \(from) was interrupted; serving \(from)",
-                        metadata: ["mount": "\(setting.mountpoint)"])
+            log.event(.upgradeInterrupted, level: .warning,
+                      "\(setting.mountpoint): an upgrade from \(from) was interrupted; serving \(from)",
+                      ["mount": setting.mountpoint, "module": from, "interrupted_module": record.module])
             return from
         }
         if record.module != setting.module {
@@ -103,13 +144,111 @@ final class Daemon: @unchecked Sendable {
         return record.module
     }
 
-    /// A mount's loop ended (stopped, or unmounted from outside).
+    /// A mount's loop ended (stopped, or unmounted from outside): with none
+    /// left, the daemon is done.
     private func mountFinished() {
-        pthread_mutex_lock(lock)
-        running -= 1
-        let last = running == 0
-        pthread_mutex_unlock(lock)
-        if last { done.signal() }
+        if mounts.allSatisfy({ $0.status.state == "stopped" }) { done.signal() }
+    }
+
+    /// SIGTERM: systemd sends it for `stop` and for `restart` alike; the job
+    /// it runs on our unit tells which. Not under systemd, it is a stop.
+    private func stopOrHandOver(signal: Int32) {
+        let job = signal == SIGTERM ? ServiceManager.currentJobType() : nil
+        if job == "restart" || job == "try-restart" {
+            ServiceManager.stopping(status: "restarting: handing \(mounts.count) mount(s) to the next process")
+            for mount in mounts {
+                let bytes = mount.handOver(quiesceTimeout: max(options.quiesceTimeout, 5))
+                log.event(.handedOver, "\(mount.settings.mountpoint): left to the next process "
+                          + (bytes.map { "with \($0) bytes of state" } ?? "to recover from the disk"),
+                          ["mount": mount.settings.mountpoint, "state_bytes": "\(bytes ?? 0)",
+                           "version": "\(mount.loaded.descriptor.version)"])
+            }
+            // Not unmounted, not flushed again: the next process takes over.
+            exit(0)
+        }
+        log.info("signal \(signal)\(job.map { " (systemd job: \($0))" } ?? ""): unmounting everything")
+        ServiceManager.stopping(status: "stopping: flushing and unmounting \(mounts.count) mount(s)")
+        for mount in mounts { mount.stop() }
+        done.signal()
+    }
+
+    /// `systemctl reload` (bentoctl reload, or SIGHUP): new mounts start,
+    /// removed ones stop, unchanged ones are not touched. A mount whose
+    /// settings changed is restarted.
+    func reload() -> ControlReply {
+        changing.lock()
+        defer { changing.unlock() }
+        ServiceManager.reloading(status: "reloading the config")
+        defer { ServiceManager.ready(status: statusLine()) }
+        var report = ReloadReport()
+        let wanted: [ServedMount.Settings]
+        do { wanted = try configuredMounts() } catch {
+            log.error("reload: \(error); nothing changed")
+            return ControlReply(ok: false, error: "\(error); nothing changed", reload: report)
+        }
+        for mount in mounts {
+            let mountpoint = mount.settings.mountpoint
+            if let setting = wanted.first(where: { $0.mountpoint == mountpoint }), setting.sameMount(as: mount.settings) {
+                report.unchanged.append(mountpoint)
+                continue
+            }
+            mounts.removeAll { $0 === mount }
+            mount.stop()
+            report.stopped.append(mountpoint)
+        }
+        for setting in wanted where !mounts.contains(where: { $0.settings.mountpoint == setting.mountpoint }) {
+            if let mount = start(setting, stored: nil) {
+                mounts.append(mount)
+                report.started.append(setting.mountpoint)
+            } else {
+                report.failed.append("\(setting.mountpoint): not mounted (see the journal)")
+            }
+        }
+        log.event(.reloaded, "reloaded the config: \(report.started.count) started, \(report.stopped.count) stopped, "
+                  + "\(report.unchanged.count) unchanged, \(report.failed.count) failed",
+                  ["started": report.started.joined(separator: " "), "stopped": report.stopped.joined(separator: " "),
+                   "failed": report.failed.joined(separator: "; ")])
+        return ControlReply(ok: report.failed.isEmpty, error: report.failed.isEmpty ? nil : report.failed.joined(separator: "; "),
+                            reload: report)
+    }
+
+    /// What `systemctl status` shows.
+    private func statusLine() -> String {
+        let serving = mounts.filter { $0.status.state == "serving" }
+        let list = serving.map { "\($0.settings.mountpoint) (\($0.loaded.descriptor.fileSystem) \($0.loaded.descriptor.version))" }
+        return "serving \(serving.count) mount\(serving.count == 1 ? "" : "s"): " + list.joined(separator: ", ")
+    }
+
+    /// WATCHDOG=1 while every request loop makes progress. A loop with
+    /// requests inside and none answered for half the watchdog interval is
+    /// stuck: the pings stop, systemd kills the daemon and restarts it, and
+    /// the restart recovers the mounts from the fd store.
+    private func startWatchdog() {
+        guard let interval = ServiceManager.watchdogInterval else { return }
+        Thread.start { [self] in
+            var progress: [ObjectIdentifier: (answered: UInt64, since: Double)] = [:]
+            while true {
+                usleep(UInt32(interval / 4 * 1e6))
+                let now = RequestStats.now()
+                var stuck: ServedMount?
+                for mount in mounts {
+                    let answered = mount.server.stats.answered
+                    let id = ObjectIdentifier(mount)
+                    if progress[id]?.answered != answered || mount.server.gate.count == 0 {
+                        progress[id] = (answered, now)
+                    } else if let since = progress[id]?.since, now - since > interval / 2 {
+                        stuck = mount
+                    }
+                }
+                if let stuck {
+                    log.event(.stuck, level: .critical, "\(stuck.settings.mountpoint): requests inside and none answered "
+                              + "for \(Int(interval / 2)) s: no more watchdog pings, systemd will restart the daemon",
+                              ["mount": stuck.settings.mountpoint, "in_flight": "\(stuck.server.gate.count)"])
+                    return
+                }
+                ServiceManager.watchdog()
+            }
+        }
     }
 
     // MARK: Control requests
@@ -120,6 +259,8 @@ final class Daemon: @unchecked Sendable {
             return .status(mounts.map(\.status))
         case .history:
             return ControlReply(ok: true, history: store?.history(mountpoint: request.mountpoint) ?? [])
+        case .reload:
+            return reload()
         case .upgrade, .rollback:
             guard let mountpoint = request.mountpoint, let mount = mounts.first(where: { $0.settings.mountpoint == mountpoint }) else {
                 return .failure("no mount at \(request.mountpoint ?? "(none given)")")
@@ -128,16 +269,65 @@ final class Daemon: @unchecked Sendable {
             guard let target = rollback ? store?.record(mountpoint)?.previous : request.module else {
                 return .failure(rollback ? "\(mountpoint) has not been upgraded: nothing to roll back to" : "no module file given")
             }
+            ServiceManager.status("\(rollback ? "rolling back" : "upgrading") \(mountpoint)")
             let report = mount.upgrade(to: target, action: rollback ? "rollback" : "upgrade",
                                        quiesceTimeout: options.quiesceTimeout, store: store)
+            ServiceManager.status(statusLine())
             store?.appendHistory(report)
+            journal(report)
             let ok = report.result == (rollback ? UpgradeReport.rolledBack : UpgradeReport.upgraded)
-            let summary = "\(rollback ? "rollback" : "upgrade") of \(mountpoint): \(report.result)" + (report.error.map { ": \($0)" } ?? "")
-            log.log(level: ok ? .info : .warning, "\(summary)",
-                    metadata: ["mount": "\(mountpoint)", "from_version": "\(report.fromVersion ?? "")",
-                               "to_version": "\(report.toVersion ?? "")", "pause_us": "\(report.pauseMicros ?? 0)",
-                               "state_bytes": "\(report.stateBytes ?? 0)"])
             return ControlReply(ok: ok, error: report.error, upgrade: report)
         }
+    }
+
+    /// An upgrade or rollback in the journal: one entry per phase it went
+    /// through, then its outcome.
+    private func journal(_ report: UpgradeReport) {
+        let mountpoint = report.mountpoint ?? ""
+        var fields = ["mount": mountpoint, "from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
+                      "module": report.module ?? "", "action": report.action ?? ""]
+        for phase in report.phases ?? [] {
+            log.event(.upgradePhase, "\(report.action ?? "upgrade") of \(mountpoint): \(phase.phase) took \(phase.micros) µs",
+                      fields.merging(["phase": phase.phase, "phase_us": "\(phase.micros)"]) { $1 })
+            fields["\(phase.phase)_us"] = "\(phase.micros)"
+        }
+        if let pause = report.pauseMicros { fields["pause_us"] = "\(pause)" }
+        if let bytes = report.stateBytes { fields["state_bytes"] = "\(bytes)" }
+        if let error = report.error { fields["error"] = error }
+        let versions = "\(report.fromVersion ?? "?") to \(report.toVersion ?? "?")"
+        switch (report.action, report.result) {
+        case ("rollback", UpgradeReport.rolledBack):
+            log.event(.rolledBack, "\(mountpoint) rolled back from \(versions), paused \(report.pauseMicros ?? 0) µs", fields)
+        case (_, UpgradeReport.upgraded):
+            log.event(.upgraded, "\(mountpoint) upgraded live from \(versions), paused \(report.pauseMicros ?? 0) µs, "
+                      + "\(report.stateBytes ?? 0) bytes of state", fields)
+        case (_, UpgradeReport.rolledBack):
+            log.event(.upgradeRolledBack, level: .warning, "\(mountpoint): upgrade from \(versions) failed and was rolled back: "
+                      + (report.error ?? ""), fields)
+        default:
+            log.event(.upgradeRefused, level: .warning, "\(mountpoint): \(report.action ?? "upgrade") refused: \(report.error ?? "")", fields)
+        }
+    }
+}
+
+extension ServedMount.Settings {
+    /// Everything but the module: the module a mount serves changes by
+    /// upgrade, not by reload.
+    func sameMount(as other: Self) -> Bool {
+        image == other.image && mountpoint == other.mountpoint && threads == other.threads && cacheMiB == other.cacheMiB
+            && allowOther == other.allowOther && writebackCache == other.writebackCache
+    }
+}
+
+/// A pthread mutex with a scoped lock.
+final class Lock: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { pthread_mutex_init(mutex, nil) }
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
     }
 }

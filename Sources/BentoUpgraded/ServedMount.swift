@@ -3,6 +3,7 @@ import BentoControl
 import BentoFUSE
 import BentoHost
 import BentoServices
+import BentoSystemd
 import Glibc
 import Logging
 
@@ -34,15 +35,28 @@ final class ServedMount: @unchecked Sendable {
     /// Held for the length of an upgrade: one at a time per mount.
     let upgrading = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let fd: Int32
+    /// How this process came to serve the mount.
+    let origin: Origin
     private let log: Logger
     private let finished = Semaphore()
     /// Called on the loop thread once the loop has ended and the file
     /// system is flushed.
     var onFinish: (@Sendable () -> Void)?
 
+    enum Origin {
+        /// Mounted by this process.
+        case mounted
+        /// Taken from the fd store after a restart, with the state the old
+        /// process exported.
+        case restarted(stateBytes: Int)
+        /// Taken from the fd store after a crash: recovered from the disk.
+        case recovered
+    }
+
     /// Loads the module, mounts the image with it, and mounts it through
-    /// FUSE; throws a message naming what went wrong.
-    init(_ settings: Settings, log: Logger) throws {
+    /// FUSE, or takes over the FUSE session a previous process left in the
+    /// fd store (`stored`); throws a message naming what went wrong.
+    init(_ settings: Settings, log: Logger, stored: FdStore.Stored? = nil) throws {
         var log = log
         log[metadataKey: "mount"] = "\(settings.mountpoint)"
         self.settings = settings
@@ -55,17 +69,35 @@ final class ServedMount: @unchecked Sendable {
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
         superBlock = SuperBlock(cache: cache) { [log] message in log.info("\(message)") }
         pthread_mutex_init(upgrading, nil)
-        let fileSystem: any FileSystem
+        var fileSystem: (any FileSystem)?
+        var origin = Origin.mounted
+        if let stored, stored.fuse != nil {
+            origin = .recovered
+            if let state = stored.state {
+                do {
+                    fileSystem = try current.module.restore(superBlock, from: state)
+                    origin = .restarted(stateBytes: state.bytes.count)
+                } catch {
+                    log.warning("the state the previous process saved (\(state.format)) could not be imported: \(error); recovering from the disk instead")
+                }
+            }
+        }
+        self.origin = origin
         do {
-            fileSystem = try current.module.mount(superBlock)
+            if fileSystem == nil { fileSystem = try current.module.mount(superBlock) }
         } catch {
             let errno = error as? Errno
             throw Failure("\(settings.image): \(descriptor.fileSystem) \(descriptor.version) cannot mount it: "
                           + "\(errno.map { "\($0)" } ?? "\(error)")" + (errno == .EUCLEAN ? " (run fsck)" : ""))
         }
+        server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache)
+        if let fuse = stored?.fuse, let initRequest = stored?.initRequest {
+            fd = fuse
+            try server.adopt(fd: fd, initRequest: initRequest)
+            return
+        }
         fd = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: descriptor.fileSystem,
                                  allowOther: settings.allowOther)
-        server = FuseServer(fileSystem: fileSystem, writebackCache: settings.writebackCache)
         do { try server.attach(fd: fd) } catch {
             FuseMount.unmount(settings.mountpoint)
             close(fd)
@@ -74,10 +106,23 @@ final class ServedMount: @unchecked Sendable {
     }
 
     /// Starts the request loop, and a commit every few seconds so that an
-    /// idle file system does not keep changes only in memory.
+    /// idle file system does not keep changes only in memory. An adopted
+    /// session first has the kernel resend what the old process read.
     func start() {
-        log.info("serving \(settings.image) at \(settings.mountpoint) with \(loaded.descriptor.fileSystem) \(loaded.descriptor.version)",
-                 metadata: ["module": "\(loaded.path)", "image": "\(settings.image)"])
+        let module = "\(loaded.descriptor.fileSystem) \(loaded.descriptor.version)"
+        var fields = ["module": loaded.path, "image": settings.image, "version": "\(loaded.descriptor.version)"]
+        switch origin {
+        case .mounted:
+            log.event(.mountServing, "serving \(settings.image) at \(settings.mountpoint) with \(module)", fields)
+        case .restarted(let bytes):
+            fields["state_bytes"] = "\(bytes)"
+            log.event(.adopted, "took \(settings.mountpoint) over after a restart: \(module) imported \(bytes) bytes of state", fields)
+        case .recovered:
+            log.event(.recovered, "took \(settings.mountpoint) over after the previous process died: \(module) recovered it from the disk", fields)
+        }
+        if case .mounted = origin {} else {
+            do { try server.requestResend() } catch { log.error("\(error): requests the old process read may hang") }
+        }
         Thread.start { [self] in
             _ = server.run(maxThreads: settings.threads)
             server.gate.pass {
@@ -113,6 +158,54 @@ final class ServedMount: @unchecked Sendable {
         FuseMount.unmount(settings.mountpoint)
         finished.wait()
         finished.signal()  // leave it signalled for anyone else waiting
+        FdStore.forget(mountpoint: settings.mountpoint)
+        log.event(.mountStopped, "stopped serving \(settings.mountpoint)", ["image": settings.image])
+    }
+
+    /// Once the kernel's INIT is in, stores what a restarted daemon needs
+    /// to take the mount over. Returns false if the session never started.
+    func keepInFdStore(waitingSeconds: Double = 10) -> Bool {
+        var waited = 0.0
+        while server.initRequest == nil {
+            if waited >= waitingSeconds || finished.isSignalled { return false }
+            usleep(2_000)
+            waited += 0.002
+        }
+        if case .mounted = origin {
+            if ServiceManager.isManaging && !FdStore.keep(mountpoint: settings.mountpoint, fuse: fd, image: settings.image,
+                                                          initRequest: server.initRequest!) {
+                log.warning("\(settings.mountpoint) could not be put in the fd store: a restart will remount it")
+            }
+        } else {
+            FdStore.forget(mountpoint: settings.mountpoint, kinds: [.state])  // imported: never import it twice
+        }
+        return true
+    }
+
+    /// For a restart: stops answering, commits, and leaves the exported
+    /// state in the fd store beside the session; the process then exits
+    /// without unmounting. Requests read meanwhile wait at the closed gate
+    /// and are resent to the next process. Returns the state's size, or
+    /// nil when the next process must recover from the disk instead.
+    func handOver(quiesceTimeout: Double) -> Int? {
+        guard server.gate.close(timeoutNanoseconds: UInt64(quiesceTimeout * 1e9)) else {
+            log.warning("requests still running after \(Int(quiesceTimeout * 1000)) ms: the next process recovers from the disk")
+            return nil
+        }
+        let module = loaded.descriptor
+        do {
+            try server.fileSystem.sync()
+            guard let format = module.handoverFormat(to: module) else { return nil }
+            let state = try server.fileSystem.exportState(format: format)
+            guard FdStore.keep(state: state, mountpoint: settings.mountpoint) else {
+                log.warning("the fd store refused the state: the next process recovers from the disk")
+                return nil
+            }
+            return state.bytes.count
+        } catch {
+            log.warning("state not exported (\(error)): the next process recovers from the disk")
+            return nil
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BentoConfig
 import BentoControl
+import BentoSystemd
 import Glibc
 import Logging
 
@@ -40,12 +41,13 @@ struct BentoUpgraded: ParsableCommand {
         }
         let log = Logger(label: "bento-upgraded")
         do {
-            let (mounts, fromConfig) = try mountSettings()
+            let (_, fromConfig) = try mountSettings()
             let options = Daemon.Options(
                 controlSocket: controlSocket ?? fromConfig?.controlSocket ?? ControlProtocol.defaultSocketPath,
                 stateDirectory: stateDir ?? fromConfig?.stateDirectory ?? "/var/lib/bento",
                 quiesceTimeout: Double(quiesceTimeoutMs) / 1000)
-            try Daemon(log: log, options: options).run(mounts: mounts)
+            // Read again on each reload.
+            try Daemon(log: log, options: options) { try mountSettings().0 }.run()
         } catch {
             log.critical("\(error)")
             throw ExitCode(1)

@@ -4,25 +4,28 @@ import Logging
 
 /// A swift-log handler that writes to journald with structured fields: each
 /// metadata key becomes a BENTO_ field (upper-cased, as journald wants), so
-/// `journalctl BENTO_MOUNT=/mnt/x` finds a mount's entries.
-struct JournalLogHandler: LogHandler {
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .info
+/// `journalctl BENTO_MOUNT=/mnt/x` finds a mount's entries. The key
+/// "message_id" becomes journald's own MESSAGE_ID (the catalog's key).
+public struct JournalLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
     let label: String
+
+    public init(label: String) { self.label = label }
 
     /// True when the daemon runs under systemd with its output going to the
     /// journal (systemd sets JOURNAL_STREAM then).
-    static var journalIsThere: Bool {
+    public static var journalIsThere: Bool {
         getenv("JOURNAL_STREAM") != nil && access("/run/systemd/journal/socket", F_OK) == 0
     }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-             source: String, file: String, function: String, line: UInt) {
+    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
+                    source: String, file: String, function: String, line: UInt) {
         var fields = [
             "MESSAGE=\(message)",
             "PRIORITY=\(Self.priority(level))",
@@ -53,6 +56,7 @@ struct JournalLogHandler: LogHandler {
     /// Journal field names: upper-case letters, digits and underscores,
     /// prefixed so they never collide with journald's own fields.
     static func fieldName(_ key: String) -> String {
-        "BENTO_" + String(key.uppercased().map { ($0.isLetter && $0.isASCII) || $0.isNumber ? $0 : "_" })
+        if key == "message_id" { return "MESSAGE_ID" }
+        return "BENTO_" + String(key.uppercased().map { ($0.isLetter && $0.isASCII) || $0.isNumber ? $0 : "_" })
     }
 }

@@ -1,0 +1,125 @@
+import BentoKit
+import BentoSystemd
+import Glibc
+
+/// What systemd's fd store keeps of each mount so that a restarted daemon
+/// takes the mount over instead of mounting again (Docs/systemd.md):
+///
+///   fuse@MOUNTPOINT     the /dev/fuse fd: the mount itself
+///   session@MOUNTPOINT  a memfd: the image path and the kernel's INIT request
+///   state@MOUNTPOINT    a memfd: the module's exported state, written only
+///                       by a clean restart (none after a crash)
+///
+/// The first two are stored when the mount starts, so a crash finds them.
+enum FdStore {
+    enum Kind: String, CaseIterable { case fuse, session, state }
+
+    /// What a restarted daemon finds of one mount.
+    struct Stored {
+        var fuse: Int32?
+        var image: String?
+        var initRequest: [UInt8]?
+        var state: ExportedState?
+        /// Why a memfd could not be read, if one could not.
+        var damage: String?
+    }
+
+    /// fd names allow printable ASCII but ':', so mountpoints are escaped.
+    static func name(_ kind: Kind, _ mountpoint: String) -> String {
+        kind.rawValue + "@" + mountpoint.utf8.map { byte in
+            byte > 0x20 && byte < 0x7f && byte != UInt8(ascii: ":") && byte != UInt8(ascii: "%")
+                ? String(UnicodeScalar(byte)) : "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
+        }.joined()
+    }
+
+    static func parse(_ name: String) -> (Kind, String)? {
+        guard let at = name.firstIndex(of: "@"), let kind = Kind(rawValue: String(name[..<at])) else { return nil }
+        var bytes: [UInt8] = []
+        var rest = Array(name[name.index(after: at)...].utf8)[...]
+        while let byte = rest.first {
+            if byte == UInt8(ascii: "%"), rest.count >= 3,
+               let value = UInt8(String(decoding: rest.dropFirst().prefix(2), as: UTF8.self), radix: 16) {
+                bytes.append(value)
+                rest = rest.dropFirst(3)
+            } else {
+                bytes.append(byte)
+                rest = rest.dropFirst()
+            }
+        }
+        return (kind, String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// Stores a mount's fuse fd and session record.
+    static func keep(mountpoint: String, fuse: Int32, image: String, initRequest: [UInt8]) -> Bool {
+        var record = StateWriter()
+        record.write(image)
+        record.write(bytes: initRequest)
+        guard ServiceManager.store(fuse, name: name(.fuse, mountpoint)) else { return false }
+        return keep(record.bytes, as: .session, mountpoint: mountpoint)
+    }
+
+    /// Stores the state a clean restart exported.
+    static func keep(state: ExportedState, mountpoint: String) -> Bool {
+        var record = StateWriter(capacity: state.bytes.count + 64)
+        record.write(state.format.name)
+        record.write(state.format.version)
+        record.write(bytes: state.bytes)
+        return keep(record.bytes, as: .state, mountpoint: mountpoint)
+    }
+
+    /// Drops what is stored of a mount (all of it, or one kind).
+    static func forget(mountpoint: String, kinds: [Kind] = Kind.allCases) {
+        for kind in kinds { ServiceManager.removeStored(name: name(kind, mountpoint)) }
+    }
+
+    /// Everything systemd passed us, by mountpoint. Fds that are not ours
+    /// are closed.
+    static func collect() -> [String: Stored] {
+        var result: [String: Stored] = [:]
+        for (fdName, fd) in ServiceManager.storedFileDescriptors() {
+            guard let (kind, mountpoint) = parse(fdName) else { close(fd); continue }
+            var stored = result[mountpoint] ?? Stored()
+            switch kind {
+            case .fuse:
+                stored.fuse = fd
+            case .session:
+                do {
+                    var reader = StateReader(try contents(of: fd))
+                    stored.image = try reader.readString()
+                    stored.initRequest = try reader.readBytes()
+                } catch { stored.damage = "session record unreadable: \(error)" }
+                close(fd)
+            case .state:
+                do {
+                    var reader = StateReader(try contents(of: fd))
+                    let format = StateFormat(name: try reader.readString(), version: try reader.read())
+                    stored.state = ExportedState(format: format, bytes: try reader.readBytes())
+                } catch { stored.damage = "saved state unreadable: \(error)" }
+                close(fd)
+            }
+            result[mountpoint] = stored
+        }
+        return result
+    }
+
+    private static func keep(_ bytes: [UInt8], as kind: Kind, mountpoint: String) -> Bool {
+        let fd = ServiceManager.memoryFile(name: "bento-\(kind.rawValue)")
+        guard fd >= 0 else { return false }
+        defer { close(fd) }  // systemd has its own copy once stored
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        return written == bytes.count && ServiceManager.store(fd, name: name(kind, mountpoint))
+    }
+
+    private static func contents(of fd: Int32) throws -> [UInt8] {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Failure("fstat: \(String(cString: strerror(errno)))") }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard read == bytes.count else { throw Failure("short read of a stored memfd") }
+        return bytes
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
