@@ -173,9 +173,14 @@ public struct MountStatus: Codable, Equatable, Sendable {
     public var operations: [String: UInt64]
     /// Over all operations since mount.
     public var latencyMicros: LatencySummary
+    /// Resent requests (after a daemon crash) found already done and
+    /// answered as such (Docs/systemd.md); absent when none.
+    public var resentRetries: UInt64?
 
     public init(mountpoint: String, image: String, module: ModuleInfo, state: String,
-                uptimeSeconds: Double, operations: [String: UInt64], latencyMicros: LatencySummary) {
+                uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,
+                latencyMicros: LatencySummary) {
+        self.resentRetries = resentRetries.flatMap { $0 == 0 ? nil : $0 }
         self.mountpoint = mountpoint
         self.image = image
         self.module = module

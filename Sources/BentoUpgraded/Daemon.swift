@@ -147,7 +147,8 @@ final class Daemon: @unchecked Sendable {
     /// A mount's loop ended (stopped, or unmounted from outside): with none
     /// left, the daemon is done.
     private func mountFinished() {
-        if mounts.allSatisfy({ $0.status.state == "stopped" }) { done.signal() }
+        let left = mounts
+        if !left.isEmpty && left.allSatisfy({ $0.status.state == "stopped" }) { done.signal() }
     }
 
     /// SIGTERM: systemd sends it for `stop` and for `restart` alike; the job
@@ -164,7 +165,8 @@ final class Daemon: @unchecked Sendable {
                            "version": "\(mount.loaded.descriptor.version)"])
             }
             // Not unmounted, not flushed again: the next process takes over.
-            exit(0)
+            // _exit: the request threads still wait at the gates.
+            _exit(0)
         }
         log.info("signal \(signal)\(job.map { " (systemd job: \($0))" } ?? ""): unmounting everything")
         ServiceManager.stopping(status: "stopping: flushing and unmounting \(mounts.count) mount(s)")

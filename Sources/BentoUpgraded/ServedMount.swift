@@ -149,6 +149,7 @@ final class ServedMount: @unchecked Sendable {
                                               path: loaded.path),
                            state: finished.isSignalled ? "stopped" : "serving",
                            uptimeSeconds: server.stats.uptimeSeconds, operations: server.stats.operationCounts,
+                           resentRetries: server.stats.resendRetries,
                            latencyMicros: LatencySummary(p50: latency.p50, p90: latency.p90, p99: latency.p99, max: latency.max))
     }
 
@@ -188,6 +189,7 @@ final class ServedMount: @unchecked Sendable {
     /// and are resent to the next process. Returns the state's size, or
     /// nil when the next process must recover from the disk instead.
     func handOver(quiesceTimeout: Double) -> Int? {
+        pthread_mutex_lock(upgrading)  // an upgrade under way finishes first; none starts after
         guard server.gate.close(timeoutNanoseconds: UInt64(quiesceTimeout * 1e9)) else {
             log.warning("requests still running after \(Int(quiesceTimeout * 1000)) ms: the next process recovers from the disk")
             return nil
