@@ -120,7 +120,7 @@ import Testing
         let connection = try ControlConnection(path: server.path)
         let unknown = try connection.send(line: Array(#"{"command": "format-disk"}"#.utf8))
         #expect(!unknown.ok)
-        #expect(unknown.error == "unknown command \"format-disk\" (known: status, upgrade, rollback, history)")
+        #expect(unknown.error == "unknown command \"format-disk\" (known: status, upgrade, rollback, history, reload)")
         let noModule = try connection.send(line: Array(#"{"command": "upgrade", "mountpoint": "/mnt/bento"}"#.utf8))
         #expect(noModule.error == "upgrade needs \"mountpoint\" and \"module\"")
         let noMountpoint = try connection.send(line: Array(#"{"command": "rollback"}"#.utf8))
