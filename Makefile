@@ -80,7 +80,7 @@ install-systemd:
 		$(SYSTEMD_LIB)/modules-load.d $(DESTDIR)$(PREFIX)/share/doc/bento $(DESTDIR)/etc/bento
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/bento-upgraded.service.in > $(SYSTEMD_LIB)/systemd/system/bento-upgraded.service
 	chmod 0644 $(SYSTEMD_LIB)/systemd/system/bento-upgraded.service
-	install -m 0644 systemd/bento-upgraded.catalog $(SYSTEMD_LIB)/systemd/catalog/
+	install -m 0644 systemd/bento.catalog $(SYSTEMD_LIB)/systemd/catalog/
 	install -m 0644 systemd/bento.tmpfiles.conf $(SYSTEMD_LIB)/tmpfiles.d/bento.conf
 	install -m 0644 kmod/modules-load.d/bento.conf $(SYSTEMD_LIB)/modules-load.d/bento.conf
 	install -m 0644 Docs/systemd.md Docs/upgrade.md $(DESTDIR)$(PREFIX)/share/doc/bento/

@@ -1,7 +1,7 @@
 import Logging
 
 /// The journal entries operators search for, each with its own MESSAGE_ID
-/// (`journalctl MESSAGE_ID=...`); systemd/bento-upgraded.catalog explains
+/// (`journalctl MESSAGE_ID=...`); systemd/bento.catalog explains
 /// each one for `journalctl -x`. The IDs are stable: scripts rely on them.
 enum Event: String {
     case mountServing = "daf145a6d8c8457c81572f4f5f0e8bad"

@@ -106,7 +106,7 @@ struct HandoverState {
     func restore(_ superBlock: SuperBlock) throws -> Xv6FileSystem {
         let sb = try Volume.readSuperblock(superBlock.cache)
         try validate(against: sb)
-        let volume = Volume(cache: superBlock.cache, superblock: sb)
+        let volume = Volume(cache: superBlock.cache, superblock: sb, journal: superBlock.journal)
         volume.log.adopt(log)
         volume.blocks.hint = blockHint
         volume.blocks.freeCount = freeBlocks
@@ -120,6 +120,17 @@ struct HandoverState {
         fs.failed = failed
         fs.nextHandle = nextHandle
         fs.handles = Dictionary(handles, uniquingKeysWith: { a, _ in a })
+        // Last: the exporter may have kept no journal. Should this need a
+        // commit and the commit fail, the new instance carries on failed
+        // (as after any device error) rather than hand a changed log back.
+        if !failed {
+            do {
+                try volume.log.resynchronizeJournal()
+            } catch {
+                fs.failed = true
+                superBlock.log("xv6fs: filling the operation journal after an upgrade failed: \(error)")
+            }
+        }
         return fs
     }
 }

@@ -14,6 +14,12 @@ import XV6Layout
 /// checksum over all of it, flush (the commit point), then write the blocks
 /// home. The flush that makes the home writes durable is deferred to the
 /// start of the next commit, before the log area is reused.
+///
+/// With an operation journal (lent by the host), `end` hands the journal the
+/// blocks each operation changed, so that the operations of the open
+/// transaction, answered already, survive the death of the host process;
+/// each durable commit empties the journal, and the next mount puts back
+/// what it holds (`replayJournal`).
 final class WriteAheadLog {
     let cache: any BufferCache
     /// The cache's device, fetched once: commit writes to it for every block.
@@ -33,9 +39,17 @@ final class WriteAheadLog {
     /// Home writes of the last commit not yet flushed.
     private(set) var installUnflushed = false
     private var scratch: UnsafeMutableRawBufferPointer
+    let journal: (any OperationJournal)?
+    /// The volume's identity, mixed into the journal's checkpoint.
+    private let volumeTag: UInt64
+    /// Blocks the current operation changed, each once: kept only for the
+    /// journal.
+    private var operationBlocks: [UInt64] = []
 
-    init(cache: any BufferCache, superblock: Superblock) {
+    init(cache: any BufferCache, superblock: Superblock, journal: (any OperationJournal)?) {
         self.cache = cache
+        self.journal = journal
+        volumeTag = (superblock.uuid.0 &* 0x9E37_79B9_7F4A_7C15) ^ superblock.uuid.1
         device = cache.device
         headerBlock = UInt64(superblock.logStart)
         capacity = Int(superblock.logBlocks)
@@ -58,8 +72,36 @@ final class WriteAheadLog {
         if recorded.insert(block).inserted {
             blocks.append(block)
             cache.pin(block)
+            if journal != nil { operationBlocks.append(block) }
+        } else if journal != nil && !operationBlocks.contains(block) {
+            operationBlocks.append(block)
         }
     }
+
+    /// Ends an operation that leaves the file system consistent (done, or
+    /// failed and undone): the journal gets a copy of every block it
+    /// changed. If the journal cannot take them, a commit makes the
+    /// operation durable instead.
+    func end() throws {
+        guard let journal, !operationBlocks.isEmpty else { return }
+        defer { operationBlocks.removeAll(keepingCapacity: true) }
+        do {
+            try journal.record(operationBlocks)
+        } catch {
+            operationBlocks.removeAll(keepingCapacity: true)
+            try commit()
+        }
+    }
+
+    /// Ends an operation a device error broke off: it may have left the
+    /// blocks half changed, so the journal does not hear of it (the file
+    /// system commits nothing after a device error either).
+    func abandon() {
+        operationBlocks.removeAll(keepingCapacity: true)
+    }
+
+    /// What the journal builds on: the last commit of this volume.
+    var checkpoint: UInt64 { volumeTag ^ sequence }
 
     /// Commits the open transaction, if any; returns once it is durable.
     func commit() throws {
@@ -84,6 +126,8 @@ final class WriteAheadLog {
         try device.write(block: headerBlock, from: UnsafeRawBufferPointer(scratch))
         try device.flush()
         sequence = next
+        // Durable: the journal's blocks are all in the log now.
+        journal?.reset(checkpoint: checkpoint)
         for home in blocks {
             try cache.writeBack(home)
             cache.unpin(home)
@@ -115,6 +159,54 @@ final class WriteAheadLog {
         }
         try device.flush()
         return header.blocks.count
+    }
+
+    /// Puts back the operations a dead instance answered but never
+    /// committed, from the journal: at mount, right after `recover`. The
+    /// journal's blocks are the latest images of everything those
+    /// operations changed, so writing them over the last commit gives the
+    /// state after the last of them; they go to disk as one ordinary (power
+    /// safe) commit. A journal made for another disk state is ignored.
+    /// Returns the blocks and operations put back.
+    func replayJournal(superblock sb: Superblock, report: (String) -> Void) throws -> (blocks: Int, operations: UInt64) {
+        guard let journal else { return (0, 0) }
+        guard journal.pendingOperations > 0 else {
+            journal.reset(checkpoint: checkpoint)
+            return (0, 0)
+        }
+        guard journal.checkpoint == checkpoint else {
+            report("xv6fs: the operation journal was written against another state of the disk: ignored")
+            journal.reset(checkpoint: checkpoint)
+            return (0, 0)
+        }
+        var homes: [UInt64] = []
+        journal.forEachPending { block, _ in homes.append(block) }
+        guard homes.count <= capacity,
+              homes.allSatisfy({ $0 >= UInt64(sb.inodeStart) && $0 < sb.totalBlocks }) else {
+            report("xv6fs: the operation journal holds blocks the log cannot: ignored")
+            journal.reset(checkpoint: checkpoint)
+            return (0, 0)
+        }
+        let operations = journal.pendingOperations
+        try journal.forEachPending { block, contents in
+            try cache.withMutableBlock(block, fill: .zero) { $0.copyMemory(from: contents) }
+            record(block)
+        }
+        operationBlocks.removeAll(keepingCapacity: true)
+        guard !homes.isEmpty else { journal.reset(checkpoint: checkpoint); return (0, operations) }
+        try commit()  // empties the journal
+        return (homes.count, operations)
+    }
+
+    /// Makes the journal hold the open transaction: after taking it over
+    /// from another instance, which may have kept no journal (a version
+    /// from before journals), so that what the journal holds is exactly
+    /// what the cache holds.
+    func resynchronizeJournal() throws {
+        guard let journal else { return }
+        journal.reset(checkpoint: checkpoint)
+        guard !blocks.isEmpty else { return }
+        do { try journal.record(blocks) } catch { try commit() }
     }
 
     // MARK: Upgrade state

@@ -10,10 +10,10 @@ final class Volume {
     let blocks: BlockAllocator
     let inodes: InodeTable
 
-    init(cache: any BufferCache, superblock: Superblock) {
+    init(cache: any BufferCache, superblock: Superblock, journal: (any OperationJournal)? = nil) {
         self.cache = cache
         sb = superblock
-        log = WriteAheadLog(cache: cache, superblock: superblock)
+        log = WriteAheadLog(cache: cache, superblock: superblock, journal: journal)
         blocks = BlockAllocator(cache: cache, superblock: superblock, log: log)
         inodes = InodeTable(cache: cache, superblock: superblock, log: log)
     }

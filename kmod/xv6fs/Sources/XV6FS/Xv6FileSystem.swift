@@ -47,15 +47,21 @@ public final class Xv6FileSystem: FileSystem {
     // MARK: Mounting
 
     /// Mounts the file system on the device behind the superblock
-    /// capability: recovers the log, counts free space, reclaims orphans.
+    /// capability: recovers the log, puts back what the operation journal
+    /// holds from an instance that died, counts free space, reclaims orphans.
     static func mount(_ superBlock: SuperBlock) throws -> Xv6FileSystem {
         let sb = try Volume.readSuperblock(superBlock.cache)
-        let volume = Volume(cache: superBlock.cache, superblock: sb)
+        let volume = Volume(cache: superBlock.cache, superblock: sb, journal: superBlock.journal)
         let replayed = try volume.log.recover(superblock: sb)
         if replayed > 0 { superBlock.log("xv6fs: log recovery replayed \(replayed) blocks") }
+        let journaled = try volume.log.replayJournal(superblock: sb, report: superBlock.log)
+        if journaled.blocks > 0 {
+            superBlock.log("xv6fs: recovered \(journaled.blocks) blocks of \(journaled.operations) operations from the operation journal")
+        }
         try volume.blocks.countFree()
         let orphans = try volume.inodes.scan()
         let fs = Xv6FileSystem(superBlock: superBlock, volume: volume)
+        fs.nextHandle = Self.firstHandle()
         guard try volume.inodes.get(Layout.rootInode).isDirectory else { throw Errno.EUCLEAN }
         try fs.lock.withLock {
             for ino in orphans { try fs.reclaim(try volume.inodes.get(ino)) }
@@ -63,6 +69,15 @@ public final class Xv6FileSystem: FileSystem {
         }
         if !orphans.isEmpty { superBlock.log("xv6fs: reclaimed \(orphans.count) orphan inodes") }
         return fs
+    }
+
+    /// Where a mount starts numbering file handles: at random in a 2^62
+    /// range. After the host process dies the kernel keeps the open files
+    /// the dead instance handed out and releases them later; a handle of
+    /// this instance must not be one of those, or that release would close
+    /// it. Two runs of even 2^32 handles collide with a chance of 2^-29.
+    static func firstHandle() -> FileHandle {
+        FileHandle.random(in: (1 << 32)..<(1 << 62))
     }
 
     // MARK: Helpers (called with the lock held)
@@ -78,13 +93,25 @@ public final class Xv6FileSystem: FileSystem {
         return dir
     }
 
-    /// Runs one operation in the open transaction. A device error makes the
-    /// file system refuse further changes.
+    /// Runs one operation in the open transaction, and hands what it
+    /// changed to the operation journal. A device error makes the file
+    /// system refuse further changes.
     func transaction<R>(_ body: () throws -> R) throws -> R {
         guard !failed else { throw Errno.EIO }
         do {
             try volume.log.begin()
-            return try body()
+            let result: R
+            do {
+                result = try body()
+            } catch let error as Errno where error != .EIO {
+                try volume.log.end()  // failed and undone: consistent
+                throw error
+            } catch {
+                volume.log.abandon()
+                throw error
+            }
+            try volume.log.end()
+            return result
         } catch let error as Errno {
             if error == .EIO { failed = true }
             throw error
