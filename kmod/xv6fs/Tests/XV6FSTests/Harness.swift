@@ -21,6 +21,20 @@ final class Harness: @unchecked Sendable {
         fs = try module.mount(superBlock)
     }
 
+    /// Mounts with a superblock of the caller's (one lending a journal, say).
+    init(device: any BlockDevice, superBlock: SuperBlock) throws {
+        self.device = device
+        self.superBlock = superBlock
+        fs = try module.mount(superBlock)
+    }
+
+    /// Carries on from `fs` (an upgraded instance, say).
+    init(device: any BlockDevice, superBlock: SuperBlock, fs: any FileSystem) {
+        self.device = device
+        self.superBlock = superBlock
+        self.fs = fs
+    }
+
     /// A freshly formatted RAM device of `blocks` blocks.
     static func fresh(blocks: UInt64 = 8192, inodes: UInt32? = nil) throws -> Harness {
         let device = MemoryBlockDevice(blockCount: blocks)
