@@ -1,0 +1,295 @@
+#!/bin/bash
+# The end-to-end checks, run inside the container by bento-e2e.service with
+# systemd as PID 1 (Tests/systemd/e2e.sh sets that up). Drives the installed
+# bento-upgraded.service only through systemctl, bentoctl and the file
+# system, and reads what it says through journalctl.
+# Prints `ok   NAME` / `FAIL NAME` lines, `measured ...` lines (not
+# asserted), a summary; exits 1 if any check failed. On failure it leaves
+# the daemon's status and journal in /results/diagnostics.txt.
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+unit=bento-upgraded.service
+mods=/usr/local/lib/bento/modules
+v1=$mods/xv6fs-1.0.0.so v2=$mods/xv6fs-2.0.0.so
+load=/usr/local/libexec/bento-test/load
+images=/var/lib/bento-test
+config=/etc/bento/bento.toml
+a=/mnt/a b=/mnt/b
+results=${RESULTS:-/results}
+tmp=$(mktemp -d)
+passed=0 failed=0 skipped=0
+
+ok()   { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+skip() { skipped=$((skipped + 1)); echo "skip $1"; }
+note() { sed 's/^/     /' | head -"${2:-15}"; }
+# check NAME COMMAND...: runs it, its output shown only when it fails.
+check() {
+    local name=$1; shift
+    if "$@" >"$tmp/check.out" 2>&1; then ok "$name"; else fail "$name"; note <"$tmp/check.out"; fi
+}
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# --- What the system says --------------------------------------------------
+
+# The mount ID (first field of mountinfo) of the top-most mount at $1.
+mount_id() { awk -v m="$1" '$5 == m { id = $1 } END { print id }' /proc/self/mountinfo; }
+# Its file system type, from mountinfo (never touches the mount itself).
+fs_type() {
+    awk -v m="$1" '$5 == m { for (i = 7; i <= NF; i++) if ($i == "-") t = $(i + 1) } END { print t }' /proc/self/mountinfo
+}
+is_fuse() { case $(fs_type "$1") in fuse | fuse.*) return 0 ;; *) return 1 ;; esac; }
+fuse_mounts() { awk '{ for (i = 7; i <= NF; i++) if ($i == "-" && $(i + 1) ~ /^fuse(\.|$)/) print $5 }' /proc/self/mountinfo; }
+no_fuse_mounts() { [ -z "$(fuse_mounts)" ] || { echo "still mounted: $(fuse_mounts)"; return 1; }; }
+# findmnt as a user would ask (bounded: a dead FUSE mount can block a stat).
+findmnt_fuse() { local t; t=$(timeout 10 findmnt -n -o FSTYPE "$1"); echo "findmnt: '$t'"; [[ $t == fuse* ]]; }
+prop() { systemctl show -p "$1" --value "$unit"; }
+# Waits up to $2 seconds for the command in the rest to succeed.
+wait_until() {
+    local deadline=$(($(date +%s) + $1)); shift
+    until "$@" >/dev/null 2>&1; do [ "$(date +%s)" -ge "$deadline" ] && return 1; sleep 0.1; done
+}
+# Writes and reads a file through the mount, bounded in time.
+write_read() {
+    timeout 20 bash -c 'echo "$2" > "$1" && [ "$(cat "$1")" = "$2" ]' _ "$1" "$2" \
+        || { echo "writing and reading $1 failed or hung"; return 1; }
+}
+
+# The journal since a mark: `jmark` remembers where it ends now; `jentries
+# [-u] ID` prints the entries since then (export format, a blank line after
+# each) with MESSAGE_ID=ID, and with -u only those from the unit. The
+# matching is done here: journalctl 252 skips the first match when
+# --after-cursor is combined with matches.
+jmark() { journalctl --sync 2>/dev/null; cursor=$(journalctl -q -n 1 -o export | sed -n 's/^__CURSOR=//p'); }
+jentries() {
+    local from=
+    [ "$1" = -u ] && { from=$unit; shift; }
+    journalctl --sync 2>/dev/null
+    if [ -n "${cursor:-}" ]; then journalctl -q --no-pager -o export --after-cursor "$cursor"
+    else journalctl -q --no-pager -o export; fi |
+        awk -v id="$1" -v unit="$from" 'BEGIN { RS = "" }
+            { e = "\n" $0 "\n"
+              if (index(e, "\nMESSAGE_ID=" id "\n") && (unit == "" || index(e, "\n_SYSTEMD_UNIT=" unit "\n"))) print $0 "\n" }'
+}
+# jhas [-u] ID FIELD...: an entry since the mark with MESSAGE_ID=ID (from the
+# unit, with -u) has every FIELD: a name, or NAME=value for an exact value.
+jhas() {
+    local u=; [ "$1" = -u ] && { u=-u; shift; }
+    local id=$1; shift
+    jentries $u "$id" >"$tmp/j"
+    awk -v want="$*" 'BEGIN { RS = ""; n = split(want, w, " ") }
+        { e = "\n" $0 "\n"; hits = 0
+          for (i = 1; i <= n; i++) hits += index(w[i], "=") ? index(e, "\n" w[i] "\n") > 0 : index(e, "\n" w[i] "=") > 0
+          if (hits == n) found = 1 }
+        END { exit !found }' "$tmp/j" && return 0
+    echo "no journal entry MESSAGE_ID=$id${*:+ with $*}${u:+ from $unit} since the mark; entries with that ID:"
+    grep -E '^(MESSAGE|BENTO_[A-Z_]*|_SYSTEMD_UNIT|_PID)=' "$tmp/j" | head -20
+    echo "the unit's last entries:"; journalctl -q --no-pager -u "$unit" -n 10 -o cat
+    return 1
+}
+# A field's value in the last entry with MESSAGE_ID=$1 since the mark.
+jfield() { jentries "$1" | sed -n "s/^$2=//p" | tail -1; }
+
+# --- The workload and the held files -------------------------------------
+
+# start_load NAME: the self-checking load in $a/NAME, 4 threads.
+start_load() {
+    loadpid=
+    timeout 10 mkdir "$a/$1" || { echo "     cannot make $a/$1: no load"; return 1; }
+    "$load" "$a/$1" 4 600 >"$tmp/$1.out" 2>"$tmp/$1.err" &
+    loadpid=$!
+    sleep 2
+}
+# stop_load NAME: asks it to stop and waits (60 s at most, then kills it).
+stop_load() {
+    if [ -z "$loadpid" ]; then echo "no load ran" >"$tmp/$1.err"; loadstatus=1; return; fi
+    timeout 10 touch "$a/$1/STOP"
+    local deadline=$(($(date +%s) + 60))
+    while kill -0 "$loadpid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
+    if kill -0 "$loadpid" 2>/dev/null; then
+        kill -9 "$loadpid"; wait "$loadpid" 2>/dev/null
+        echo "load did not finish within 60 s of STOP" >>"$tmp/$1.err"; loadstatus=124
+    else
+        wait "$loadpid"; loadstatus=$?
+    fi
+    cat "$tmp/$1.out"
+}
+load_ok() {
+    [ "$loadstatus" -eq 0 ] && return 0
+    echo "exit status $loadstatus"; head -10 "$tmp/$1.err"; return 1
+}
+slowest_ms() { sed -n 's/.*slowest_us=\([0-9]*\).*/\1/p' "$tmp/$1.out" | awk '{ printf "%.1f", $1 / 1000 }'; }
+
+# fd 7 writes and fd 8 reads $a/held, both opened once and kept across every
+# upgrade and restart. held_works TAG: a line written through fd 7 is what
+# fd 8 reads next, and what a fresh open of the file ends with.
+held_works() {
+    timeout 20 bash -c 'printf "%s\n" "$1" >&7 && got=$(cat <&8) && [ "${got##*$'"'\n'"'}" = "$1" ] &&
+        [ "$(tail -n 1 "$2")" = "$1" ]' _ "$1" "$a/held" || { echo "the held fds failed or hung at $1"; return 1; }
+}
+
+mounts_toml() {
+    for m in "$@"; do printf '[[mount]]\nimage = "%s/%s.img"\nmountpoint = "/mnt/%s"\nmodule = "%s"\n\n' "$images" "$m" "$m" "$v1"; done
+}
+
+diagnostics() {
+    {
+        echo "== systemctl status $unit"; systemctl status --no-pager -l "$unit" 2>&1
+        echo "== journalctl -u $unit (last 150)"; journalctl -q --no-pager -u "$unit" -n 150 -o short-precise 2>&1
+        echo "== fuse mounts"; fuse_mounts
+        echo "== failed units"; systemctl --no-pager --failed 2>&1
+    } >"$results/diagnostics.txt"
+}
+finish() {
+    exec 7>&- 8<&-
+    echo "measured restart_slowest_ms=${restart_slowest:-none} crash_slowest_ms=${crash_slowest:-none}"
+    echo "measured restart_ms=${restart_ms:-none} crash_recovery_ms=${crash_ms:-none} upgrade_pause_us=${pause_us:-none} reload_ms=${reload_ms:-none}"
+    [ "$failed" -eq 0 ] || diagnostics
+    echo "container: $passed passed, $failed failed, $skipped skipped"
+    rm -rf "$tmp"
+    [ "$failed" -eq 0 ] && [ "$skipped" -eq 0 ]
+    exit
+}
+
+# --- Setup ---------------------------------------------------------------
+
+echo "     $(systemctl --version | head -1); $(uname -r)"
+check "systemd is PID 1 in the container" test "$(cat /proc/1/comm)" = systemd
+check "installed programs run (bentoctl --help)" bentoctl --help
+check "installed programs run (bento-upgraded --help)" bento-upgraded --help
+check "the unit is installed where systemd finds it" systemctl cat "$unit"
+check "systemd-analyze verify $unit" systemd-analyze verify "$unit"
+check "journalctl --update-catalog" journalctl --update-catalog
+mkdir -p "$images" "$a" /etc/bento
+check "mkfs.xv6 a.img" mkfs.xv6 --size 64M "$images/a.img"
+mounts_toml a >"$config"
+jmark
+
+# --- Start: ready means serving ---------------------------------------------
+
+t0=$(date +%s%N)
+check "systemctl start bento-upgraded" timeout 60 systemctl start "$unit"
+echo "     start took $(ms_since "$t0") ms"
+check "/mnt/a is a FUSE mount when start returns" findmnt_fuse "$a"
+check "write and read right after start" write_read "$a/first" "first write"
+status=$(prop StatusText)
+check "status text starts with 'serving 1 mount' (is: '$status')" test "${status#serving 1 mount}" != "$status"
+check "systemctl status shows it" bash -c "systemctl status --no-pager $unit | grep -q 'Status: \"serving 1 mount'"
+if ! is_fuse "$a"; then skip "everything else: /mnt/a is not served"; finish; fi
+
+# --- Files, and fds held across everything that follows -------------------
+
+check "copy /usr/share/doc and binaries in" timeout 120 bash -c "mkdir $a/copy && cp -a /usr/share/doc $a/copy/doc && cp -a /usr/bin/bash /usr/bin/systemctl $a/copy/"
+check "copy compares equal (diff -r)" timeout 120 diff -r --no-dereference /usr/share/doc "$a/copy/doc"
+check "binaries compare equal" timeout 60 bash -c "cmp /usr/bin/bash $a/copy/bash && cmp /usr/bin/systemctl $a/copy/systemctl"
+if timeout 10 touch "$a/held"; then
+    exec 7<>"$a/held" 8<"$a/held"
+    check "held fds work" held_works opened
+else
+    fail "cannot create $a/held"; finish
+fi
+
+# --- Live upgrade through bentoctl, logged to journald ---------------------
+
+jmark
+check "bentoctl upgrade to 2.0.0" timeout 60 bentoctl upgrade "$a" "$v2"
+check "held fds work after the upgrade" held_works after-upgrade
+check "journal: upgrade completed, with its fields" \
+    jhas -u 3af77a01a77f4df8a016022c80422c0d BENTO_MOUNT=$a BENTO_FROM_VERSION=1.0.0 BENTO_TO_VERSION=2.0.0 BENTO_PAUSE_US BENTO_STATE_BYTES
+pause_us=$(jfield 3af77a01a77f4df8a016022c80422c0d BENTO_PAUSE_US)
+phases() {
+    jentries -u 20efb6cc08494c4781bdd547fad276dc >"$tmp/phases"
+    local got; got=$(sed -n 's/^BENTO_PHASE=//p' "$tmp/phases" | tr '\n' ' ')
+    echo "phases logged: $got"
+    [ "$got" = "preflight quiesce export import resume " ] && [ "$(grep -c '^BENTO_PHASE_US=' "$tmp/phases")" -eq 5 ]
+}
+check "journal: five phase entries with BENTO_PHASE_US, in order" phases
+check "journalctl MESSAGE_ID=... finds the upgrade" \
+    bash -c "journalctl -q --no-pager MESSAGE_ID=3af77a01a77f4df8a016022c80422c0d | grep -q ."
+catalog() { journalctl -q --no-pager -x -u "$unit" | grep -E -- '^(-- |░░ )Subject: File system upgraded live$'; }
+check "journalctl -x shows the catalog text 'Subject: File system upgraded live'" catalog
+
+jmark
+check "a refused upgrade exits non-zero" bash -c "! timeout 60 bentoctl upgrade $a /etc/hostname"
+check "journal: upgrade refused, with BENTO_ERROR" jhas f1001acdc62b4dc78bda30b9c54a7225 BENTO_ERROR
+check "still serving after the refusal" write_read "$a/after-refusal" refused
+
+# --- systemctl restart under load: the mount stays ------------------------
+
+id=$(mount_id "$a") pid=$(prop MainPID)
+jmark
+start_load restart
+t0=$(date +%s%N)
+check "systemctl restart bento-upgraded under load" timeout 60 systemctl restart "$unit"
+restart_ms=$(ms_since "$t0")
+sleep 2
+stop_load restart >"$tmp/stop.out"; note <"$tmp/stop.out"
+restart_slowest=$(slowest_ms restart)
+check "restart: the load saw no failed call and no wrong byte" load_ok restart
+check "restart: the mount never went away (mount ID $id)" test "$(mount_id "$a")" = "$id"
+check "restart: MainPID changed ($pid -> $(prop MainPID))" test "$(prop MainPID)" != "$pid" -a "$(prop MainPID)" != 0
+check "restart: held fds work" held_works after-restart
+check "journal: state handed to the fd store" jhas 18d570c3852048cb8fbaa11b449e227c
+check "journal: mount adopted after the restart" jhas 76c628d37044406a9f7ef865b89e5ca2
+
+# --- kill -9: systemd restarts it, the mount stays ------------------------
+
+id=$(mount_id "$a") pid=$(prop MainPID) restarts=$(prop NRestarts)
+jmark
+start_load crash
+t0=$(date +%s%N)
+if [ "${pid:-0}" -gt 1 ]; then kill -9 "$pid"; else echo "     no MainPID to kill"; fi
+back() { [ "$(systemctl is-active "$unit")" = active ] && [ "$(prop MainPID)" != "$pid" ] && [ "$(prop MainPID)" != 0 ]; }
+check "kill -9: systemd restarts it (active, new MainPID)" wait_until 60 back
+crash_ms=$(ms_since "$t0")
+sleep 2
+stop_load crash >"$tmp/stop.out"; note <"$tmp/stop.out"
+crash_slowest=$(slowest_ms crash)
+check "kill -9: NRestarts went up ($restarts -> $(prop NRestarts))" test "$(prop NRestarts)" -gt "${restarts:-0}"
+check "kill -9: the load saw no failed call and no wrong byte" load_ok crash
+check "kill -9: the mount never went away (mount ID $id)" test "$(mount_id "$a")" = "$id"
+check "kill -9: held fds work" held_works after-crash
+check "journal: recovered after a crash" jhas 6494d4244a9c4462a680cd1efdf398c3
+
+# --- reload: mounts added and removed from the config ---------------------
+
+id=$(mount_id "$a")
+mkdir -p "$b"
+mkfs.xv6 --size 64M "$images/b.img" >/dev/null
+mounts_toml a b >"$config"
+t0=$(date +%s%N)
+check "systemctl reload with /mnt/b added" timeout 60 systemctl reload "$unit"
+check "reload: /mnt/b becomes a FUSE mount" wait_until 10 is_fuse "$b"
+if is_fuse "$b"; then
+    reload_ms=$(ms_since "$t0")
+    check "reload: /mnt/b serves" write_read "$b/hello" hello
+fi
+check "reload: /mnt/a untouched (mount ID $id)" test "$(mount_id "$a")" = "$id"
+mounts_toml a >"$config"
+check "systemctl reload with /mnt/b removed" timeout 60 systemctl reload "$unit"
+if [ -n "${reload_ms:-}" ]; then
+    check "reload: /mnt/b no longer mounted" wait_until 10 bash -c "! grep -q ' $b ' /proc/self/mountinfo"
+else
+    skip "reload: /mnt/b no longer mounted (it never was)"
+fi
+check "reload: /mnt/a still untouched (mount ID $id)" test "$(mount_id "$a")" = "$id"
+check "reload: held fds work" held_works after-reload
+
+# --- stop: everything unmounted and clean on disk --------------------------
+
+exec 7>&- 8<&-
+check "systemctl stop bento-upgraded" timeout 60 systemctl stop "$unit"
+check "stop: no FUSE mount left" no_fuse_mounts
+check "stop: fsck.xv6 -n a.img clean" fsck.xv6 -n "$images/a.img"
+check "stop: fsck.xv6 -n b.img clean" fsck.xv6 -n "$images/b.img"
+
+# --- and back: what was written is there -----------------------------------
+
+check "start again" timeout 60 systemctl start "$unit"
+check "the copy is intact" timeout 120 diff -r --no-dereference /usr/share/doc "$a/copy/doc"
+check "the held file has every line" timeout 10 bash -c \
+    "[ \"\$(tr '\n' ' ' < $a/held)\" = 'opened after-upgrade after-restart after-crash after-reload ' ]"
+check "final stop" timeout 60 systemctl stop "$unit"
+check "final fsck.xv6 -n a.img clean" fsck.xv6 -n "$images/a.img"
+
+finish
