@@ -120,7 +120,7 @@ final class Daemon: @unchecked Sendable {
     private func release(_ mountpoint: String, _ stored: FdStore.Stored) {
         log.info("\(mountpoint): no longer configured (or not taken over): unmounting it", metadata: ["mount": "\(mountpoint)"])
         FuseMount.unmount(mountpoint)
-        if let fd = stored.fuse { close(fd) }
+        for fd in [stored.fuse, stored.journal].compactMap({ $0 }) { close(fd) }
         FdStore.forget(mountpoint: mountpoint)
     }
 

@@ -7,16 +7,19 @@ import Glibc
 ///
 ///   fuse@MOUNTPOINT     the /dev/fuse fd: the mount itself
 ///   session@MOUNTPOINT  a memfd: the image path and the kernel's INIT request
+///   journal@MOUNTPOINT  a memfd: the operation journal (Docs/crash-journal.md),
+///                       every answered operation's blocks
 ///   state@MOUNTPOINT    a memfd: the module's exported state, written only
 ///                       by a clean restart (none after a crash)
 ///
-/// The first two are stored when the mount starts, so a crash finds them.
+/// The first three are stored when the mount starts, so a crash finds them.
 enum FdStore {
-    enum Kind: String, CaseIterable { case fuse, session, state }
+    enum Kind: String, CaseIterable { case fuse, session, journal, state }
 
     /// What a restarted daemon finds of one mount.
     struct Stored {
         var fuse: Int32?
+        var journal: Int32?
         var image: String?
         var initRequest: [UInt8]?
         var state: ExportedState?
@@ -49,12 +52,13 @@ enum FdStore {
         return (kind, String(decoding: bytes, as: UTF8.self))
     }
 
-    /// Stores a mount's fuse fd and session record.
-    static func keep(mountpoint: String, fuse: Int32, image: String, initRequest: [UInt8]) -> Bool {
+    /// Stores a mount's fuse fd, journal and session record.
+    static func keep(mountpoint: String, fuse: Int32, journal: Int32, image: String, initRequest: [UInt8]) -> Bool {
         var record = StateWriter()
         record.write(image)
         record.write(bytes: initRequest)
-        guard ServiceManager.store(fuse, name: name(.fuse, mountpoint)) else { return false }
+        guard ServiceManager.store(fuse, name: name(.fuse, mountpoint)),
+              ServiceManager.store(journal, name: name(.journal, mountpoint)) else { return false }
         return keep(record.bytes, as: .session, mountpoint: mountpoint)
     }
 
@@ -82,6 +86,8 @@ enum FdStore {
             switch kind {
             case .fuse:
                 stored.fuse = fd
+            case .journal:
+                stored.journal = fd
             case .session:
                 do {
                     var reader = StateReader(try contents(of: fd))

@@ -32,6 +32,8 @@ final class ServedMount: @unchecked Sendable {
     let server: FuseServer
     /// The host's services under the module: they outlive each instance.
     let superBlock: SuperBlock
+    /// Each answered operation's blocks, in a memfd that outlives us.
+    let journal: SharedMemoryJournal
     /// Held for the length of an upgrade: one at a time per mount.
     let upgrading = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let fd: Int32
@@ -67,7 +69,16 @@ final class ServedMount: @unchecked Sendable {
         let device: FileBlockDevice
         do { device = try FileBlockDevice(path: settings.image, direct: true) } catch { throw Failure("\(error)") }
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
-        superBlock = SuperBlock(cache: cache) { [log] message in log.info("\(message)") }
+        // The operation journal: answered operations survive our death. A
+        // restarted process takes the previous one's, with what it holds.
+        var adopted: SharedMemoryJournal?
+        if let fd = stored?.journal {
+            do { adopted = try SharedMemoryJournal(adopting: fd, cache: cache) } catch {
+                log.error("the previous process's operation journal is unusable (\(error)): operations it answered since its last commit are lost")
+            }
+        }
+        do { journal = try adopted ?? SharedMemoryJournal(cache: cache) } catch { throw Failure("operation journal: \(error)") }
+        superBlock = SuperBlock(cache: cache, journal: journal) { [log] message in log.info("\(message)") }
         pthread_mutex_init(upgrading, nil)
         var fileSystem: (any FileSystem)?
         var origin = Origin.mounted
@@ -173,8 +184,8 @@ final class ServedMount: @unchecked Sendable {
             waited += 0.002
         }
         if case .mounted = origin {
-            if ServiceManager.isManaging && !FdStore.keep(mountpoint: settings.mountpoint, fuse: fd, image: settings.image,
-                                                          initRequest: server.initRequest!) {
+            if ServiceManager.isManaging && !FdStore.keep(mountpoint: settings.mountpoint, fuse: fd, journal: journal.fd,
+                                                          image: settings.image, initRequest: server.initRequest!) {
                 log.warning("\(settings.mountpoint) could not be put in the fd store: a restart will remount it")
             }
         } else {
