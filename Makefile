@@ -44,6 +44,7 @@ test: deps
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
 	Tests/install/install.sh
+	Tests/systemd/e2e.sh
 
 # Benchmarks, each written under Docs/: the file system core in-process;
 # xv6 through FUSE side by side with passthrough_ll and ext4; live upgrade.
