@@ -3,7 +3,9 @@
 // Drives the file operations the way the kernel would (every reference a
 // lookup-like answer hands out is forgotten again) and prints one row per
 // workload: the median rate of `repeats` timed rounds, with min and max,
-// after one untimed warm-up round. `--markdown` prints the table as Markdown.
+// after one untimed warm-up round. `--markdown` prints the table as Markdown;
+// `--journal` lends the file system an operation journal (a memfd), as
+// bento-upgraded does, to measure what it costs.
 @_spi(Host) import BentoKit
 import BentoServices
 import Glibc
@@ -11,6 +13,7 @@ import XV6FS
 import XV6Layout
 
 let markdown = CommandLine.arguments.dropFirst().contains("--markdown")
+let journaled = CommandLine.arguments.dropFirst().contains("--journal")
 
 // MARK: Configuration
 
@@ -110,8 +113,10 @@ final class Bench {
     init() throws {
         let device = MemoryBlockDevice(blockCount: deviceBlocks)
         try Format.format(device, inodeCount: inodeCount, now: Timespec(seconds: 1_700_000_000, nanoseconds: 0))
+        let cache = LRUBufferCache(device: device, capacity: cacheBlocks)
+        let journal = journaled ? try SharedMemoryJournal(cache: cache) : nil
         fs = try Xv6Module(version: SemanticVersion(1, 0, 0))
-            .mount(SuperBlock(cache: LRUBufferCache(device: device, capacity: cacheBlocks)))
+            .mount(SuperBlock(cache: cache, journal: journal))
     }
 
     func workload(_ name: String, unit: String, goal: Double? = nil, _ round: (Int) throws -> Double) rethrows {
@@ -263,10 +268,11 @@ do {
               + "\(repeats) timed rounds after a warm-up round. create and unlink: \(files) files per round in "
               + "\(directories) directories; getattr and lookup: over all "
               + "\(format(Double(bench.allFiles.count))) files (lookups forgotten after each round); "
-              + "sequential: a 1 GiB file, the writes ending with fsync. MB = 10^6 bytes.\n")
+              + "sequential: a 1 GiB file, the writes ending with fsync. MB = 10^6 bytes."
+              + (journaled ? " With an operation journal (`--journal`)." : "") + "\n")
     } else {
         print("xv6fs core: \((deviceBlocks * 4096) >> 30) GiB RAM device, one thread, "
-              + "median of \(repeats) rounds after a warm-up\n")
+              + "median of \(repeats) rounds after a warm-up" + (journaled ? ", operation journal" : "") + "\n")
     }
     printTable(bench.rows)
 } catch {
