@@ -228,19 +228,18 @@ final class Daemon: @unchecked Sendable {
     private func startWatchdog() {
         guard let interval = ServiceManager.watchdogInterval else { return }
         Thread.start { [self] in
-            var progress: [ObjectIdentifier: (answered: UInt64, since: Double)] = [:]
+            var detectors: [ObjectIdentifier: StallDetector] = [:]
             while true {
                 usleep(UInt32(interval / 4 * 1e6))
                 let now = RequestStats.now()
                 var stuck: ServedMount?
                 for mount in mounts {
-                    let answered = mount.server.stats.answered
                     let id = ObjectIdentifier(mount)
-                    if progress[id]?.answered != answered || mount.server.gate.count == 0 {
-                        progress[id] = (answered, now)
-                    } else if let since = progress[id]?.since, now - since > interval / 2 {
+                    var detector = detectors[id] ?? StallDetector(limit: interval / 2)
+                    if detector.isStuck(answered: mount.server.stats.answered, inside: mount.server.gate.count, now: now) {
                         stuck = mount
                     }
+                    detectors[id] = detector
                 }
                 if let stuck {
                     log.event(.stuck, level: .critical, "\(stuck.settings.mountpoint): requests inside and none answered "
@@ -273,7 +272,9 @@ final class Daemon: @unchecked Sendable {
             }
             ServiceManager.status("\(rollback ? "rolling back" : "upgrading") \(mountpoint)")
             let report = mount.upgrade(to: target, action: rollback ? "rollback" : "upgrade",
-                                       quiesceTimeout: options.quiesceTimeout, store: store)
+                                       quiesceTimeout: options.quiesceTimeout, store: store) { [self] phase, report in
+                journal(phase, of: report)
+            }
             ServiceManager.status(statusLine())
             store?.appendHistory(report)
             journal(report)
@@ -282,17 +283,22 @@ final class Daemon: @unchecked Sendable {
         }
     }
 
-    /// An upgrade or rollback in the journal: one entry per phase it went
-    /// through, then its outcome.
+    /// One phase of an upgrade or rollback, as it ends: the journal tells
+    /// where an upgrade is, also one that never finishes.
+    private func journal(_ phase: PhaseTiming, of report: UpgradeReport) {
+        let mountpoint = report.mountpoint ?? ""
+        log.event(.upgradePhase, "\(report.action ?? "upgrade") of \(mountpoint): \(phase.phase) took \(phase.micros) µs",
+                  ["mount": mountpoint, "from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
+                   "module": report.module ?? "", "action": report.action ?? "", "phase": phase.phase,
+                   "phase_us": "\(phase.micros)"])
+    }
+
+    /// An upgrade or rollback's outcome in the journal, with every phase's time.
     private func journal(_ report: UpgradeReport) {
         let mountpoint = report.mountpoint ?? ""
         var fields = ["mount": mountpoint, "from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
                       "module": report.module ?? "", "action": report.action ?? ""]
-        for phase in report.phases ?? [] {
-            log.event(.upgradePhase, "\(report.action ?? "upgrade") of \(mountpoint): \(phase.phase) took \(phase.micros) µs",
-                      fields.merging(["phase": phase.phase, "phase_us": "\(phase.micros)"]) { $1 })
-            fields["\(phase.phase)_us"] = "\(phase.micros)"
-        }
+        for phase in report.phases ?? [] { fields["\(phase.phase)_us"] = "\(phase.micros)" }
         if let pause = report.pauseMicros { fields["pause_us"] = "\(pause)" }
         if let bytes = report.stateBytes { fields["state_bytes"] = "\(bytes)" }
         if let error = report.error { fields["error"] = error }

@@ -10,16 +10,19 @@ import Glibc
 /// Any failure before the swap leaves the old instance serving.
 extension ServedMount {
     /// Swaps the module serving this mount for the one at `path`.
-    /// `action` is "upgrade" or "rollback"; `quiesceTimeout` in seconds.
-    func upgrade(to path: String, action: String, quiesceTimeout: Double, store: StateStore?) -> UpgradeReport {
+    /// `action` is "upgrade" or "rollback"; `quiesceTimeout` in seconds;
+    /// `onPhase` hears of each phase as it ends (with the report so far).
+    func upgrade(to path: String, action: String, quiesceTimeout: Double, store: StateStore?,
+                 onPhase: (PhaseTiming, UpgradeReport) -> Void = { _, _ in }) -> UpgradeReport {
         var phases: [PhaseTiming] = []
-        var report = attempt(to: path, action: action, quiesceTimeout: quiesceTimeout, store: store, phases: &phases)
+        var report = attempt(to: path, action: action, quiesceTimeout: quiesceTimeout, store: store, phases: &phases,
+                             onPhase: onPhase)
         report.phases = phases
         return report
     }
 
     private func attempt(to path: String, action: String, quiesceTimeout: Double, store: StateStore?,
-                         phases: inout [PhaseTiming]) -> UpgradeReport {
+                         phases: inout [PhaseTiming], onPhase: (PhaseTiming, UpgradeReport) -> Void) -> UpgradeReport {
         let old = loaded
         var report = UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint,
                                    module: path, fromVersion: "\(old.descriptor.version)",
@@ -34,6 +37,7 @@ extension ServedMount {
             let now = DispatchTime.now().uptimeNanoseconds
             phases.append(PhaseTiming(phase: phase, micros: (now - lapStart) / 1000))
             lapStart = now
+            onPhase(phases.last!, report)
         }
 
         // 1. Preflight: everything that can be checked while I/O flows.

@@ -281,6 +281,25 @@ journal_recovery=$(journalctl -u "$unit" -q --no-pager -o cat --since "-60s" | g
 echo "     module: ${journal_recovery:-no operation journal recovery logged}"
 check "uncommitted: clean up" rm -rf "$a/fresh"
 
+# --- kill -9 in the middle of an upgrade: back on the version before -----
+
+served_version() { bentoctl status --json | sed -n 's/.*"version" *: *"\([^"]*\)".*/\1/p' | head -1; }
+before=$(served_version) pid=$(prop MainPID)
+jmark
+bentoctl upgrade "$a" /usr/local/libexec/bento-test/slow-import.so >"$tmp/slow.out" 2>&1 &
+upgrader=$!
+# The slow module's import runs for 5 s with the gate closed: kill inside
+# it. (Without the held fds: a process that exits with them open flushes
+# them, and a flush waits for the gate like any request.)
+sleep 2 7>&- 8<&-
+[ "${pid:-0}" -gt 1 ] && kill -9 "$pid"
+check "mid-upgrade kill -9: systemd restarts it" wait_until 60 back
+wait "$upgrader" 2>/dev/null
+check "mid-upgrade kill -9: back on $before" test "$(served_version)" = "$before"
+check "mid-upgrade kill -9: the mount serves" write_read "$a/after-interrupted-upgrade" interrupted
+check "journal: interrupted upgrade undone" jhas 2428f701d036442caa57967e7235c110
+check "journal: its export phase was logged as it ended" jhas 20efb6cc08494c4781bdd547fad276dc BENTO_PHASE=export BENTO_TO_VERSION=9.0.0
+
 # --- reload: mounts added and removed from the config ---------------------
 
 id=$(mount_id "$a")

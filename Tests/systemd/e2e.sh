@@ -114,6 +114,10 @@ mkdir -p "$libexec" "$work/results"
 if cc -O2 -pthread -o "$libexec/load" Tests/mount/load.c 2>"$work/cc.log"; then ok "build the load"
 else fail "build the load"; note <"$work/cc.log"; summary; exit; fi
 install -m 0755 $here/checks.sh "$libexec/checks.sh"
+# A module whose import takes 5 s (then fails): a crash in mid-upgrade.
+if install -m 0644 .build/debug/libFixtureSlowImport.so "$libexec/slow-import.so" \
+    && patchelf --set-rpath /usr/local/lib/bento "$libexec/slow-import.so"; then ok "install the slow-import fixture module"
+else fail "install the slow-import fixture module"; fi
 install -m 0644 $here/bento-e2e.service "$root/etc/systemd/system/bento-e2e.service"
 ln -sf /etc/systemd/system/bento-e2e.service "$root/etc/systemd/system/multi-user.target.wants/bento-e2e.service"
 # A login prompt on the console is noise here.
