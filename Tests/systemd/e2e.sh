@@ -11,6 +11,9 @@
 #   BENTO_E2E_TIMEOUT=300          seconds the container may run
 #   BENTO_E2E_MIRROR=URL           Debian mirror for debootstrap
 #   KEEP=1                         leave the work dir (the root, the logs) for a look
+#   BENTO_E2E_CHECKS=FILE          run FILE in the container instead of checks.sh
+#                                  (bench/systemd.sh: restart and crash stalls)
+#   CONFIG=release                 install the release build (default: debug)
 set -u
 cd "$(dirname "$0")/../.."
 here=Tests/systemd
@@ -95,10 +98,11 @@ else
 fi
 
 # --- What the project installs, and the test's own files --------------------
-if make -s install CONFIG=debug DESTDIR="$root" PREFIX=/usr/local >"$work/install.log" 2>&1; then
-    ok "make install CONFIG=debug DESTDIR=root PREFIX=/usr/local"
+config=${CONFIG:-debug}
+if make -s install CONFIG=$config DESTDIR="$root" PREFIX=/usr/local >"$work/install.log" 2>&1; then
+    ok "make install CONFIG=$config DESTDIR=root PREFIX=/usr/local"
 else
-    fail "make install CONFIG=debug DESTDIR=root PREFIX=/usr/local"; note 30 <"$work/install.log"; summary; exit
+    fail "make install CONFIG=$config DESTDIR=root PREFIX=/usr/local"; note 30 <"$work/install.log"; summary; exit
 fi
 p=$root/usr/local
 for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl \
@@ -113,9 +117,9 @@ libexec=$p/libexec/bento-test
 mkdir -p "$libexec" "$work/results"
 if cc -O2 -pthread -o "$libexec/load" Tests/mount/load.c 2>"$work/cc.log"; then ok "build the load"
 else fail "build the load"; note <"$work/cc.log"; summary; exit; fi
-install -m 0755 $here/checks.sh "$libexec/checks.sh"
+install -m 0755 "${BENTO_E2E_CHECKS:-$here/checks.sh}" "$libexec/checks.sh"
 # A module whose import takes 5 s (then fails): a crash in mid-upgrade.
-if install -m 0644 .build/debug/libFixtureSlowImport.so "$libexec/slow-import.so" \
+if install -m 0644 .build/$config/libFixtureSlowImport.so "$libexec/slow-import.so" \
     && patchelf --set-rpath /usr/local/lib/bento "$libexec/slow-import.so"; then ok "install the slow-import fixture module"
 else fail "install the slow-import fixture module"; fi
 install -m 0644 $here/bento-e2e.service "$root/etc/systemd/system/bento-e2e.service"
