@@ -47,12 +47,14 @@ test: deps
 	Tests/systemd/e2e.sh
 
 # Benchmarks, each written under Docs/: the file system core in-process;
-# xv6 through FUSE side by side with passthrough_ll and ext4; live upgrade.
+# xv6 through FUSE side by side with passthrough_ll and ext4; live upgrade;
+# stalls of an upgrade, a restart and a crash under systemd.
 bench: deps
 	$(SWIFT) run -c release --package-path kmod/xv6fs xv6-bench --markdown > Docs/benchmarks-inprocess.md
 	@cat Docs/benchmarks-inprocess.md
 	bench/run.sh Docs/benchmarks.md
 	bench/upgrade.sh Docs/benchmarks-upgrade.md
+	bench/systemd.sh Docs/benchmarks-restart.md
 
 # Installs the programs, the module files and the Swift runtime libraries
 # they need (under lib/bento), so a host without the toolchain runs them.

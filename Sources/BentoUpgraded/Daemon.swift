@@ -25,6 +25,7 @@ final class Daemon: @unchecked Sendable {
         set { lock.withLock { served = newValue } }
     }
     private var served: [ServedMount] = []
+    private var stopping = false
     private var store: StateStore?
     private let done = Semaphore()
     /// Signalled once the first mounts are up (control requests wait for it).
@@ -92,7 +93,8 @@ final class Daemon: @unchecked Sendable {
         var setting = setting
         let configured = setting.module
         var stored = stored
-        if let found = stored, let why = found.damage ?? (found.image != setting.image ? "it served another image" : nil) {
+        if let found = stored, let why = found.damage ?? (found.image == nil ? "its session record is missing"
+            : found.image != setting.image ? "it served another image (\(found.image!))" : nil) {
             log.warning("\(setting.mountpoint): not taking over the previous mount: \(why)", metadata: ["mount": "\(setting.mountpoint)"])
             release(setting.mountpoint, found)
             stored = nil
@@ -145,8 +147,10 @@ final class Daemon: @unchecked Sendable {
     }
 
     /// A mount's loop ended (stopped, or unmounted from outside): with none
-    /// left, the daemon is done.
+    /// left, the daemon is done (unless a stop is under way: that one ends
+    /// the daemon itself once everything is flushed).
     private func mountFinished() {
+        guard !lock.withLock({ stopping }) else { return }
         let left = mounts
         if !left.isEmpty && left.allSatisfy({ $0.status.state == "stopped" }) { done.signal() }
     }
@@ -168,6 +172,7 @@ final class Daemon: @unchecked Sendable {
             // _exit: the request threads still wait at the gates.
             _exit(0)
         }
+        lock.withLock { stopping = true }
         log.info("signal \(signal)\(job.map { " (systemd job: \($0))" } ?? ""): unmounting everything")
         ServiceManager.stopping(status: "stopping: flushing and unmounting \(mounts.count) mount(s)")
         for mount in mounts { mount.stop() }

@@ -141,7 +141,9 @@ final class ServedMount: @unchecked Sendable {
             }
             server.destroySession()
             close(fd)
-            log.info("unmounted \(settings.mountpoint)")
+            // Gone for good: a restarted daemon must not take it over.
+            FdStore.forget(mountpoint: settings.mountpoint)
+            log.event(.mountStopped, "unmounted \(settings.mountpoint)", ["image": settings.image])
             finished.signal()
             onFinish?()
         }
@@ -170,8 +172,6 @@ final class ServedMount: @unchecked Sendable {
         FuseMount.unmount(settings.mountpoint)
         finished.wait()
         finished.signal()  // leave it signalled for anyone else waiting
-        FdStore.forget(mountpoint: settings.mountpoint)
-        log.event(.mountStopped, "stopped serving \(settings.mountpoint)", ["image": settings.image])
     }
 
     /// Once the kernel's INIT is in, stores what a restarted daemon needs
