@@ -144,6 +144,7 @@ finish() {
     exec 7>&- 8<&-
     echo "measured restart_slowest_ms=${restart_slowest:-none} crash_slowest_ms=${crash_slowest:-none}"
     echo "measured restart_ms=${restart_ms:-none} crash_recovery_ms=${crash_ms:-none} upgrade_pause_us=${pause_us:-none} reload_ms=${reload_ms:-none}"
+    echo "measured watchdog_stuck_ms=${watchdog_stuck_ms:-none} watchdog_kill_ms=${watchdog_kill_ms:-none} watchdog_back_ms=${watchdog_back_ms:-none}"
     [ "$failed" -eq 0 ] || diagnostics
     echo "container: $passed passed, $failed failed, $skipped skipped"
     rm -rf "$tmp"
@@ -300,6 +301,159 @@ check "mid-upgrade kill -9: the mount serves" write_read "$a/after-interrupted-u
 check "journal: interrupted upgrade undone" jhas 2428f701d036442caa57967e7235c110
 check "journal: its export phase was logged as it ended" jhas 20efb6cc08494c4781bdd547fad276dc BENTO_PHASE=export BENTO_TO_VERSION=9.0.0
 
+# --- The watchdog: requests stuck inside the module ------------------------
+# A second mount, /mnt/w, has its image on libfuse's passthrough_ll with
+# cache=never, so every read and write of the image reaches that server.
+# Stopping the server (SIGSTOP) hangs the module's block I/O: requests on
+# /mnt/w stay inside the file system, unanswered. With WatchdogSec=4s (a
+# drop-in) the daemon sees that after 2 s, logs it and stops pinging;
+# systemd kills it (SIGABRT, SIGKILL after TimeoutAbortSec=2s) and, as
+# Restart=on-failure says, starts it again; the new process recovers both
+# mounts from the fd store and the stuck requests are answered.
+# The killed process cannot finish exiting while the server is stopped:
+# closing the image sends the server a FLUSH that the kernel waits out
+# uninterruptibly. So the server is continued once systemd has acted on the
+# watchdog, and only then does the restart happen.
+
+w=/mnt/w pt=/mnt/pt ptsrc=/run/bento-test-pt ptpid=
+passthrough=/usr/local/libexec/bento-test/passthrough_ll
+dropin=/run/systemd/system/$unit.d/watchdog.conf
+# The server must never stay stopped or mounted after this section, even
+# when a check fails or the script ends early: /mnt/w, and with it every
+# later check, would hang.
+pt_gone() { [ ! -e "/proc/$ptpid" ] || [ "$(awk '{ print $3 }' "/proc/$ptpid/stat" 2>/dev/null)" = Z ]; }
+pt_cleanup() {
+    [ -n "$ptpid" ] || return 0
+    kill -CONT "$ptpid" 2>/dev/null
+    kill -TERM "$ptpid" 2>/dev/null
+    wait_until 10 pt_gone || kill -KILL "$ptpid" 2>/dev/null
+    wait "$ptpid" 2>/dev/null
+    ptpid=
+    if grep -q " $pt " /proc/self/mountinfo; then umount -l "$pt"; fi
+}
+trap pt_cleanup EXIT
+# watchdog_is PROPERTY ENV: systemd's WatchdogUSec= for the unit and the
+# WATCHDOG_USEC= the running daemon was started with.
+watchdog_is() {
+    local have env
+    have=$(prop WatchdogUSec) env=$(tr '\0' '\n' <"/proc/$(prop MainPID)/environ" | sed -n 's/^WATCHDOG_USEC=//p')
+    echo "WatchdogUSec=$have, the daemon's WATCHDOG_USEC=$env"
+    [ "$have" = "$1" ] && [ "$env" = "$2" ]
+}
+# systemd's own line for the watchdog timeout since the mark.
+jwatchdog_timeout() {
+    journalctl --sync 2>/dev/null
+    journalctl -q --no-pager -o export --after-cursor "$cursor" | grep -a "^MESSAGE=$unit: Watchdog timeout" && return 0
+    echo "no '$unit: Watchdog timeout' in the journal since the mark"; return 1
+}
+# O_DIRECT reads skip the kernel's page cache: they reach the module.
+same_direct() { timeout 20 dd if="$1" iflag=direct bs=64k status=none | cmp - "$2"; }
+
+id=$(mount_id "$a")
+mkdir -p "$w" "$pt" "$ptsrc"
+if [ -x "$passthrough" ]; then
+    "$passthrough" -f -o source="$ptsrc" -o cache=never "$pt" </dev/null >"$tmp/pt.log" 2>&1 7>&- 8<&- &
+    ptpid=$!
+fi
+check "watchdog: passthrough_ll serves $pt" wait_until 10 is_fuse "$pt"
+if is_fuse "$pt"; then
+    check "watchdog: mkfs.xv6 w.img on $pt" timeout 60 mkfs.xv6 --size 32M "$pt/w.img"
+
+    # WatchdogSec=4s. systemd keeps the interval a running process was
+    # started with across a daemon-reload (WATCHDOG_USEC is in its
+    # environment), so the daemon is restarted, which keeps the mounts.
+    mkdir -p "${dropin%/*}"
+    printf '[Service]\nWatchdogSec=4s\nTimeoutAbortSec=2s\n' >"$dropin"
+    check "watchdog: daemon-reload with a drop-in WatchdogSec=4s" timeout 60 systemctl daemon-reload
+    check "watchdog: daemon-reload alone leaves the running daemon at 30 s" watchdog_is 30s 30000000
+    check "watchdog: systemctl restart" timeout 60 systemctl restart "$unit"
+    check "watchdog: the daemon runs with a 4 s watchdog" watchdog_is 4s 4000000
+    check "watchdog: /mnt/a kept through the restart (mount ID $id)" test "$(mount_id "$a")" = "$id"
+
+    { mounts_toml a; printf '[[mount]]\nimage = "%s"\nmountpoint = "%s"\nmodule = "%s"\ncache_mib = 1\n' "$pt/w.img" "$w" "$v1"; } >"$config"
+    check "watchdog: reload adds /mnt/w (image on $pt, cache_mib = 1)" timeout 60 systemctl reload "$unit"
+    check "watchdog: /mnt/w is a FUSE mount" wait_until 10 is_fuse "$w"
+    head -c 8M /dev/urandom >"$tmp/big"
+    head -c 1M /dev/urandom >"$tmp/new"
+    check "watchdog: write 8 MiB to /mnt/w/big and fsync" timeout 60 dd if="$tmp/big" of="$w/big" bs=1M conv=fsync status=none
+    check "watchdog: /mnt/w/big reads back" same_direct "$w/big" "$tmp/big"
+fi
+if is_fuse "$pt" && is_fuse "$w"; then
+    idw=$(mount_id "$w") ida=$(mount_id "$a") pid=$(prop MainPID) restarts=$(prop NRestarts)
+    jmark
+    # From the watchdog kill until the next process serves, /mnt/a has no
+    # server, and a process that closes a file of /mnt/a, as every process
+    # does at its exit, waits for the FLUSH to be answered: with fds 7 and
+    # 8 inherited, every command run here would hang until the restart,
+    # which waits for `kill -CONT`. So this part runs in a subshell that
+    # drops them first (while /mnt/a still serves), and reports in a file.
+    (
+        exec 7>&- 8<&-
+        kill -STOP "$ptpid"
+        t0=$(date +%s%N)
+        # A read (8 MiB against a 1 MiB cache: blocks come from the image)
+        # and a write whose fsync commits the log: both wait on the server.
+        ( timeout -s KILL 90 dd if="$w/big" of="$tmp/big.back" iflag=direct bs=1M status=none; echo $? >"$tmp/reader.rc" ) &
+        ( timeout -s KILL 90 dd if="$tmp/new" of="$w/new" bs=64k conv=fsync status=none; echo $? >"$tmp/writer.rc" ) &
+        wait_until 20 jhas -u cc16aa27839b45838a4f7a1b21d71ef3 "BENTO_MOUNT=$w" && echo "stuck_ms=$(ms_since "$t0")"
+        # systemd acts on the missed pings: Result=watchdog while it kills
+        # (or already restarted, should the process die at once).
+        killed() { [ "$(prop Result)" = watchdog ] || [ "$(prop NRestarts)" -gt "$restarts" ]; }
+        kill_ms=
+        wait_until 20 killed && kill_ms=$(ms_since "$t0") && echo "kill_ms=$kill_ms"
+        threads=$(ps -L -o stat=,wchan:24= -p "$pid" | tr -s ' \n' ' ')
+        echo "seen: Result=$(prop Result) SubState=$(prop SubState); the killed process $pid, per thread: ${threads:-gone}"
+        t1=$(date +%s%N)
+        kill -CONT "$ptpid"
+        # Not killed: nothing to wait for (the checks below say what is wrong).
+        wait_until "$([ -n "$kill_ms" ] && echo 60 || echo 5)" back && echo "back_ms=$(ms_since "$t1")"
+        wait
+    ) >"$tmp/window" 2>&1
+    watchdog_stuck_ms=$(sed -n 's/^stuck_ms=//p' "$tmp/window") watchdog_kill_ms=$(sed -n 's/^kill_ms=//p' "$tmp/window")
+    watchdog_back_ms=$(sed -n 's/^back_ms=//p' "$tmp/window")
+    grep -v '^[a-z_]*_ms=' "$tmp/window" | note
+    check "journal: /mnt/w stuck, with BENTO_IN_FLIGHT (after ${watchdog_stuck_ms:-?} ms)" \
+        jhas -u cc16aa27839b45838a4f7a1b21d71ef3 "BENTO_MOUNT=$w" BENTO_IN_FLIGHT
+    echo "     in flight: $(jfield cc16aa27839b45838a4f7a1b21d71ef3 BENTO_IN_FLIGHT)"
+    check "watchdog: systemd killed the daemon before the server was continued (after ${watchdog_kill_ms:-?} ms)" \
+        test -n "$watchdog_kill_ms"
+    check "watchdog: systemd restarted it (active, new MainPID; ${watchdog_back_ms:-?} ms after kill -CONT)" back
+    check "watchdog: NRestarts went up ($restarts -> $(prop NRestarts))" test "$(prop NRestarts)" -gt "$restarts"
+    check "watchdog: the stuck read finished without error" test "$(cat "$tmp/reader.rc" 2>/dev/null)" = 0
+    check "watchdog: it read what was written" cmp "$tmp/big.back" "$tmp/big"
+    check "watchdog: the stuck write and fsync finished without error" test "$(cat "$tmp/writer.rc" 2>/dev/null)" = 0
+    check "watchdog: /mnt/w/new holds what was written" same_direct "$w/new" "$tmp/new"
+    check "journal: systemd's 'Watchdog timeout'" jwatchdog_timeout
+    check "journal: $unit failed with result 'watchdog'" jhas d9b373ed55a64feb8242e02dbe79a49c "UNIT=$unit" UNIT_RESULT=watchdog
+    check "journal: /mnt/w recovered after the watchdog kill" jhas -u 6494d4244a9c4462a680cd1efdf398c3 "BENTO_MOUNT=$w"
+    check "journal: /mnt/a recovered after the watchdog kill" jhas -u 6494d4244a9c4462a680cd1efdf398c3 "BENTO_MOUNT=$a"
+    check "watchdog: /mnt/w never went away (mount ID $idw)" test "$(mount_id "$w")" = "$idw"
+    check "watchdog: /mnt/a never went away (mount ID $ida)" test "$(mount_id "$a")" = "$ida"
+    check "watchdog: /mnt/w serves" write_read "$w/after-watchdog" after-watchdog
+    check "watchdog: held fds work" held_works after-watchdog
+    status=$(prop StatusText)
+    check "watchdog: status text starts with 'serving 2 mounts' (is: '$status')" test "${status#serving 2 mounts}" != "$status"
+else
+    skip "watchdog: the stuck mount (no passthrough_ll or no /mnt/w)"
+fi
+
+# Back to the unit as installed, and to /mnt/a alone.
+if [ -e "$dropin" ]; then
+    rm -f "$dropin"; rmdir "${dropin%/*}" 2>/dev/null
+    check "watchdog: daemon-reload without the drop-in" timeout 60 systemctl daemon-reload
+    check "watchdog: systemctl restart" timeout 60 systemctl restart "$unit"
+    check "watchdog: the daemon runs with a 30 s watchdog again" watchdog_is 30s 30000000
+fi
+mounts_toml a >"$config"
+if grep -q " $w " /proc/self/mountinfo; then
+    check "watchdog: reload removes /mnt/w" timeout 60 systemctl reload "$unit"
+    check "watchdog: /mnt/w no longer mounted" wait_until 10 bash -c "! grep -q ' $w ' /proc/self/mountinfo"
+fi
+[ -e "$pt/w.img" ] && check "watchdog: fsck.xv6 -n w.img clean" timeout 60 fsck.xv6 -n "$pt/w.img"
+check "watchdog: /mnt/a untouched by all of it (mount ID $id)" test "$(mount_id "$a")" = "$id"
+pt_cleanup
+check "watchdog: passthrough_ll gone, $pt unmounted" bash -c "! grep -q ' $pt ' /proc/self/mountinfo"
+
 # --- reload: mounts added and removed from the config ---------------------
 
 id=$(mount_id "$a")
@@ -337,7 +491,7 @@ check "stop: fsck.xv6 -n b.img clean" fsck.xv6 -n "$images/b.img"
 check "start again" timeout 60 systemctl start "$unit"
 check "the copy is intact" timeout 120 diff -r --no-dereference /usr/share/doc "$a/copy/doc"
 check "the held file has every line" timeout 10 bash -c \
-    "[ \"\$(tr '\n' ' ' < $a/held)\" = 'opened after-upgrade after-restart after-crash after-reload ' ]"
+    "[ \"\$(tr '\n' ' ' < $a/held)\" = 'opened after-upgrade after-restart after-crash after-watchdog after-reload ' ]"
 check "final stop" timeout 60 systemctl stop "$unit"
 check "final fsck.xv6 -n a.img clean" fsck.xv6 -n "$images/a.img"
 

@@ -3,7 +3,8 @@
 # root gets `make install` and the self-checking load, and boots in
 # systemd-nspawn with systemd as PID 1; bento-e2e.service runs checks.sh
 # in there (start/ready, status text, live upgrade, journald fields and
-# catalog, restart and kill -9 under load keeping the mount, reload, stop)
+# catalog, restart and kill -9 under load keeping the mount, the watchdog
+# killing a daemon stuck on a hung device, reload, stop)
 # and its exit status becomes the container's.
 # Usage (from anywhere, after the debug build): Tests/systemd/e2e.sh
 # Environment:
@@ -26,7 +27,7 @@ note() { sed 's/^/     /' | tail -"${1:-20}"; }
 summary() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; }
 
 [ "$(id -u)" -eq 0 ] || { echo "FAIL e2e.sh must run as root"; exit 1; }
-missing=$(for p in debootstrap systemd-container; do dpkg -s $p >/dev/null 2>&1 || echo $p; done)
+missing=$(for p in debootstrap systemd-container libfuse3-dev pkg-config; do dpkg -s $p >/dev/null 2>&1 || echo $p; done)
 if [ -n "$missing" ]; then
     echo "     installing Debian packages: $missing"
     { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing; } >/dev/null \
@@ -117,6 +118,12 @@ libexec=$p/libexec/bento-test
 mkdir -p "$libexec" "$work/results"
 if cc -O2 -pthread -o "$libexec/load" Tests/mount/load.c 2>"$work/cc.log"; then ok "build the load"
 else fail "build the load"; note <"$work/cc.log"; summary; exit; fi
+# libfuse's passthrough_ll: the image of the watchdog check lives on it, and
+# stopping it makes the module's block I/O hang.
+ex=/usr/share/doc/libfuse3-dev/examples
+if cc -O2 -o "$libexec/passthrough_ll" "$ex/passthrough_ll.c" -I"$ex" $(pkg-config --cflags --libs fuse3) 2>"$work/cc.log"; then
+    ok "build libfuse's passthrough_ll"
+else fail "build libfuse's passthrough_ll"; note <"$work/cc.log"; fi
 install -m 0755 "${BENTO_E2E_CHECKS:-$here/checks.sh}" "$libexec/checks.sh"
 # A module whose import takes 5 s (then fails): a crash in mid-upgrade.
 if install -m 0644 .build/$config/libFixtureSlowImport.so "$libexec/slow-import.so" \
@@ -178,6 +185,6 @@ read -r cp cf < <(sed -n 's/^container: \([0-9]*\) passed, \([0-9]*\) failed.*/\
 passed=$((passed + ${cp:-0})) failed=$((failed + ${cf:-0}))
 # Nothing of the run mounted on the host: under the work dir, or the
 # container's FUSE mounts leaked out.
-leaked=$(awk -v w="$work/" 'index($5, w) == 1 || ($5 ~ /\/mnt\/[ab]$/ && / - fuse/) { print $5 }' /proc/self/mountinfo)
+leaked=$(awk -v w="$work/" 'index($5, w) == 1 || ($5 ~ /\/mnt\/([abw]|pt)$/ && / - fuse/) { print $5 }' /proc/self/mountinfo)
 if [ -z "$leaked" ]; then ok "no mount of the run left on the host"; else fail "no mount of the run left on the host"; echo "$leaked" | note; fi
 summary
