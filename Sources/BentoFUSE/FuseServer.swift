@@ -86,13 +86,21 @@ public final class FuseServer: @unchecked Sendable {
         }
         free(name)
         guard let session = created else { throw Failure(description: "fuse_session_new failed") }
-        guard fuse_session_custom_io(session, Self.customIO, fd) == 0 else {
+        // fuse_session_destroy closes the session's fd: give it a duplicate
+        // of its own, so that `fd` stays the caller's to keep or close.
+        let sessionFD = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard sessionFD >= 0 else {
             fuse_session_destroy(session)
+            throw Failure(description: "dup of /dev/fuse fd \(fd): \(String(cString: strerror(errno)))")
+        }
+        guard fuse_session_custom_io(session, Self.customIO, sessionFD) == 0 else {
+            fuse_session_destroy(session)
+            close(sessionFD)  // refused: the session did not take it
             throw Failure(description: "fuse_session_custom_io failed")
         }
-        guard fuse_session_mount(session, "/dev/fd/\(fd)") == 0 else {
+        guard fuse_session_mount(session, "/dev/fd/\(sessionFD)") == 0 else {
             fuse_session_destroy(session)
-            throw Failure(description: "fuse_session_mount on /dev/fd/\(fd) failed")
+            throw Failure(description: "fuse_session_mount on /dev/fd/\(sessionFD) failed")
         }
         return session
     }

@@ -31,7 +31,7 @@ final class Daemon: @unchecked Sendable {
     /// Signalled once the first mounts are up (control requests wait for it).
     private let ready = Semaphore()
     private let lock = Lock()
-    /// One reload or upgrade at a time changes `mounts`' modules.
+    /// One reload at a time.
     private let changing = Lock()
 
     init(log: Logger, options: Options, mounts: @escaping () throws -> [ServedMount.Settings]) {
