@@ -29,18 +29,25 @@ enum Resend {
 
     /// True while this thread handles a resent request.
     static var isCurrent: Bool { pthread_getspecific(key) != nil }
+
+    /// Runs `body`; if a resent request fails with `error` (the first
+    /// attempt's effect is already there), answers `alreadyDone()` instead,
+    /// and tells `onRetry`.
+    static func retrying<T>(_ error: Errno, _ body: () throws -> T, alreadyDone: () throws -> T,
+                            onRetry: () -> Void = {}) throws -> T {
+        do {
+            return try body()
+        } catch let failure as Errno where failure == error && isCurrent {
+            onRetry()
+            return try alreadyDone()
+        }
+    }
 }
 
 extension FuseServer {
-    /// Runs `body`; if a resent request fails with `error` (the first
-    /// attempt's effect is already there), answers `alreadyDone()` instead.
+    /// Resend.retrying, counted in the server's stats.
     func retrying<T>(_ error: Errno, _ body: () throws -> T, alreadyDone: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let failure as Errno where failure == error && Resend.isCurrent {
-            stats.countResendRetry()
-            return try alreadyDone()
-        }
+        try Resend.retrying(error, body, alreadyDone: alreadyDone, onRetry: stats.countResendRetry)
     }
 
     /// The entry at `name`, which a resent request's first attempt made;

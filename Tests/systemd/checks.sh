@@ -251,6 +251,10 @@ check "kill -9: the load saw no failed call and no wrong byte" load_ok crash
 check "kill -9: the mount never went away (mount ID $id)" test "$(mount_id "$a")" = "$id"
 check "kill -9: held fds work" held_works after-crash
 check "journal: recovered after a crash" jhas 6494d4244a9c4462a680cd1efdf398c3
+# How many resent requests had been done before the crash (not asserted: it
+# depends on where the kill lands).
+retries=$(bentoctl status --json | sed -n 's/.*"resentRetries" *: *\([0-9]*\).*/\1/p' | head -1)
+echo "     resent requests found already done: ${retries:-0}"
 
 # --- kill -9 right after changes not yet committed --------------------------
 # The log commits every 5 s, on fsync, or when full; these operations are
