@@ -58,8 +58,9 @@ extension FuseServer {
                     ino: InodeNumber? = nil, counted: Bool = true, otherwise error: Errno) throws -> Entry {
         let entry: Entry
         do { entry = try fs.lookup(ctx, parent: parent, name: name) } catch { throw error }
-        if ino.map({ $0 != entry.ino }) ?? false || !counted { fs.forget(ino: entry.ino, count: 1) }
-        if let ino, entry.ino != ino { throw error }
+        let otherInode = ino.map { $0 != entry.ino } ?? false
+        if otherInode || !counted { fs.forget(ino: entry.ino, count: 1) }
+        if otherInode { throw error }
         return entry
     }
 }
