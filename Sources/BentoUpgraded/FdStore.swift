@@ -71,6 +71,12 @@ enum FdStore {
         return keep(record.bytes, as: .state, mountpoint: mountpoint)
     }
 
+    /// Replaces the stored operation journal (the previous one was unusable).
+    static func replace(journal: Int32, mountpoint: String) -> Bool {
+        forget(mountpoint: mountpoint, kinds: [.journal])
+        return ServiceManager.store(journal, name: name(.journal, mountpoint))
+    }
+
     /// Drops what is stored of a mount (all of it, or one kind).
     static func forget(mountpoint: String, kinds: [Kind] = Kind.allCases) {
         for kind in kinds { ServiceManager.removeStored(name: name(kind, mountpoint)) }

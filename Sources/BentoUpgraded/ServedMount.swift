@@ -34,6 +34,8 @@ final class ServedMount: @unchecked Sendable {
     let superBlock: SuperBlock
     /// Each answered operation's blocks, in a memfd that outlives us.
     let journal: SharedMemoryJournal
+    /// The previous process's journal was unusable: the fd store must get this one.
+    private let journalReplaced: Bool
     /// Held for the length of an upgrade: one at a time per mount.
     let upgrading = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let fd: Int32
@@ -78,6 +80,7 @@ final class ServedMount: @unchecked Sendable {
             }
         }
         do { journal = try adopted ?? SharedMemoryJournal(cache: cache) } catch { throw Failure("operation journal: \(error)") }
+        journalReplaced = stored?.journal != nil && adopted == nil
         superBlock = SuperBlock(cache: cache, journal: journal) { [log] message in log.info("\(message)") }
         pthread_mutex_init(upgrading, nil)
         var fileSystem: (any FileSystem)?
@@ -190,6 +193,9 @@ final class ServedMount: @unchecked Sendable {
             }
         } else {
             FdStore.forget(mountpoint: settings.mountpoint, kinds: [.state])  // imported: never import it twice
+            if journalReplaced && !FdStore.replace(journal: journal.fd, mountpoint: settings.mountpoint) {
+                log.warning("\(settings.mountpoint): the new operation journal could not be put in the fd store")
+            }
         }
         return true
     }
