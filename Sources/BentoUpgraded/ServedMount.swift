@@ -81,7 +81,7 @@ final class ServedMount: @unchecked Sendable {
         }
         do { journal = try adopted ?? SharedMemoryJournal(cache: cache) } catch { throw Failure("operation journal: \(error)") }
         journalReplaced = stored?.journal != nil && adopted == nil
-        superBlock = SuperBlock(cache: cache, journal: journal) { [log] message in log.info("\(message)") }
+        superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: stored?.fuse != nil) { [log] message in log.info("\(message)") }
         pthread_mutex_init(upgrading, nil)
         var fileSystem: (any FileSystem)?
         var origin = Origin.mounted

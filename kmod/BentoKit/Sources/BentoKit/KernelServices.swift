@@ -67,12 +67,21 @@ public final class SuperBlock {
     /// they survive the death of the host process; nil when the host keeps
     /// none (then only committed changes survive it).
     public let journal: (any OperationJournal)?
+    /// The host resumed a kernel session another process served (it died,
+    /// or restarted): the kernel may hold inodes, with lookup counts and
+    /// open files, that this instance never saw. A module must then not
+    /// free an inode because its own counts say nobody refers to it; an
+    /// unlinked inode is free only once the kernel forgets it (or at a
+    /// later mount with this flag off). It stays set for the life of the
+    /// host process, through live upgrades.
+    public let kernelMayHoldInodes: Bool
 
     @_spi(Host)
     public init(cache: any BufferCache, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.cache = cache
         self.log = log
         self.journal = nil
+        self.kernelMayHoldInodes = false
     }
 
     @_spi(Host)
@@ -81,5 +90,15 @@ public final class SuperBlock {
         self.cache = cache
         self.log = log
         self.journal = journal
+        self.kernelMayHoldInodes = false
+    }
+
+    @_spi(Host)
+    public init(cache: any BufferCache, journal: (any OperationJournal)?, kernelMayHoldInodes: Bool,
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.cache = cache
+        self.log = log
+        self.journal = journal
+        self.kernelMayHoldInodes = kernelMayHoldInodes
     }
 }

@@ -2,8 +2,10 @@ import BentoKit
 import XV6Layout
 
 /// Allocated inodes the root does not reach. Those no directory names are
-/// orphans: with nlink 0 an unlinked file still open at a crash, normal and
-/// reclaimed by the mount (info); otherwise an error. The rest hang below an
+/// orphans: with nlink 0 an unlinked file still open when its instance
+/// ended (a crash, or an unmount while a resumed session's kernel still held
+/// it), legal and reclaimed by the next fresh mount (info); otherwise an
+/// error. The rest hang below an
 /// orphaned directory or in a directory cycle.
 extension CheckRun {
     func checkOrphans() {
@@ -30,9 +32,9 @@ extension CheckRun {
     private func reportOrphan(_ ino: UInt32, _ mode: UInt32) {
         let nlink = nlinks[Int(ino)]
         if nlink == 0 {
-            // Normal after a crash: the next mount reclaims it.
+            // Legal: the next fresh mount reclaims it.
             info(.orphan, "inode \(ino) (\(typeName(mode))) has no links and no directory entry: an unlinked "
-                 + "file still open at a crash, which the next mount reclaims", inode: ino)
+                 + "file still open when the file system stopped, which the next fresh mount reclaims", inode: ino)
         } else {
             error(.orphan, "inode \(ino) (\(typeName(mode)), nlink \(nlink)) is not named by any directory", inode: ino)
         }

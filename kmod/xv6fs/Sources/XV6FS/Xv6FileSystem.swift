@@ -48,7 +48,9 @@ public final class Xv6FileSystem: FileSystem {
 
     /// Mounts the file system on the device behind the superblock
     /// capability: recovers the log, puts back what the operation journal
-    /// holds from an instance that died, counts free space, reclaims orphans.
+    /// holds from an instance that died, counts free space, reclaims orphans
+    /// (keeps them instead when the kernel may still hold them: see
+    /// `SuperBlock.kernelMayHoldInodes`; each is reclaimed at its FORGET).
     static func mount(_ superBlock: SuperBlock) throws -> Xv6FileSystem {
         let sb = try Volume.readSuperblock(superBlock.cache)
         let volume = Volume(cache: superBlock.cache, superblock: sb, journal: superBlock.journal)
@@ -63,11 +65,15 @@ public final class Xv6FileSystem: FileSystem {
         let fs = Xv6FileSystem(superBlock: superBlock, volume: volume)
         fs.nextHandle = Self.firstHandle()
         guard try volume.inodes.get(Layout.rootInode).isDirectory else { throw Errno.EUCLEAN }
+        let keep = superBlock.kernelMayHoldInodes
         try fs.lock.withLock {
-            for ino in orphans { try fs.reclaim(try volume.inodes.get(ino)) }
+            if !keep { for ino in orphans { try fs.reclaim(try volume.inodes.get(ino)) } }
             try volume.log.commit()
         }
-        if !orphans.isEmpty { superBlock.log("xv6fs: reclaimed \(orphans.count) orphan inodes") }
+        if !orphans.isEmpty {
+            superBlock.log(keep ? "xv6fs: kept \(orphans.count) orphan inodes the kernel may still hold (each is reclaimed when the kernel forgets it)"
+                                : "xv6fs: reclaimed \(orphans.count) orphan inodes")
+        }
         return fs
     }
 
@@ -141,9 +147,12 @@ public final class Xv6FileSystem: FileSystem {
         return Entry(attributes: attributes(inode), generation: UInt64(inode.disk.generation))
     }
 
-    /// Frees an unlinked inode once nothing refers to it any more.
+    /// Frees an unlinked inode once nothing refers to it any more. When the
+    /// kernel may hold references this instance never counted (a resumed
+    /// session), counts reaching zero prove nothing: the inode stays an
+    /// orphan until the kernel's FORGET (see `forget`).
     private func reclaimIfUnused(_ inode: Inode) throws {
-        if inode.isOrphan && !inode.inUse { try reclaim(inode) }
+        if inode.isOrphan && !inode.inUse && !superBlock.kernelMayHoldInodes { try reclaim(inode) }
     }
 
     /// Frees an orphan's blocks, in as many transactions as that takes, then
@@ -275,6 +284,20 @@ public final class Xv6FileSystem: FileSystem {
         lock.withLock {
             guard let node = try? inode(ino) else { return }
             node.lookups -= min(node.lookups, count)
+            if superBlock.kernelMayHoldInodes && node.isOrphan && node.lookups == 0 {
+                // The kernel forgets an inode when it evicts it, with its
+                // whole lookup count (ours is part of it), and evicts it only
+                // once no file is open on it: every open file has been
+                // released, though a RELEASE may still be on its way. So
+                // nobody holds it any more. Handles of ours on it go too:
+                // their late RELEASE must not touch a reused inode number.
+                if node.opens > 0 {
+                    handles = handles.filter { $0.value.ino != node.ino }
+                    node.opens = 0
+                }
+                do { try reclaim(node) } catch { superBlock.log("xv6fs: reclaiming inode \(ino) failed: \(error)") }
+                return
+            }
             guard !node.inUse else { return }
             if node.isOrphan {
                 do { try reclaim(node) } catch { superBlock.log("xv6fs: reclaiming inode \(ino) failed: \(error)") }
