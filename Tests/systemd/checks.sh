@@ -141,7 +141,7 @@ diagnostics() {
     } >"$results/diagnostics.txt"
 }
 finish() {
-    exec 7>&- 8<&-
+    exec 7>&- 8<&- 9>&-
     echo "measured restart_slowest_ms=${restart_slowest:-none} crash_slowest_ms=${crash_slowest:-none}"
     echo "measured restart_ms=${restart_ms:-none} crash_recovery_ms=${crash_ms:-none} upgrade_pause_us=${pause_us:-none} reload_ms=${reload_ms:-none}"
     echo "measured watchdog_stuck_ms=${watchdog_stuck_ms:-none} watchdog_kill_ms=${watchdog_kill_ms:-none} watchdog_back_ms=${watchdog_back_ms:-none}"
@@ -235,6 +235,26 @@ check "journal: mount adopted after the restart" jhas 76c628d37044406a9f7ef865b8
 
 # --- kill -9: systemd restarts it, the mount stays ------------------------
 
+# fd 9: a file unlinked while open (the temp-file pattern), held across the
+# crash like fds 7 and 8. The new process must not reclaim it: the kernel
+# still holds it. unlinked_works TAG: the file, read again through the fd
+# (O_DIRECT, so the daemon answers, not the page cache), holds the data and
+# every line appended through fd 9.
+seq 1 20000 >"$tmp/unlinked.want"
+unlinked_works() {
+    timeout 20 bash -c 'printf "%s\n" "$1" >&9 && printf "%s\n" "$1" >>"$2" && sync "/proc/$3/fd/9" &&
+        dd if="/proc/$3/fd/9" iflag=direct bs=64k status=none | cmp - "$2"' _ "$1" "$tmp/unlinked.want" $$ \
+        || { echo "the unlinked file failed or hung at $1"; return 1; }
+}
+if timeout 10 touch "$a/unlinked"; then
+    exec 9<>"$a/unlinked"
+    rm "$a/unlinked"
+    cat "$tmp/unlinked.want" >&9
+    check "unlinked fd works" unlinked_works opened
+else
+    fail "cannot create $a/unlinked"
+fi
+
 id=$(mount_id "$a") pid=$(prop MainPID) restarts=$(prop NRestarts)
 jmark
 start_load crash
@@ -250,6 +270,12 @@ check "kill -9: NRestarts went up ($restarts -> $(prop NRestarts))" test "$(prop
 check "kill -9: the load saw no failed call and no wrong byte" load_ok crash
 check "kill -9: the mount never went away (mount ID $id)" test "$(mount_id "$a")" = "$id"
 check "kill -9: held fds work" held_works after-crash
+check "kill -9: a file unlinked while open still reads and writes through its fd" unlinked_works after-crash
+# Closing it makes the kernel forget the inode: the new process frees it then.
+free_inodes=$(stat -f -c %d "$a")
+exec 9>&-
+unlinked_freed() { [ "$(stat -f -c %d "$a")" -eq $((free_inodes + 1)) ]; }
+check "kill -9: closing the unlinked file frees its inode ($free_inodes free before)" wait_until 20 unlinked_freed
 check "journal: recovered after a crash" jhas 6494d4244a9c4462a680cd1efdf398c3
 # How many resent requests had been done before the crash (not asserted: it
 # depends on where the kill lands).
