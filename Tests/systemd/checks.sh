@@ -508,6 +508,17 @@ fi
 check "reload: /mnt/a still untouched (mount ID $id)" test "$(mount_id "$a")" = "$id"
 check "reload: held fds work" held_works after-reload
 
+# A config that does not parse: the reload fails and says why, nothing changes.
+cp "$config" "$tmp/good.toml"
+printf '[[mount]]\nimage = "%s/a.img"\nmountpoint = 42\n' "$images" >"$config"
+if timeout 60 systemctl reload "$unit" >"$tmp/reload.out" 2>&1; then fail "reload of a broken config fails"
+else ok "reload of a broken config fails"; fi
+check "reload: the broken config's error names its line" sh -c "journalctl -u $unit -q --no-pager -n 20 -o cat | grep -q 'bento.toml:3'"
+check "reload: the service stays active" test "$(systemctl is-active "$unit")" = active
+check "reload: /mnt/a untouched by the broken config (mount ID $id)" test "$(mount_id "$a")" = "$id"
+cp "$tmp/good.toml" "$config"
+check "reload: held fds work after the broken config" held_works after-broken-reload
+
 # --- stop: everything unmounted and clean on disk --------------------------
 
 exec 7>&- 8<&-
@@ -521,7 +532,7 @@ check "stop: fsck.xv6 -n b.img clean" fsck.xv6 -n "$images/b.img"
 check "start again" timeout 60 systemctl start "$unit"
 check "the copy is intact" timeout 120 diff -r --no-dereference /usr/share/doc "$a/copy/doc"
 check "the held file has every line" timeout 10 bash -c \
-    "[ \"\$(tr '\n' ' ' < $a/held)\" = 'opened after-upgrade after-restart after-crash after-watchdog after-reload ' ]"
+    "[ \"\$(tr '\n' ' ' < $a/held)\" = 'opened after-upgrade after-restart after-crash after-watchdog after-reload after-broken-reload ' ]"
 check "final stop" timeout 60 systemctl stop "$unit"
 check "final fsck.xv6 -n a.img clean" fsck.xv6 -n "$images/a.img"
 
