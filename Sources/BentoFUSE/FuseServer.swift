@@ -1,6 +1,7 @@
 import BentoKit
 import CFuse3
 import Glibc
+import Synchronization
 
 /// Serves one mounted module instance through libfuse's low-level API:
 /// every request passes the gate, goes to the active instance, and is
@@ -16,13 +17,28 @@ public final class FuseServer: @unchecked Sendable {
     let writebackCache: Bool
     private var session: OpaquePointer?
     public private(set) var fd: Int32 = -1
-    /// The kernel's INIT request as first read: a new process taking over
-    /// the session must be shown it.
-    public private(set) var initRequest: [UInt8]?
+    /// What was agreed at INIT; nil until the kernel's INIT is answered.
+    private let agreed = Mutex<Negotiated?>(nil)
+    /// The INIT request read and not yet answered (the reading thread's).
+    private var pendingInit: [UInt8]?
+    /// Whether the kernel owns O_APPEND (see `moduleOpenFlags`).
+    private let kernelAppends = Atomic<Bool>(false)
     /// Set while an adopted session is shown the saved INIT: its reply is
     /// not written.
     private var swallowReplies = false
-    private var initialized = false
+
+    /// What the kernel and this server agreed at INIT, kept so that a
+    /// process taking the session over can be shown the same.
+    public struct Negotiated: Sendable {
+        /// The kernel's INIT request as first read.
+        public let initRequest: [UInt8]
+        /// The kernel caches writes (FUSE writeback cache) and so computes
+        /// every write's offset itself, appends included.
+        public let writebackCache: Bool
+    }
+
+    /// nil until the kernel's INIT has been answered.
+    public var negotiated: Negotiated? { agreed.withLock { $0 } }
 
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true) {
         self.fileSystem = fileSystem
@@ -42,8 +58,11 @@ public final class FuseServer: @unchecked Sendable {
     /// restarted daemon, with the fd from systemd's fd store): the new
     /// libfuse session is shown the kernel's INIT request as first read,
     /// and its reply, which the kernel does not expect twice, is dropped.
-    public func adopt(fd: Int32, initRequest: [UInt8]) throws(Failure) {
+    /// `writebackCache` is what the kernel was told at the real INIT: it
+    /// holds whatever this server's settings say now.
+    public func adopt(fd: Int32, initRequest: [UInt8], writebackCache: Bool) throws(Failure) {
         let session = try makeSession(fd: fd)
+        pendingInit = initRequest
         swallowReplies = true
         var buf = fuse_buf()
         buf.size = initRequest.count
@@ -53,13 +72,28 @@ public final class FuseServer: @unchecked Sendable {
         buf.mem = copy
         fuse_session_process_buf(session, &buf)
         swallowReplies = false
-        guard initialized else {
+        guard negotiated != nil else {
             fuse_session_destroy(session)
             throw Failure(description: "the saved INIT request was not accepted")
         }
+        agree(Negotiated(initRequest: initRequest, writebackCache: writebackCache))
         self.session = session
         self.fd = fd
-        self.initRequest = initRequest
+    }
+
+    private func agree(_ negotiated: Negotiated) {
+        kernelAppends.store(negotiated.writebackCache, ordering: .releasing)
+        agreed.withLock { $0 = negotiated }
+    }
+
+    /// Open flags as the module sees them. With the writeback cache the
+    /// kernel owns O_APPEND: it puts each append at its own end of file
+    /// and later writes whole cached pages back at their offsets. A module
+    /// that honored O_APPEND would put those pages after the end again, so
+    /// modules never see it then (Docs/module-sdk.md, "Writes").
+    func moduleOpenFlags(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> Int32 {
+        let flags = fi?.pointee.flags ?? 0
+        return kernelAppends.load(ordering: .acquiring) ? flags & ~O_APPEND : flags
     }
 
     /// Asks the kernel to deliver again every request a dead process read
@@ -162,15 +196,19 @@ public final class FuseServer: @unchecked Sendable {
         fuse_reply_open(req, fi)
     }
 
-    /// Notes the kernel's INIT request (opcode 26) as it is read.
+    /// Notes the kernel's INIT request (opcode 26) as it is read; the same
+    /// thread then answers it in `negotiate`.
     func noteRead(_ buffer: UnsafeRawPointer, _ count: Int) {
-        guard initRequest == nil, count >= 40, buffer.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == 26 else { return }
-        initRequest = Array(UnsafeRawBufferPointer(start: buffer, count: count))
+        guard count >= 40, buffer.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == 26 else { return }
+        pendingInit = Array(UnsafeRawBufferPointer(start: buffer, count: count))
     }
 
     /// What a fast FUSE file system asks for at INIT.
     func negotiate(_ conn: UnsafeMutablePointer<fuse_conn_info>) {
-        initialized = true
+        defer {
+            agree(Negotiated(initRequest: pendingInit ?? [],
+                             writebackCache: conn.pointee.want & UInt32(FUSE_CAP_WRITEBACK_CACHE) != 0))
+        }
         let wanted: UInt32 = UInt32(FUSE_CAP_ASYNC_READ) | (writebackCache ? UInt32(FUSE_CAP_WRITEBACK_CACHE) : 0)
             | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
             | UInt32(FUSE_CAP_EXPORT_SUPPORT) | UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_MOVE)

@@ -116,7 +116,7 @@ extension FuseServer {
         }
         ops.open = { req, ino, fi in
             let s = FuseServer.server(req)
-            s.handle(req, .open) { fs, ctx in s.replyOpen(req, fi, try fs.open(ctx, ino: ino, flags: fi?.pointee.flags ?? 0)) }
+            s.handle(req, .open) { fs, ctx in s.replyOpen(req, fi, try fs.open(ctx, ino: ino, flags: s.moduleOpenFlags(fi))) }
         }
         ops.read = { req, ino, size, offset, fi in
             FuseServer.server(req).handle(req, .read) { fs, ctx in
@@ -186,7 +186,7 @@ extension FuseServer {
         ops.create = { req, parent, name, mode, fi in
             let s = FuseServer.server(req)
             s.handle(req, .create) { fs, ctx in
-                let name = Convert.name(name), flags = fi?.pointee.flags ?? 0
+                let name = Convert.name(name), flags = s.moduleOpenFlags(fi)
                 // A resent O_EXCL create that finds the file: the first attempt made it; open that.
                 let (entry, open) = try s.retrying(.EEXIST) {
                     try fs.create(ctx, parent: parent, name: name, mode: mode, flags: flags)

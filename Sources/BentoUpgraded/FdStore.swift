@@ -1,3 +1,4 @@
+import BentoFUSE
 import BentoKit
 import BentoSystemd
 import Glibc
@@ -6,7 +7,8 @@ import Glibc
 /// takes the mount over instead of mounting again (Docs/systemd.md):
 ///
 ///   fuse@MOUNTPOINT     the /dev/fuse fd: the mount itself
-///   session@MOUNTPOINT  a memfd: the image path and the kernel's INIT request
+///   session@MOUNTPOINT  a memfd: the image path, the kernel's INIT request
+///                       and whether the writeback cache was agreed
 ///   journal@MOUNTPOINT  a memfd: the operation journal (Docs/crash-journal.md),
 ///                       every answered operation's blocks
 ///   state@MOUNTPOINT    a memfd: the module's exported state, written only
@@ -22,6 +24,9 @@ enum FdStore {
         var journal: Int32?
         var image: String?
         var initRequest: [UInt8]?
+        /// Whether the kernel was given the writeback cache; unknown in
+        /// records of daemons before 2026-12 (taken as yes: see adopt).
+        var writebackCache: Bool?
         var state: ExportedState?
         /// Why a memfd could not be read, if one could not.
         var damage: String?
@@ -53,10 +58,12 @@ enum FdStore {
     }
 
     /// Stores a mount's fuse fd, journal and session record.
-    static func keep(mountpoint: String, fuse: Int32, journal: Int32, image: String, initRequest: [UInt8]) -> Bool {
+    static func keep(mountpoint: String, fuse: Int32, journal: Int32, image: String,
+                     negotiated: FuseServer.Negotiated) -> Bool {
         var record = StateWriter()
         record.write(image)
-        record.write(bytes: initRequest)
+        record.write(bytes: negotiated.initRequest)
+        record.write(negotiated.writebackCache)
         guard ServiceManager.store(fuse, name: name(.fuse, mountpoint)),
               ServiceManager.store(journal, name: name(.journal, mountpoint)) else { return false }
         return keep(record.bytes, as: .session, mountpoint: mountpoint)
@@ -99,6 +106,7 @@ enum FdStore {
                     var reader = StateReader(try contents(of: fd))
                     stored.image = try reader.readString()
                     stored.initRequest = try reader.readBytes()
+                    if !reader.isAtEnd { stored.writebackCache = try reader.read(Bool.self) }
                 } catch { stored.damage = "session record unreadable: \(error)" }
                 close(fd)
             case .state:

@@ -107,7 +107,9 @@ final class ServedMount: @unchecked Sendable {
         server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache)
         if let fuse = stored?.fuse, let initRequest = stored?.initRequest {
             fd = fuse
-            try server.adopt(fd: fd, initRequest: initRequest)
+            // A record without the flag comes from a daemon that did not
+            // keep it: stripping O_APPEND is right whatever the kernel caches.
+            try server.adopt(fd: fd, initRequest: initRequest, writebackCache: stored?.writebackCache ?? true)
             return
         }
         fd = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: descriptor.fileSystem,
@@ -181,14 +183,16 @@ final class ServedMount: @unchecked Sendable {
     /// to take the mount over. Returns false if the session never started.
     func keepInFdStore(waitingSeconds: Double = 10) -> Bool {
         var waited = 0.0
-        while server.initRequest == nil {
+        var negotiated = server.negotiated
+        while negotiated == nil {
             if waited >= waitingSeconds || finished.isSignalled { return false }
             usleep(2_000)
             waited += 0.002
+            negotiated = server.negotiated
         }
         if case .mounted = origin {
             if ServiceManager.isManaging && !FdStore.keep(mountpoint: settings.mountpoint, fuse: fd, journal: journal.fd,
-                                                          image: settings.image, initRequest: server.initRequest!) {
+                                                          image: settings.image, negotiated: negotiated!) {
                 log.warning("\(settings.mountpoint) could not be put in the fd store: a restart will remount it")
             }
         } else {
