@@ -19,7 +19,7 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev gi
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test bench install install-systemd run clean
+.PHONY: all build deps test soak bench install install-systemd run clean
 
 all: build
 
@@ -41,10 +41,16 @@ test: deps
 	$(SWIFT) test
 	Tests/tools/mkfs-fsck.sh .build/debug
 	Tests/mount/posix.sh .build/debug
+	Tests/mount/persistence.sh .build/debug
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
 	Tests/install/install.sh
 	Tests/systemd/e2e.sh
+
+# The persistence test at length: 200 seeds per configuration, longer runs.
+soak: deps
+	@for p in $(PRODUCTS); do $(SWIFT) build --product $$p || exit 1; done
+	Tests/mount/persistence.sh .build/debug 200 400
 
 # Benchmarks, each written under Docs/: the file system core in-process;
 # xv6 through FUSE side by side with passthrough_ll and ext4; live upgrade;

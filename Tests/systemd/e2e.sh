@@ -118,6 +118,8 @@ libexec=$p/libexec/bento-test
 mkdir -p "$libexec" "$work/results"
 if cc -O2 -pthread -o "$libexec/load" Tests/mount/load.c 2>"$work/cc.log"; then ok "build the load"
 else fail "build the load"; note <"$work/cc.log"; summary; exit; fi
+if cc -O2 -pthread -o "$libexec/fsmodel" Tests/mount/fsmodel.c 2>"$work/cc.log"; then ok "build fsmodel"
+else fail "build fsmodel"; note <"$work/cc.log"; summary; exit; fi
 # libfuse's passthrough_ll: the image of the watchdog check lives on it, and
 # stopping it makes the module's block I/O hang.
 ex=/usr/share/doc/libfuse3-dev/examples

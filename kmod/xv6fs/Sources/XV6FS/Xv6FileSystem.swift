@@ -588,8 +588,9 @@ public final class Xv6FileSystem: FileSystem {
             let node = try inode(ino)
             if node.isDirectory { throw Errno.EISDIR }
             guard node.disk.isRegular else { throw Errno.EINVAL }
-            var offset = offset
-            if let open = handles[handle], open.flags & OpenFlags.append != 0 { offset = node.disk.size }
+            // At `offset`, whatever the handle's flags: the kernel places
+            // appends itself, and with its writeback cache sends whole
+            // cached pages back at their offsets (Docs/module-sdk.md, "Writes").
             guard offset < Layout.maxFileSize else { throw data.isEmpty ? Errno.EINVAL : Errno.EFBIG }
             let total = Int(min(UInt64(data.count), Layout.maxFileSize - offset))
             var done = 0

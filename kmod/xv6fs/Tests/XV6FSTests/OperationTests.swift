@@ -23,11 +23,16 @@ import XV6Layout
         try h.fs.release(ctx, ino: ino, handle: fh)
     }
 
-    @Test func appendAndOverwrite() throws {
+    /// The kernel places appends: a write lands at its offset even on an
+    /// O_APPEND handle, and a cached page written back again at offset 0
+    /// replaces what is there instead of growing the file.
+    @Test func writesOnAppendHandlesLandAtTheirOffset() throws {
         let h = try Harness.fresh()
         let ino = try h.writeFile("log", Array("hello ".utf8))
         let fh = try h.fs.open(ctx, ino: ino, flags: OpenFlags.writeOnly | OpenFlags.append).handle
-        _ = try Array("world".utf8).withUnsafeBytes { try h.fs.write(ctx, ino: ino, handle: fh, offset: 0, data: $0) }
+        _ = try Array("world".utf8).withUnsafeBytes { try h.fs.write(ctx, ino: ino, handle: fh, offset: 6, data: $0) }
+        #expect(try h.readFile(ino) == Array("hello world".utf8))
+        _ = try Array("hello world".utf8).withUnsafeBytes { try h.fs.write(ctx, ino: ino, handle: fh, offset: 0, data: $0) }
         try h.fs.release(ctx, ino: ino, handle: fh)
         #expect(try h.readFile(ino) == Array("hello world".utf8))
         try h.writeFile("log", Array("J".utf8), create: false)
