@@ -39,10 +39,26 @@ let package = Package(
         .testTarget(name: "BentoFUSETests", dependencies: ["BentoFUSE"]),
         // The daemon's side of systemd: sd_notify, the fd store, journald.
         .target(name: "BentoSystemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "BentoUpgraded", dependencies: [
-            "BentoConfig", "BentoControl", "BentoFUSE", "BentoHost", "BentoSystemd",
+        // What runs in a mount's worker process: the module instance on the
+        // session, live upgrades; and the protocol it speaks with the daemon.
+        .target(name: "CBentoWorker"),
+        .target(name: "BentoWorker", dependencies: [
+            "BentoControl", "BentoFUSE", "BentoHost", "CBentoWorker",
             .product(name: "BentoKit", package: "BentoKit"),
             .product(name: "BentoServices", package: "BentoKit"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The supervisor: mounts, worker processes, the fd store, upgrades'
+        // bookkeeping, the control socket's answers, reload.
+        .target(name: "BentoDaemon", dependencies: [
+            "BentoControl", "BentoFUSE", "BentoHost", "BentoSystemd", "BentoWorker",
+            .product(name: "BentoKit", package: "BentoKit"),
+            .product(name: "BentoServices", package: "BentoKit"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "BentoDaemonTests", dependencies: ["BentoDaemon", "BentoWorker"]),
+        .executableTarget(name: "BentoUpgraded", dependencies: [
+            "BentoConfig", "BentoControl", "BentoDaemon", "BentoSystemd", "BentoWorker",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -176,6 +176,8 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// Resent requests (after a daemon crash) found already done and
     /// answered as such (Docs/systemd.md); absent when none.
     public var resentRetries: UInt64?
+    /// Requests inside the module now (the watchdog's stall test).
+    public var inFlight: Int?
 
     public init(mountpoint: String, image: String, module: ModuleInfo, state: String,
                 uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,

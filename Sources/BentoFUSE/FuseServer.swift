@@ -35,6 +35,10 @@ public final class FuseServer: @unchecked Sendable {
         /// The kernel caches writes (FUSE writeback cache) and so computes
         /// every write's offset itself, appends included.
         public let writebackCache: Bool
+        public init(initRequest: [UInt8], writebackCache: Bool) {
+            self.initRequest = initRequest
+            self.writebackCache = writebackCache
+        }
     }
 
     /// nil until the kernel's INIT has been answered.

@@ -2,7 +2,9 @@ import BentoKit
 import Glibc
 
 /// A module file, loaded and checked.
-public struct LoadedModule {
+/// A loaded module file. Sendable: a module value is an immutable entry
+/// record whose calls make new instances; it holds no mutable state.
+public struct LoadedModule: @unchecked Sendable {
     public let path: String
     public let module: any BentoModule
     public var descriptor: ModuleDescriptor { module.descriptor }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import BentoConfig
 import BentoControl
+import BentoDaemon
 import BentoSystemd
+import BentoWorker
 import Glibc
 import Logging
 
@@ -26,6 +28,8 @@ struct BentoUpgraded: ParsableCommand {
     @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
     @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache).") var writebackCache = true
+    /// Run as one mount's worker process (started by the daemon itself).
+    @Flag(help: .hidden) var worker = false
 
     func validate() throws {
         let given = [image, mountpoint, module].compactMap { $0 }.count
@@ -40,14 +44,15 @@ struct BentoUpgraded: ParsableCommand {
             journal ? JournalLogHandler(label: label) : StreamLogHandler.standardError(label: label)
         }
         let log = Logger(label: "bento-upgraded")
+        if worker { Worker.run(log: log) }
         do {
             let (_, fromConfig) = try mountSettings()
-            let options = Daemon.Options(
+            let options = Supervisor.Options(
                 controlSocket: controlSocket ?? fromConfig?.controlSocket ?? ControlProtocol.defaultSocketPath,
                 stateDirectory: stateDir ?? fromConfig?.stateDirectory ?? "/var/lib/bento",
                 quiesceTimeout: Double(quiesceTimeoutMs) / 1000)
             // Read again on each reload.
-            try Daemon(log: log, options: options) { try mountSettings().0 }.run()
+            try Supervisor(log: log, options: options) { try mountSettings().0 }.run()
         } catch {
             log.critical("\(error)")
             throw ExitCode(1)
@@ -56,16 +61,16 @@ struct BentoUpgraded: ParsableCommand {
 
     /// The mounts to serve: the one on the command line, or the config
     /// file's, checked whole before anything is mounted.
-    func mountSettings() throws -> ([ServedMount.Settings], BentoConfiguration?) {
+    func mountSettings() throws -> ([MountSettings], BentoConfiguration?) {
         if let image, let mountpoint, let module {
             guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
-            return ([ServedMount.Settings(image: image, mountpoint: mountpoint, module: module, threads: threads,
+            return ([MountSettings(image: image, mountpoint: mountpoint, module: module, threads: threads,
                                           cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache)], nil)
         }
         let file = try BentoConfiguration.load(path: config)
         return (file.mounts.map {
-            ServedMount.Settings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
+            MountSettings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
                                  cacheMiB: $0.cacheMiB, allowOther: $0.allowOther)
         }, file)
     }

@@ -25,9 +25,15 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
     /// With `direct`, a block device is used with O_DIRECT: the host's
     /// buffer cache is the only cache, and flush is what makes writes
     /// durable. Image files stay buffered (tmpfs, for one, has no O_DIRECT).
-    public init(path: String, readOnly: Bool = false, direct: Bool = false, blockSize: Int = 4096) throws(OpenError) {
+    public convenience init(path: String, readOnly: Bool = false, direct: Bool = false, blockSize: Int = 4096) throws(OpenError) {
         let fd = Glibc.open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(path, errno) }
+        try self.init(fd: fd, path: path, direct: direct, blockSize: blockSize)
+    }
+
+    /// Over `fd`, already open on `path` (a worker process is handed the
+    /// image open, and never opens files itself); takes the fd over.
+    public init(fd: Int32, path: String, direct: Bool = false, blockSize: Int = 4096) throws(OpenError) {
         var st = stat()
         var bytes: UInt64 = 0
         if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFBLK {

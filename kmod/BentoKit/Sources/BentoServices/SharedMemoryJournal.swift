@@ -86,30 +86,33 @@ public final class SharedMemoryJournal: OperationJournal, @unchecked Sendable {
     /// `capacityBlocks` must cover the most distinct blocks the module
     /// changes between two commits (for xv6fs: its log's size, at most
     /// 1,020 blocks); memory is only used as slots fill.
-    public init(cache: any BufferCache, capacityBlocks: Int = 1024) throws(OpenError) {
+    public convenience init(cache: any BufferCache, capacityBlocks: Int = 1024) throws(OpenError) {
+        try self.init(adopting: Self.makeMemoryFile(blockSize: cache.blockSize, capacityBlocks: capacityBlocks), cache: cache)
+    }
+
+    /// A new, empty journal's memfd, for a process that keeps the journal
+    /// while others write it (a daemon whose mounts are served by worker
+    /// processes): each worker adopts it.
+    public static func makeMemoryFile(blockSize: Int, capacityBlocks: Int = 1024) throws(OpenError) -> Int32 {
         guard capacityBlocks > 0, capacityBlocks <= Self.maxCapacity else {
             throw .invalid("capacity \(capacityBlocks) is not in 1...\(Self.maxCapacity)")
         }
-        let layout = Layout(capacity: capacityBlocks, blockSize: cache.blockSize)
+        let layout = Layout(capacity: capacityBlocks, blockSize: blockSize)
         let fd = bento_memfd_create("bento-journal")
         guard fd >= 0 else { throw .system("memfd_create", errno) }
         guard ftruncate(fd, off_t(layout.total)) == 0 else {
             let err = errno; close(fd); throw .system("ftruncate", err)
         }
         guard bento_memfd_seal(fd) == 0 else { let err = errno; close(fd); throw .system("F_ADD_SEALS", err) }
-        let base: UnsafeMutableRawPointer
-        do { base = try Self.map(fd, layout.total) } catch { close(fd); throw error }
-        self.fd = fd
-        self.cache = cache
-        self.capacity = capacityBlocks
-        self.blockSize = cache.blockSize
-        self.layout = layout
-        self.base = base
-        self.length = layout.total
+        let header: UnsafeMutableRawPointer
+        do { header = try Self.map(fd, Layout.headerSize) } catch { close(fd); throw error }
+        defer { munmap(header, Layout.headerSize) }
         // A new memfd reads as zeroes: counts, sequences and checkpoint are 0.
-        store(.versionAndBlockSize, UInt64(Self.version) | UInt64(blockSize) << 32)
-        store(.capacity, UInt64(capacityBlocks))
-        store(.magic, Self.magic)
+        let words = header.assumingMemoryBound(to: UInt64.self)
+        words[Field.versionAndBlockSize.rawValue] = UInt64(Self.version) | UInt64(blockSize) << 32
+        words[Field.capacity.rawValue] = UInt64(capacityBlocks)
+        bento_store_release(words + Field.magic.rawValue, Self.magic)
+        return fd
     }
 
     /// Maps the journal in `fd`, a memfd a previous process made (handed

@@ -1,46 +1,53 @@
 import BentoControl
 import BentoFUSE
 import BentoSystemd
+import BentoWorker
 import Glibc
 import Logging
+import Synchronization
 
 /// The daemon's life: start every mount (or take it over from systemd's fd
-/// store after a restart or crash), serve and upgrade until a signal, then
-/// either unmount and flush everything (stop) or hand every mount to the
-/// next process (restart). Docs/systemd.md tells the whole story.
-final class Daemon: @unchecked Sendable {
-    struct Options {
-        var controlSocket: String
-        var stateDirectory: String
+/// store after a restart or crash), each served by a worker process of its
+/// own, answer bentoctl until a signal, then either unmount and flush
+/// everything (stop) or hand every mount to the next process (restart).
+/// Docs/systemd.md tells the whole story.
+public final class Supervisor: @unchecked Sendable {
+    public struct Options {
+        public var controlSocket: String
+        public var stateDirectory: String
         /// Seconds an upgrade or a restart waits for in-flight requests.
-        var quiesceTimeout: Double
+        public var quiesceTimeout: Double
+        public init(controlSocket: String, stateDirectory: String, quiesceTimeout: Double) {
+            self.controlSocket = controlSocket
+            self.stateDirectory = stateDirectory
+            self.quiesceTimeout = quiesceTimeout
+        }
     }
 
     let log: Logger
     let options: Options
     /// The mounts to serve, as the config says now (read again on reload).
-    private let configuredMounts: () throws -> [ServedMount.Settings]
-    private var mounts: [ServedMount] {
-        get { lock.withLock { served } }
-        set { lock.withLock { served = newValue } }
+    private let configuredMounts: () throws -> [MountSettings]
+    private var mounts: [MountSupervisor] {
+        get { served.withLock { $0 } }
+        set { served.withLock { $0 = newValue } }
     }
-    private var served: [ServedMount] = []
-    private var stopping = false
+    private let served = Mutex<[MountSupervisor]>([])
+    private let stopping = Atomic<Bool>(false)
     private var store: StateStore?
     private let done = Semaphore()
     /// Signalled once the first mounts are up (control requests wait for it).
     private let ready = Semaphore()
-    private let lock = Lock()
     /// One reload at a time.
-    private let changing = Lock()
+    private let changing = Mutex<Void>(())
 
-    init(log: Logger, options: Options, mounts: @escaping () throws -> [ServedMount.Settings]) {
+    public init(log: Logger, options: Options, mounts: @escaping () throws -> [MountSettings]) {
         self.log = log
         self.options = options
         self.configuredMounts = mounts
     }
 
-    func run() throws {
+    public func run() throws {
         // Signals go to one thread that waits for them; block them everywhere first.
         var signals = sigset_t()
         sigemptyset(&signals)
@@ -68,7 +75,7 @@ final class Daemon: @unchecked Sendable {
             if let mount = start(setting, stored: stored.removeValue(forKey: setting.mountpoint)) { mounts.append(mount) }
         }
         for (mountpoint, leftover) in stored { release(mountpoint, leftover) }
-        guard !mounts.isEmpty else { throw Failure("no mount could be served") }
+        guard !mounts.isEmpty else { throw MountSupervisor.Failure("no mount could be served") }
         ready.signal()
         ServiceManager.ready(status: statusLine())
         startWatchdog()
@@ -89,7 +96,7 @@ final class Daemon: @unchecked Sendable {
 
     /// Starts one configured mount, taking it over from `stored` when the
     /// previous process left it there. nil (and logged) if it cannot start.
-    private func start(_ setting: ServedMount.Settings, stored: FdStore.Stored?) -> ServedMount? {
+    private func start(_ setting: MountSettings, stored: FdStore.Stored?) -> MountSupervisor? {
         var setting = setting
         let configured = setting.module
         var stored = stored
@@ -100,21 +107,27 @@ final class Daemon: @unchecked Sendable {
             stored = nil
         }
         setting.module = moduleToServe(setting)
+        let mount: MountSupervisor
         do {
-            let mount = try ServedMount(setting, log: log, stored: stored)
-            mount.onFinish = { [self] in mountFinished() }
-            store?.update(setting.mountpoint) { record in
-                record = StateStore.MountRecord(module: mount.loaded.path, configModule: configured,
-                                                previous: record?.previous, upgradingFrom: nil)
-            }
-            mount.start()
-            if !mount.keepInFdStore() { log.warning("\(setting.mountpoint): the kernel never sent INIT") }
-            return mount
+            mount = try MountSupervisor(setting, log: log, stored: stored)
         } catch {
             log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
             if let stored { release(setting.mountpoint, stored) }
             return nil
         }
+        do {
+            try mount.start()
+        } catch {
+            // The mount is gone already: unmounted and out of the fd store.
+            log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
+            return nil
+        }
+        mount.onFinish = { [self] in mountFinished() }
+        store?.update(setting.mountpoint) { record in
+            record = StateStore.MountRecord(module: mount.module, configModule: configured,
+                                            previous: record?.previous, upgradingFrom: nil)
+        }
+        return mount
     }
 
     /// A mount the previous process served that this one will not: unmount
@@ -122,14 +135,14 @@ final class Daemon: @unchecked Sendable {
     private func release(_ mountpoint: String, _ stored: FdStore.Stored) {
         log.info("\(mountpoint): no longer configured (or not taken over): unmounting it", metadata: ["mount": "\(mountpoint)"])
         FuseMount.unmount(mountpoint)
-        for fd in [stored.fuse, stored.journal].compactMap({ $0 }) { close(fd) }
+        for fd in [stored.fuse, stored.journal, stored.state].compactMap({ $0 }) { close(fd) }
         FdStore.forget(mountpoint: mountpoint)
     }
 
     /// The module a mount starts with: the one an earlier upgrade left it
     /// on, unless that upgrade never finished (then the one before it) or
     /// the config has named another module since.
-    private func moduleToServe(_ setting: ServedMount.Settings) -> String {
+    private func moduleToServe(_ setting: MountSettings) -> String {
         guard let record = store?.record(setting.mountpoint), record.configModule == setting.module else {
             return setting.module
         }
@@ -150,9 +163,9 @@ final class Daemon: @unchecked Sendable {
     /// left, the daemon is done (unless a stop is under way: that one ends
     /// the daemon itself once everything is flushed).
     private func mountFinished() {
-        guard !lock.withLock({ stopping }) else { return }
+        guard !stopping.load(ordering: .acquiring) else { return }
         let left = mounts
-        if !left.isEmpty && left.allSatisfy({ $0.status.state == "stopped" }) { done.signal() }
+        if !left.isEmpty && left.allSatisfy({ $0.hasEnded }) { done.signal() }
     }
 
     /// SIGTERM: systemd sends it for `stop` and for `restart` alike; the job
@@ -165,14 +178,14 @@ final class Daemon: @unchecked Sendable {
                 let bytes = mount.handOver(quiesceTimeout: max(options.quiesceTimeout, 5))
                 log.event(.handedOver, "\(mount.settings.mountpoint): left to the next process "
                           + (bytes.map { "with \($0) bytes of state" } ?? "to recover from the disk"),
-                          ["mount": mount.settings.mountpoint, "state_bytes": "\(bytes ?? 0)",
-                           "version": "\(mount.loaded.descriptor.version)"])
+                          ["mount": mount.settings.mountpoint, "state_bytes": "\(bytes ?? 0)", "module": mount.module])
             }
             // Not unmounted, not flushed again: the next process takes over.
-            // _exit: the request threads still wait at the gates.
+            // _exit: the workers die with us (PDEATHSIG), their requests
+            // still waiting at the gates; the kernel resends them.
             _exit(0)
         }
-        lock.withLock { stopping = true }
+        stopping.store(true, ordering: .releasing)
         log.info("signal \(signal)\(job.map { " (systemd job: \($0))" } ?? ""): unmounting everything")
         ServiceManager.stopping(status: "stopping: flushing and unmounting \(mounts.count) mount(s)")
         for mount in mounts { mount.stop() }
@@ -183,12 +196,14 @@ final class Daemon: @unchecked Sendable {
     /// removed ones stop, unchanged ones are not touched. A mount whose
     /// settings changed is restarted.
     func reload() -> ControlReply {
-        changing.lock()
-        defer { changing.unlock() }
+        changing.withLock { _ in reloadLocked() }
+    }
+
+    private func reloadLocked() -> ControlReply {
         ServiceManager.reloading(status: "reloading the config")
         defer { ServiceManager.ready(status: statusLine()) }
         var report = ReloadReport()
-        let wanted: [ServedMount.Settings]
+        let wanted: [MountSettings]
         do { wanted = try configuredMounts() } catch {
             log.error("reload: \(error); nothing changed")
             return ControlReply(ok: false, error: "\(error); nothing changed", reload: report)
@@ -221,8 +236,8 @@ final class Daemon: @unchecked Sendable {
 
     /// What `systemctl status` shows.
     private func statusLine() -> String {
-        let serving = mounts.filter { $0.status.state == "serving" }
-        let list = serving.map { "\($0.settings.mountpoint) (\($0.loaded.descriptor.fileSystem) \($0.loaded.descriptor.version))" }
+        let serving = mounts.map(\.status).filter { $0.state == "serving" }
+        let list = serving.map { "\($0.mountpoint) (\($0.module.name) \($0.module.version))" }
         return "serving \(serving.count) mount\(serving.count == 1 ? "" : "s"): " + list.joined(separator: ", ")
     }
 
@@ -237,19 +252,21 @@ final class Daemon: @unchecked Sendable {
             while true {
                 usleep(UInt32(interval / 4 * 1e6))
                 let now = RequestStats.now()
-                var stuck: ServedMount?
+                var stuck: (MountSupervisor, Int)?
                 for mount in mounts {
                     let id = ObjectIdentifier(mount)
+                    let status = mount.status
+                    guard let inside = status.inFlight else { continue }
                     var detector = detectors[id] ?? StallDetector(limit: interval / 2)
-                    if detector.isStuck(answered: mount.server.stats.answered, inside: mount.server.gate.count, now: now) {
-                        stuck = mount
+                    if detector.isStuck(answered: status.operations.values.reduce(0, &+), inside: inside, now: now) {
+                        stuck = (mount, inside)
                     }
                     detectors[id] = detector
                 }
-                if let stuck {
-                    log.event(.stuck, level: .critical, "\(stuck.settings.mountpoint): requests inside and none answered "
+                if let (mount, inside) = stuck {
+                    log.event(.stuck, level: .critical, "\(mount.settings.mountpoint): requests inside and none answered "
                               + "for \(Int(interval / 2)) s: no more watchdog pings, systemd will restart the daemon",
-                              ["mount": stuck.settings.mountpoint, "in_flight": "\(stuck.server.gate.count)"])
+                              ["mount": mount.settings.mountpoint, "in_flight": "\(inside)"])
                     return
                 }
                 ServiceManager.watchdog()
@@ -276,9 +293,16 @@ final class Daemon: @unchecked Sendable {
                 return .failure(rollback ? "\(mountpoint) has not been upgraded: nothing to roll back to" : "no module file given")
             }
             ServiceManager.status("\(rollback ? "rolling back" : "upgrading") \(mountpoint)")
+            let old = mount.module
             let report = mount.upgrade(to: target, action: rollback ? "rollback" : "upgrade",
-                                       quiesceTimeout: options.quiesceTimeout, store: store) { [self] phase, report in
-                journal(phase, of: report)
+                                       quiesceTimeout: options.quiesceTimeout) { [store] from in
+                store?.update(mountpoint) { $0?.upgradingFrom = from }
+            }
+            if mount.module != old {
+                store?.update(mountpoint) { record in
+                    record?.module = mount.module
+                    record?.previous = old
+                }
             }
             ServiceManager.status(statusLine())
             store?.appendHistory(report)
@@ -286,16 +310,6 @@ final class Daemon: @unchecked Sendable {
             let ok = report.result == (rollback ? UpgradeReport.rolledBack : UpgradeReport.upgraded)
             return ControlReply(ok: ok, error: report.error, upgrade: report)
         }
-    }
-
-    /// One phase of an upgrade or rollback, as it ends: the journal tells
-    /// where an upgrade is, also one that never finishes.
-    private func journal(_ phase: PhaseTiming, of report: UpgradeReport) {
-        let mountpoint = report.mountpoint ?? ""
-        log.event(.upgradePhase, "\(report.action ?? "upgrade") of \(mountpoint): \(phase.phase) took \(phase.micros) µs",
-                  ["mount": mountpoint, "from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
-                   "module": report.module ?? "", "action": report.action ?? "", "phase": phase.phase,
-                   "phase_us": "\(phase.micros)"])
     }
 
     /// An upgrade or rollback's outcome in the journal, with every phase's time.
@@ -320,27 +334,5 @@ final class Daemon: @unchecked Sendable {
         default:
             log.event(.upgradeRefused, level: .warning, "\(mountpoint): \(report.action ?? "upgrade") refused: \(report.error ?? "")", fields)
         }
-    }
-}
-
-extension ServedMount.Settings {
-    /// Everything but the module: the module a mount serves changes by
-    /// upgrade, not by reload.
-    func sameMount(as other: Self) -> Bool {
-        image == other.image && mountpoint == other.mountpoint && threads == other.threads && cacheMiB == other.cacheMiB
-            && allowOther == other.allowOther && writebackCache == other.writebackCache
-    }
-}
-
-/// A pthread mutex with a scoped lock.
-final class Lock: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    init() { pthread_mutex_init(mutex, nil) }
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        lock()
-        defer { unlock() }
-        return try body()
     }
 }

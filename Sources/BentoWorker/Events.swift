@@ -3,7 +3,7 @@ import Logging
 /// The journal entries operators search for, each with its own MESSAGE_ID
 /// (`journalctl MESSAGE_ID=...`); systemd/bento.catalog explains
 /// each one for `journalctl -x`. The IDs are stable: scripts rely on them.
-enum Event: String {
+public enum Event: String {
     case mountServing = "daf145a6d8c8457c81572f4f5f0e8bad"
     case mountStopped = "57c39c5a55ab4eaab108837980f565d0"
     case upgradePhase = "20efb6cc08494c4781bdd547fad276dc"
@@ -23,12 +23,14 @@ enum Event: String {
     case reloaded = "d488702aa93f4b01978e29383070648c"
     /// The watchdog found a request loop stuck and stopped answering systemd.
     case stuck = "cc16aa27839b45838a4f7a1b21d71ef3"
+    /// A mount's worker process died; another takes the mount over.
+    case workerDied = "5b0e8b3f6c1d4a7e9f2d8c4b1a6e3f70"
 }
 
 extension Logger {
     /// Logs `message` as the journal entry `event`, with `fields` as BENTO_*
     /// journal fields.
-    func event(_ event: Event, level: Logger.Level = .info, _ message: String, _ fields: [String: String] = [:]) {
+    public func event(_ event: Event, level: Logger.Level = .info, _ message: String, _ fields: [String: String] = [:]) {
         var metadata = fields.mapValues { Logger.MetadataValue.string($0) }
         metadata["message_id"] = .string(event.rawValue)
         log(level: level, "\(message)", metadata: metadata)

@@ -1,6 +1,7 @@
 import BentoFUSE
 import BentoKit
 import BentoSystemd
+import BentoWorker
 import Glibc
 
 /// What systemd's fd store keeps of each mount so that a restarted daemon
@@ -27,7 +28,8 @@ enum FdStore {
         /// Whether the kernel was given the writeback cache; unknown in
         /// records of daemons before 2026-12 (taken as yes: see adopt).
         var writebackCache: Bool?
-        var state: ExportedState?
+        /// The memfd of the state a clean restart exported (SavedState).
+        var state: Int32?
         /// Why a memfd could not be read, if one could not.
         var damage: String?
     }
@@ -69,13 +71,9 @@ enum FdStore {
         return keep(record.bytes, as: .session, mountpoint: mountpoint)
     }
 
-    /// Stores the state a clean restart exported.
-    static func keep(state: ExportedState, mountpoint: String) -> Bool {
-        var record = StateWriter(capacity: state.bytes.count + 64)
-        record.write(state.format.name)
-        record.write(state.format.version)
-        record.write(bytes: state.bytes)
-        return keep(record.bytes, as: .state, mountpoint: mountpoint)
+    /// Stores the memfd a worker wrote its exported state to (SavedState).
+    static func keep(stateFile fd: Int32, mountpoint: String) -> Bool {
+        ServiceManager.store(fd, name: name(.state, mountpoint))
     }
 
     /// Replaces the stored operation journal (the previous one was unusable).
@@ -103,19 +101,14 @@ enum FdStore {
                 stored.journal = fd
             case .session:
                 do {
-                    var reader = StateReader(try contents(of: fd))
+                    var reader = StateReader(try MemoryFile.contents(of: fd))
                     stored.image = try reader.readString()
                     stored.initRequest = try reader.readBytes()
                     if !reader.isAtEnd { stored.writebackCache = try reader.read(Bool.self) }
                 } catch { stored.damage = "session record unreadable: \(error)" }
                 close(fd)
             case .state:
-                do {
-                    var reader = StateReader(try contents(of: fd))
-                    let format = StateFormat(name: try reader.readString(), version: try reader.read())
-                    stored.state = ExportedState(format: format, bytes: try reader.readBytes())
-                } catch { stored.damage = "saved state unreadable: \(error)" }
-                close(fd)
+                stored.state = fd  // read by the worker, which falls back to the disk if it cannot
             }
             result[mountpoint] = stored
         }
@@ -128,15 +121,6 @@ enum FdStore {
         defer { close(fd) }  // systemd has its own copy once stored
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         return written == bytes.count && ServiceManager.store(fd, name: name(kind, mountpoint))
-    }
-
-    private static func contents(of fd: Int32) throws -> [UInt8] {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw Failure("fstat: \(String(cString: strerror(errno)))") }
-        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
-        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        guard read == bytes.count else { throw Failure("short read of a stored memfd") }
-        return bytes
     }
 }
 

@@ -12,26 +12,25 @@ extension ServedMount {
     /// Swaps the module serving this mount for the one at `path`.
     /// `action` is "upgrade" or "rollback"; `quiesceTimeout` in seconds;
     /// `onPhase` hears of each phase as it ends (with the report so far).
-    func upgrade(to path: String, action: String, quiesceTimeout: Double, store: StateStore?,
+    func upgrade(to path: String, action: String, quiesceTimeout: Double,
                  onPhase: (PhaseTiming, UpgradeReport) -> Void = { _, _ in }) -> UpgradeReport {
         var phases: [PhaseTiming] = []
-        var report = attempt(to: path, action: action, quiesceTimeout: quiesceTimeout, store: store, phases: &phases,
-                             onPhase: onPhase)
+        var report = UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint,
+                                   module: path, fromVersion: "\(loaded.descriptor.version)",
+                                   time: ISO8601DateFormatter().string(from: Date()))
+        let ran: Void? = upgrading.withLockIfAvailable { _ in
+            report = attempt(to: path, report: report, quiesceTimeout: quiesceTimeout, phases: &phases, onPhase: onPhase)
+        }
+        if ran == nil { report.error = "an upgrade of \(settings.mountpoint) is already running" }
         report.phases = phases
         return report
     }
 
-    private func attempt(to path: String, action: String, quiesceTimeout: Double, store: StateStore?,
+    private func attempt(to path: String, report: UpgradeReport, quiesceTimeout: Double,
                          phases: inout [PhaseTiming], onPhase: (PhaseTiming, UpgradeReport) -> Void) -> UpgradeReport {
         let old = loaded
-        var report = UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint,
-                                   module: path, fromVersion: "\(old.descriptor.version)",
-                                   time: ISO8601DateFormatter().string(from: Date()))
-        guard pthread_mutex_trylock(upgrading) == 0 else {
-            report.error = "an upgrade of \(settings.mountpoint) is already running"
-            return report
-        }
-        defer { pthread_mutex_unlock(upgrading) }
+        let action = report.action ?? "upgrade"
+        var report = report
         var lapStart = DispatchTime.now().uptimeNanoseconds
         func lap(_ phase: String) {
             let now = DispatchTime.now().uptimeNanoseconds
@@ -59,9 +58,6 @@ extension ServedMount {
             return report
         }
         lap("preflight")
-        // If the daemon dies from here on, it comes back on the old module.
-        store?.update(settings.mountpoint) { $0?.upgradingFrom = old.path }
-        defer { store?.update(settings.mountpoint) { $0?.upgradingFrom = nil } }
 
         // 2. Quiesce.
         let closed = DispatchTime.now().uptimeNanoseconds
@@ -108,10 +104,6 @@ extension ServedMount {
         lap("resume")
         report.pauseMicros = pause()
         report.result = action == "upgrade" ? UpgradeReport.upgraded : UpgradeReport.rolledBack
-        store?.update(settings.mountpoint) {
-            $0?.module = next.path
-            $0?.previous = old.path
-        }
         return report
     }
 }

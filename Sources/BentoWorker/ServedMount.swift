@@ -1,0 +1,213 @@
+@_spi(Host) import BentoKit
+import BentoControl
+import BentoFUSE
+import BentoHost
+import BentoServices
+import Glibc
+import Logging
+import Synchronization
+
+/// One mount as its worker process serves it: the image, the module
+/// instance on it, and the FUSE session with its request loop. Every
+/// descriptor comes from the supervisor (WorkerFD).
+final class ServedMount: @unchecked Sendable {
+    let settings: MountSettings
+    /// The module serving now; changed only by an upgrade, read by status
+    /// requests on another thread.
+    var loaded: LoadedModule {
+        get { current.withLock { $0 } }
+        set { current.withLock { $0 = newValue } }
+    }
+    private let current: Mutex<LoadedModule>
+    let server: FuseServer
+    /// The host's services under the module: they outlive each instance.
+    let superBlock: SuperBlock
+    /// Each answered operation's blocks, in the supervisor's memfd.
+    let journal: SharedMemoryJournal
+    /// Held for the length of an upgrade: one at a time.
+    let upgrading = Mutex<Void>(())
+    let origin: WorkerStart.Origin
+    let log: Logger
+    /// Set by an import of the state a restarted daemon saved.
+    private(set) var importedStateBytes: Int?
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Loads the module, opens the image on the device fd, adopts the
+    /// journal, and mounts the module: restored from the saved state, or
+    /// recovered from the disk. Throws a message naming what went wrong.
+    init(_ start: WorkerStart, log: Logger) throws {
+        var log = log
+        log[metadataKey: "mount"] = "\(start.settings.mountpoint)"
+        self.log = log
+        settings = start.settings
+        origin = start.origin
+        let module: LoadedModule
+        do { module = try ModuleLoader.load(path: settings.module) } catch { throw Failure("\(error)") }
+        current = Mutex(module)
+        let device: FileBlockDevice
+        do { device = try FileBlockDevice(fd: WorkerFD.image, path: settings.image, direct: true) } catch { throw Failure("\(error)") }
+        let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
+        do { journal = try SharedMemoryJournal(adopting: WorkerFD.journal, cache: cache) } catch {
+            throw Failure("\(error)")
+        }
+        let adopted = start.origin != .mounted
+        superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: adopted) { [log] in log.info("\($0)") }
+        var fileSystem: (any FileSystem)?
+        if start.origin == .restarted, let state = Self.savedState() {
+            do {
+                fileSystem = try module.module.restore(superBlock, from: state)
+                importedStateBytes = state.bytes.count
+            } catch {
+                log.warning("the state the previous process saved (\(state.format)) could not be imported: \(error); recovering from the disk instead")
+            }
+        }
+        let descriptor = module.descriptor
+        do {
+            if fileSystem == nil { fileSystem = try module.module.mount(superBlock) }
+        } catch {
+            let errno = error as? Errno
+            throw Failure("\(settings.image): \(descriptor.fileSystem) \(descriptor.version) cannot mount it: "
+                          + "\(errno.map { "\($0)" } ?? "\(error)")" + (errno == .EUCLEAN ? " (run fsck)" : ""))
+        }
+        server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache)
+        if adopted {
+            guard let initRequest = start.initRequest else { throw Failure("no saved INIT request to adopt the session with") }
+            // A record without the flag comes from a daemon that did not
+            // keep it: stripping O_APPEND is right whatever the kernel caches.
+            try server.adopt(fd: WorkerFD.fuse, initRequest: initRequest, writebackCache: start.writebackCache ?? true)
+        } else {
+            try server.attach(fd: WorkerFD.fuse)
+        }
+    }
+
+    /// The state in WorkerFD.stateIn, if the supervisor passed one.
+    private static func savedState() -> ExportedState? {
+        guard let bytes = try? MemoryFile.contents(of: WorkerFD.stateIn) else { return nil }
+        return try? SavedState.decode(bytes)
+    }
+
+    /// Logs how the mount came to be served; an adopted session first has
+    /// the kernel resend what the dead process read.
+    func announce() {
+        let module = "\(loaded.descriptor.fileSystem) \(loaded.descriptor.version)"
+        var fields = ["module": loaded.path, "image": settings.image, "version": "\(loaded.descriptor.version)"]
+        switch origin {
+        case .mounted:
+            log.event(.mountServing, "serving \(settings.image) at \(settings.mountpoint) with \(module)", fields)
+        case .restarted where importedStateBytes != nil:
+            fields["state_bytes"] = "\(importedStateBytes!)"
+            log.event(.adopted, "took \(settings.mountpoint) over after a restart: \(module) imported \(importedStateBytes!) bytes of state", fields)
+        case .restarted, .recovered:
+            log.event(.recovered, "took \(settings.mountpoint) over after the previous process died: \(module) recovered it from the disk", fields)
+        }
+        if origin != .mounted {
+            do { try server.requestResend() } catch { log.error("\(error): requests the old process read may hang") }
+        }
+    }
+
+    /// Runs the request loop until the mount goes away, then flushes.
+    func serve() {
+        _ = server.run(maxThreads: settings.threads)
+        server.gate.pass {
+            do { try server.fileSystem.destroy() } catch { log.error("flushing on unmount failed: \(error)") }
+        }
+        server.destroySession()
+        log.event(.mountStopped, "unmounted \(settings.mountpoint)", ["image": settings.image])
+    }
+
+    /// A commit every few seconds, so that an idle file system does not
+    /// keep changes only in memory; a failure is logged, once per error.
+    func syncPeriodically() {
+        var lastError: String?
+        while true {
+            sleep(5)
+            server.gate.pass {
+                do {
+                    try server.fileSystem.sync()
+                    lastError = nil
+                } catch {
+                    let text = "\(error)"
+                    if text != lastError { log.error("periodic commit failed: \(text)") }
+                    lastError = text
+                }
+            }
+        }
+    }
+
+    /// What `bentoctl status` shows of this mount.
+    var status: MountStatus {
+        let latency = server.stats.latencyMicros
+        var status = MountStatus(mountpoint: settings.mountpoint, image: settings.image,
+                                 module: ModuleInfo(name: loaded.descriptor.fileSystem, version: "\(loaded.descriptor.version)",
+                                                    path: loaded.path),
+                                 state: "serving", uptimeSeconds: server.stats.uptimeSeconds,
+                                 operations: server.stats.operationCounts, resentRetries: server.stats.resendRetries,
+                                 latencyMicros: LatencySummary(p50: latency.p50, p90: latency.p90, p99: latency.p99, max: latency.max))
+        status.inFlight = server.gate.count
+        return status
+    }
+
+    /// For a restart: stops answering, commits, and writes the exported
+    /// state to WorkerFD.stateOut. Requests read meanwhile wait at the
+    /// closed gate and are resent to the next process. Returns the state's
+    /// size, or nil when the next process must recover from the disk.
+    func handOver(quiesceTimeout: Double) -> Int? {
+        upgrading.withLock { _ in
+            guard server.gate.close(timeoutNanoseconds: UInt64(quiesceTimeout * 1e9)) else {
+                log.warning("requests still running after \(Int(quiesceTimeout * 1000)) ms: the next process recovers from the disk")
+                return nil
+            }
+            let module = loaded.descriptor
+            do {
+                try server.fileSystem.sync()
+                guard let format = module.handoverFormat(to: module) else { return nil }
+                let state = try server.fileSystem.exportState(format: format)
+                try MemoryFile.write(SavedState.encode(state), to: WorkerFD.stateOut)
+                return state.bytes.count
+            } catch {
+                log.warning("state not exported (\(error)): the next process recovers from the disk")
+                return nil
+            }
+        }
+    }
+}
+
+/// Exported state as it waits in a memfd for the next process: format
+/// name, format version, bytes.
+public enum SavedState {
+    public static func encode(_ state: ExportedState) -> [UInt8] {
+        var record = StateWriter(capacity: state.bytes.count + 64)
+        record.write(state.format.name)
+        record.write(state.format.version)
+        record.write(bytes: state.bytes)
+        return record.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> ExportedState {
+        var reader = StateReader(bytes)
+        let format = StateFormat(name: try reader.readString(), version: try reader.read())
+        return ExportedState(format: format, bytes: try reader.readBytes())
+    }
+}
+
+/// Whole-file reads and writes of memfds.
+public enum MemoryFile {
+    public static func contents(of fd: Int32) throws -> [UInt8] {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ServedMount.Failure("fstat: \(String(cString: strerror(errno)))") }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard read == bytes.count else { throw ServedMount.Failure("short read of a memfd") }
+        return bytes
+    }
+
+    public static func write(_ bytes: [UInt8], to fd: Int32) throws {
+        guard ftruncate(fd, 0) == 0 else { throw ServedMount.Failure("ftruncate: \(String(cString: strerror(errno)))") }
+        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        guard written == bytes.count else { throw ServedMount.Failure("short write to a memfd") }
+    }
+}

@@ -1,0 +1,80 @@
+import BentoControl
+import CBentoWorker
+import Foundation
+import Glibc
+import Logging
+
+/// The worker process of one mount (`bento-upgraded --worker`, started by
+/// the supervisor with the descriptors of WorkerFD): serves the mount until
+/// it goes away, and answers the supervisor's requests meanwhile.
+public enum Worker {
+    public static func run(log: Logger) -> Never {
+        // Dies with the supervisor: the mount then waits in the fd store for
+        // the next one, and the kernel resends what this process read.
+        bento_set_parent_death_signal(SIGKILL)
+        if getppid() == 1 { _exit(0) }
+        // Ctrl-C and hang-ups are for the supervisor, which stops the mounts.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGHUP, SIG_IGN)
+        let channel = WorkerChannel(fd: WorkerFD.channel)
+        let start: WorkerStart
+        do { start = try channel.receive(WorkerStart.self) } catch {
+            log.critical("worker: no start message: \(error)")
+            _exit(2)
+        }
+        let mount: ServedMount
+        do {
+            mount = try ServedMount(start, log: log)
+        } catch {
+            try? channel.send(WorkerMessage(id: 0, WorkerReply.failed("\(error)")))
+            _exit(1)
+        }
+        mount.announce()
+        Thread.start {
+            mount.serve()
+            // Unmounted and flushed: this worker's job is done.
+            _exit(0)
+        }
+        Thread.start { mount.syncPeriodically() }
+        // A fresh mount is ready once the kernel's INIT is answered.
+        var waited = 0.0
+        while mount.server.negotiated == nil && waited < 10 {
+            usleep(2_000)
+            waited += 0.002
+        }
+        let agreed = mount.server.negotiated
+        try? channel.send(WorkerMessage(id: 0, WorkerReply.started(
+            initRequest: agreed?.initRequest, writebackCache: agreed?.writebackCache,
+            version: "\(mount.loaded.descriptor.version)")))
+        while true {
+            let message: WorkerMessage<WorkerRequest>
+            do { message = try channel.receive(WorkerMessage<WorkerRequest>.self) } catch {
+                // The supervisor is gone (or sent garbage): leave the mount
+                // to whoever comes next, as a crash would.
+                log.warning("worker: channel to the supervisor lost (\(error)); exiting")
+                _exit(3)
+            }
+            Thread.start {
+                let reply = answer(message.body, mount: mount)
+                try? channel.send(WorkerMessage(id: message.id, reply))
+            }
+        }
+    }
+
+    static func answer(_ request: WorkerRequest, mount: ServedMount) -> WorkerReply {
+        switch request {
+        case .status:
+            return .status(mount.status)
+        case .upgrade(let module, let action, let quiesceTimeout):
+            let report = mount.upgrade(to: module, action: action, quiesceTimeout: quiesceTimeout) { phase, report in
+                mount.log.event(.upgradePhase, "\(action) of \(mount.settings.mountpoint): \(phase.phase) took \(phase.micros) µs",
+                                ["from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
+                                 "module": report.module ?? "", "action": action, "phase": phase.phase,
+                                 "phase_us": "\(phase.micros)"])
+            }
+            return .upgraded(report)
+        case .handOver(let quiesceTimeout):
+            return .handedOver(stateBytes: mount.handOver(quiesceTimeout: quiesceTimeout))
+        }
+    }
+}
