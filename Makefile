@@ -12,7 +12,8 @@ XV6FS2_VERSION := 2.0.0
 # What the root package builds: the module file and the tools.
 PRODUCTS := bento-upgraded bentoctl XV6Module XV6Module2 mkfs.xv6 fsck.xv6
 # Module files that fail upgrades on purpose: built for the tests only.
-FIXTURES := FixtureImportFails FixtureOtherFileSystem FixtureNoCommonFormat FixtureSlowImport
+FIXTURES := FixtureImportFails FixtureOtherFileSystem FixtureNoCommonFormat FixtureSlowImport \
+            FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads
 BIN       = .build/$(CONFIG)
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git patchelf socat

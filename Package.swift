@@ -3,6 +3,10 @@
 // upgrades them live.
 import PackageDescription
 
+let faulty: [Target.Dependency] = [
+    .product(name: "BentoKit", package: "BentoKit"), .product(name: "XV6FS2", package: "xv6fs"),
+]
+
 let package = Package(
     name: "Bento",
     products: [
@@ -14,6 +18,10 @@ let package = Package(
         .library(name: "FixtureOtherFileSystem", type: .dynamic, targets: ["FixtureOtherFileSystem"]),
         .library(name: "FixtureNoCommonFormat", type: .dynamic, targets: ["FixtureNoCommonFormat"]),
         .library(name: "FixtureSlowImport", type: .dynamic, targets: ["FixtureSlowImport"]),
+        // Versions that misbehave on purpose (see Tests/Fixtures/Faulty).
+        .library(name: "FixtureFaultyTrap", type: .dynamic, targets: ["FixtureFaultyTrap"]),
+        .library(name: "FixtureFaultyHang", type: .dynamic, targets: ["FixtureFaultyHang"]),
+        .library(name: "FixtureFaultyReads", type: .dynamic, targets: ["FixtureFaultyReads"]),
     ],
     dependencies: [
         .package(path: "kmod/BentoKit"),
@@ -31,8 +39,11 @@ let package = Package(
         // libsystemd: journal and sd_notify (Debian: libsystemd-dev).
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // The userspace half of the kernel shim: mount, request loop, gate.
+        // What each request thread of a worker is doing, in shared memory
+        // that outlives the worker; the fault handler that marks it.
+        .target(name: "CFlightRecorder"),
         .target(name: "BentoFUSE", dependencies: [
-            "CFuse3",
+            "CFuse3", "CFlightRecorder",
             .product(name: "BentoKit", package: "BentoKit"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
@@ -81,6 +92,12 @@ let package = Package(
                 path: "Tests/Fixtures/NoCommonFormat", swiftSettings: [.define("FIXTURE_NO_COMMON_FORMAT")]),
         .target(name: "FixtureSlowImport", dependencies: [.product(name: "BentoKit", package: "BentoKit")],
                 path: "Tests/Fixtures/SlowImport", swiftSettings: [.define("FIXTURE_SLOW_IMPORT")]),
+        .target(name: "FixtureFaultyTrap", dependencies: faulty, path: "Tests/Fixtures/FaultyTrap",
+                swiftSettings: [.define("FIXTURE_TRAP")]),
+        .target(name: "FixtureFaultyHang", dependencies: faulty, path: "Tests/Fixtures/FaultyHang",
+                swiftSettings: [.define("FIXTURE_HANG")]),
+        .target(name: "FixtureFaultyReads", dependencies: faulty, path: "Tests/Fixtures/FaultyReads",
+                swiftSettings: [.define("FIXTURE_READS")]),
         .testTarget(name: "BentoHostTests", dependencies: [
             "BentoHost",
             .product(name: "BentoKit", package: "BentoKit"),

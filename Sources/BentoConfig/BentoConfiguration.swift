@@ -29,6 +29,10 @@
 //   threads      FUSE worker threads, 1...256, default 16
 //   cache_mib    buffer cache size in MiB, 1...65536, default 256
 //   allow_other  let users other than root use the mount, default false
+//   probation_seconds   after an upgrade, how long a fault or hang of the new
+//                version rolls the mount back, 0...86400, default 60
+//   hang_limit_seconds  a request running longer is treated as a fault,
+//                1...3600, default 30
 //
 // Everything is checked before anything is mounted: any problem (bad TOML,
 // an unknown key, a wrong type, a missing key, a value out of range, a
@@ -71,6 +75,10 @@ public struct MountConfiguration: Equatable, Sendable {
     public static let threadsRange = 1...256
     public static let defaultCacheMiB = 256
     public static let cacheMiBRange = 1...65536
+    public static let defaultProbationSeconds = 60
+    public static let probationRange = 0...86400
+    public static let defaultHangLimitSeconds = 30
+    public static let hangLimitRange = 1...3600
 
     /// Optional label.
     public var name: String?
@@ -84,13 +92,21 @@ public struct MountConfiguration: Equatable, Sendable {
     public var cacheMiB: Int
     /// Key `allow_other`.
     public var allowOther: Bool
+    /// Key `probation_seconds`.
+    public var probationSeconds: Int
+    /// Key `hang_limit_seconds`.
+    public var hangLimitSeconds: Int
 
     public init(
         name: String? = nil, image: String, mountpoint: String, module: String,
         threads: Int = MountConfiguration.defaultThreads,
         cacheMiB: Int = MountConfiguration.defaultCacheMiB,
-        allowOther: Bool = false
+        allowOther: Bool = false,
+        probationSeconds: Int = MountConfiguration.defaultProbationSeconds,
+        hangLimitSeconds: Int = MountConfiguration.defaultHangLimitSeconds
     ) {
+        self.probationSeconds = probationSeconds
+        self.hangLimitSeconds = hangLimitSeconds
         self.name = name
         self.image = image
         self.mountpoint = mountpoint

@@ -4,7 +4,8 @@ import TOMLKit
 /// a `ConfigError`. TOMLKit parses; this checks the shape and the values.
 struct Checker {
     static let topLevelKeys = ["control_socket", "state_dir", "mount"]
-    static let mountKeys = ["name", "image", "device", "mountpoint", "module", "threads", "cache_mib", "allow_other"]
+    static let mountKeys = ["name", "image", "device", "mountpoint", "module", "threads", "cache_mib", "allow_other",
+                            "probation_seconds", "hang_limit_seconds"]
 
     let text: String
     let source: String
@@ -82,7 +83,11 @@ struct Checker {
             name: name, image: image, mountpoint: mountpoint, module: module,
             threads: try table.int("threads", in: MountConfiguration.threadsRange) ?? MountConfiguration.defaultThreads,
             cacheMiB: try table.int("cache_mib", in: MountConfiguration.cacheMiBRange) ?? MountConfiguration.defaultCacheMiB,
-            allowOther: try table.bool("allow_other") ?? false)
+            allowOther: try table.bool("allow_other") ?? false,
+            probationSeconds: try table.int("probation_seconds", in: MountConfiguration.probationRange)
+                ?? MountConfiguration.defaultProbationSeconds,
+            hangLimitSeconds: try table.int("hang_limit_seconds", in: MountConfiguration.hangLimitRange)
+                ?? MountConfiguration.defaultHangLimitSeconds)
     }
 
     /// `image` and `device` are two names for one thing: exactly one must be there.

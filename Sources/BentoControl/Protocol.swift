@@ -28,16 +28,28 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     /// upgrade: the new module file (an absolute path; the daemon's working
     /// directory is not the caller's).
     public var module: String?
+    /// upgrade: the probation, in seconds, instead of the mount's setting.
+    public var probationSeconds: Double?
+    /// upgrade: also a module file that failed on probation before.
+    public var force: Bool?
+    /// upgrade: answer once the probation has ended, with its verdict.
+    public var wait: Bool?
 
-    public init(command: Command, mountpoint: String? = nil, module: String? = nil) {
+    public init(command: Command, mountpoint: String? = nil, module: String? = nil, probationSeconds: Double? = nil,
+                force: Bool? = nil, wait: Bool? = nil) {
         self.command = command
         self.mountpoint = mountpoint
         self.module = module
+        self.probationSeconds = probationSeconds
+        self.force = force
+        self.wait = wait
     }
 
     public static let status = ControlRequest(command: .status)
-    public static func upgrade(mountpoint: String, module: String) -> ControlRequest {
-        ControlRequest(command: .upgrade, mountpoint: mountpoint, module: module)
+    public static func upgrade(mountpoint: String, module: String, probationSeconds: Double? = nil, force: Bool = false,
+                               wait: Bool = false) -> ControlRequest {
+        ControlRequest(command: .upgrade, mountpoint: mountpoint, module: module, probationSeconds: probationSeconds,
+                       force: force ? true : nil, wait: wait ? true : nil)
     }
     public static func rollback(mountpoint: String) -> ControlRequest {
         ControlRequest(command: .rollback, mountpoint: mountpoint)
@@ -47,7 +59,7 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     }
     public static let reload = ControlRequest(command: .reload)
 
-    private enum CodingKeys: String, CodingKey { case command, mountpoint, module }
+    private enum CodingKeys: String, CodingKey { case command, mountpoint, module, probationSeconds, force, wait }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -61,6 +73,9 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         self.command = command
         mountpoint = try container.decodeIfPresent(String.self, forKey: .mountpoint)
         module = try container.decodeIfPresent(String.self, forKey: .module)
+        probationSeconds = try container.decodeIfPresent(Double.self, forKey: .probationSeconds)
+        force = try container.decodeIfPresent(Bool.self, forKey: .force)
+        wait = try container.decodeIfPresent(Bool.self, forKey: .wait)
     }
 
     /// Decodes one request line (without its newline) and checks that the
@@ -178,6 +193,10 @@ public struct MountStatus: Codable, Equatable, Sendable {
     public var resentRetries: UInt64?
     /// Requests inside the module now (the watchdog's stall test).
     public var inFlight: Int?
+    /// The version on probation since an upgrade, and the time left.
+    public var probation: ProbationStatus?
+    /// Requests quarantined after they faulted or hung a worker.
+    public var quarantined: Int?
 
     public init(mountpoint: String, image: String, module: ModuleInfo, state: String,
                 uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,
@@ -190,6 +209,16 @@ public struct MountStatus: Codable, Equatable, Sendable {
         self.uptimeSeconds = uptimeSeconds
         self.operations = operations
         self.latencyMicros = latencyMicros
+    }
+}
+
+/// A version on probation: a fault or a hang in it rolls the mount back.
+public struct ProbationStatus: Codable, Equatable, Sendable {
+    public var version: String
+    public var secondsLeft: Double
+    public init(version: String, secondsLeft: Double) {
+        self.version = version
+        self.secondsLeft = secondsLeft
     }
 }
 

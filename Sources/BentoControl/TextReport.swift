@@ -50,8 +50,8 @@ public enum TextReport {
         switch report.result {
         case UpgradeReport.upgraded:
             line = "upgraded" + mount + versions
-        case UpgradeReport.rolledBack where action == "rollback":
-            line = "rolled back" + mount + versions
+        case UpgradeReport.rolledBack where action == "rollback" || action == "auto-rollback":
+            line = (action == "rollback" ? "rolled back" : "rolled back automatically") + mount + versions
         case UpgradeReport.rolledBack:
             line = "upgrade" + (mount.isEmpty ? "" : " of" + mount) + (report.toVersion.map { " to " + $0 } ?? "")
                 + " rolled back" + (report.fromVersion.map { ", still " + $0 } ?? "")

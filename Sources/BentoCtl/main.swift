@@ -42,12 +42,25 @@ struct Upgrade: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The mount to upgrade.") var mountpoint: String
     @Argument(help: ArgumentHelp("The new module file.", valueName: "module.so")) var module: String
+    @Option(help: ArgumentHelp("How long a fault or hang of the new version rolls the mount back (60s, 2m, 0 for none; "
+                               + "default: the mount's probation_seconds).", valueName: "duration"))
+    var probation: String?
+    @Flag(help: "Also a module file that failed on probation before (clears the mark).") var force = false
+    @Flag(help: "Answer once the probation has ended: upgraded, or rolled back and why.") var wait = false
     @Flag(help: "Print the outcome as a JSON object.") var json = false
 
+    func validate() throws {
+        if let probation, Duration.seconds(probation) == nil {
+            throw ValidationError("--probation: a duration such as 30s, 2m, 500ms or 0, not '\(probation)'")
+        }
+    }
+
     func run() throws {
-        let request = ControlRequest.upgrade(mountpoint: absolute(mountpoint), module: absolute(module))
-        // An upgrade drains in-flight requests before it answers: allow for slow ones.
-        let reply = ask(request, socket: global.socket, timeout: 300)
+        let request = ControlRequest.upgrade(mountpoint: absolute(mountpoint), module: absolute(module),
+                                             probationSeconds: probation.flatMap(Duration.seconds), force: force, wait: wait)
+        // An upgrade drains in-flight requests before it answers, and --wait
+        // waits out the probation: allow for both.
+        let reply = ask(request, socket: global.socket, timeout: 300 + (wait ? 86_400 : 0))
         report(reply, action: "upgrade", json: json)
     }
 }
@@ -108,6 +121,19 @@ struct Reload: ParsableCommand {
 }
 
 // MARK: - Helpers
+
+/// Durations on the command line: "90", "90s", "500ms", "2m", "1h".
+enum Duration {
+    static func seconds(_ text: String) -> Double? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let value = Double(text.dropLast(suffix.count)), value >= 0, value.isFinite else { return nil }
+            return value * scale
+        }
+        guard let value = Double(text), value >= 0, value.isFinite else { return nil }
+        return value
+    }
+}
 
 /// The reply, or exit 1 with the reason on stderr.
 func ask(_ request: ControlRequest, socket: String, timeout: Double) -> ControlReply {

@@ -25,7 +25,8 @@ final class MountSupervisor: @unchecked Sendable {
     private let fuse: Int32
     private let image: Int32
     private let journal: Int32
-    private let recorder: Int32
+    /// Which request each worker thread runs: outlives the worker.
+    private let recorder: FlightRecorder
     private let stateOut: Int32
     private let stateIn: Int32?
     /// The journal had to be made anew: the fd store must get it.
@@ -39,6 +40,9 @@ final class MountSupervisor: @unchecked Sendable {
     private let upgradeRunning = Mutex<Bool>(false)
     /// Called once the mount has ended after serving.
     var onFinish: (@Sendable () -> Void)?
+    /// Called when a fault of a version on probation sent the mount back
+    /// to the version before (after the worker on it serves).
+    var onAutoRollback: (@Sendable (UpgradeReport, _ failedModule: String) -> Void)?
 
     private struct State {
         var module: String
@@ -49,6 +53,13 @@ final class MountSupervisor: @unchecked Sendable {
         var stopping = false
         var ended = false
         var firstFailure: String?
+        /// Requests that faulted or hung a worker: answered EIO if resent.
+        var quarantine: Set<UInt64> = []
+        /// Requests in flight when the last worker died.
+        var inFlightAtLastDeath: Set<UInt64> = []
+        /// The worker was killed by us for a hung request.
+        var killedForHang = false
+        var probation: Probation?
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -71,7 +82,11 @@ final class MountSupervisor: @unchecked Sendable {
         }
         image = open(settings.image, O_RDWR | O_CLOEXEC)
         guard image >= 0 else { throw Failure("cannot open \(settings.image): \(String(cString: strerror(errno)))") }
-        recorder = ServiceManager.memoryFile(name: "bento-recorder")
+        guard let recorder = FlightRecorder(fd: FlightRecorder.create()) else {
+            close(image)
+            throw Failure("flight recorder: \(String(cString: strerror(errno)))")
+        }
+        self.recorder = recorder
         stateOut = ServiceManager.memoryFile(name: "bento-state")
         var origin = WorkerStart.Origin.mounted
         if let stored, let fuse = stored.fuse, stored.initRequest != nil {
@@ -91,7 +106,7 @@ final class MountSupervisor: @unchecked Sendable {
                 fuse = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: fileSystemType,
                                            allowOther: settings.allowOther)
             } catch {
-                for fd in [image, journal, recorder, stateOut] { close(fd) }
+                for fd in [image, journal, recorder.fd, stateOut] { close(fd) }
                 throw Failure("\(error)")
             }
         }
@@ -110,6 +125,7 @@ final class MountSupervisor: @unchecked Sendable {
     /// gone (unmounted, out of the fd store).
     func start() throws {
         Thread.start { [self] in supervise() }
+        Thread.start { [self] in watchForHangs() }
         firstStart.wait()
         if let failure = state.withLock({ $0.firstFailure }) { throw Failure(failure) }
     }
@@ -155,11 +171,9 @@ final class MountSupervisor: @unchecked Sendable {
                 end()
                 return
             }
-            // Died: the next worker adopts the session and recovers.
-            log.event(.workerDied, level: .error, "the worker of \(settings.mountpoint) (pid \(worker.pid)) died: \(describe(exit)); "
-                      + "starting another, which recovers from the disk and the operation journal",
-                      ["worker_pid": "\(worker.pid)", "exit": describe(exit)])
-            state.withLock { $0.origin = .recovered }
+            // Died: the next worker adopts the session and recovers, on
+            // the version before if this one faulted on probation.
+            afterDeath(of: worker, exit: exit)
             // A worker that keeps dying at once is given a pause: never a
             // busy loop, whatever the module does.
             let now = RequestStats.now()
@@ -172,8 +186,8 @@ final class MountSupervisor: @unchecked Sendable {
     private func spawnWorker() throws -> WorkerProcess {
         try state.withLock { s in
             let start = WorkerStart(settings: settingsServing(s.module), origin: s.origin, initRequest: s.initRequest,
-                                    writebackCache: s.writebackCache)
-            let descriptors = WorkerProcess.Descriptors(fuse: fuse, image: image, journal: journal, recorder: recorder,
+                                    writebackCache: s.writebackCache, quarantine: Array(s.quarantine))
+            let descriptors = WorkerProcess.Descriptors(fuse: fuse, image: image, journal: journal, recorder: recorder.fd,
                                                         stateIn: s.origin == .restarted ? stateIn : nil, stateOut: stateOut)
             s.worker = try WorkerProcess(start, descriptors: descriptors)
             return s.worker!
@@ -216,10 +230,100 @@ final class MountSupervisor: @unchecked Sendable {
         }
         if !served { FuseMount.unmount(settings.mountpoint) }
         FdStore.forget(mountpoint: settings.mountpoint)
-        for fd in [fuse, image, journal, recorder, stateOut] + [stateIn].compactMap({ $0 }) { close(fd) }
+        for fd in [fuse, image, journal, recorder.fd, stateOut] + [stateIn].compactMap({ $0 }) { close(fd) }
         finished.signal()
         if served { onFinish?() } else { firstStart.signal() }
     }
+
+    /// Reads the flight recorder, judges the death (Containment), and
+    /// sets up the next worker: quarantined requests, and the module.
+    private func afterDeath(of worker: WorkerProcess, exit: WorkerProcess.Exit) {
+        let inFlight = recorder.inFlight
+        let now = RequestStats.now()
+        let (verdict, probation, failed) = state.withLock { s -> (DeathVerdict, Probation?, String) in
+            let onProbation = s.probation?.isActive(at: now) ?? false
+            let verdict = Containment.verdict(exit: exit, killedForHang: s.killedForHang, inFlight: inFlight,
+                                              inFlightAtPreviousDeath: s.inFlightAtLastDeath, onProbation: onProbation)
+            let failed = s.module
+            s.quarantine.formUnion(verdict.culprits.map(\.unique))
+            s.inFlightAtLastDeath = Set(inFlight.map(\.unique))
+            s.killedForHang = false
+            s.origin = .recovered
+            let probation = onProbation ? s.probation : nil
+            if verdict.rollBack, let probation {
+                s.module = probation.previous
+                s.probation = nil
+            }
+            return (verdict, probation, failed)
+        }
+        recorder.clear()
+        log.event(.workerDied, level: .error, "the worker of \(settings.mountpoint) (pid \(worker.pid)) died: \(verdict.cause); "
+                  + "starting another, which recovers from the disk and the operation journal",
+                  ["worker_pid": "\(worker.pid)", "cause": verdict.cause, "fault": "\(verdict.fault)",
+                   "in_flight": "\(inFlight.count)", "module": failed])
+        for culprit in verdict.culprits {
+            log.event(.quarantined, level: .error, "\(settings.mountpoint): \(culprit.description) "
+                      + (culprit.fault == 0 ? "was in flight at two worker deaths in a row" :
+                         culprit.fault == FlightRecorder.hang ? "ran past the hang limit" :
+                         "faulted (\(Containment.signalName(culprit.fault)))")
+                      + " under \(probation?.version ?? failed): quarantined, answered EIO if resent",
+                      ["operation": FuseOpcode.name(culprit.opcode), "node": "\(culprit.node)", "name": culprit.name ?? "",
+                       "request": "\(culprit.unique)", "module": failed, "cause": verdict.cause])
+        }
+        if verdict.rollBack, let probation {
+            log.event(.autoRollback, level: .error, "\(settings.mountpoint): \(probation.version) failed on probation "
+                      + "(\(verdict.cause)); rolled back to \(probation.previousVersion)",
+                      ["from_module": probation.module, "to_module": probation.previous, "cause": verdict.cause,
+                       "from_version": probation.version, "to_version": probation.previousVersion])
+            let report = UpgradeReport(result: UpgradeReport.rolledBack, action: "auto-rollback", mountpoint: settings.mountpoint,
+                                       module: probation.previous, fromVersion: probation.version,
+                                       toVersion: probation.previousVersion, error: "\(probation.version) failed on probation: \(verdict.cause)",
+                                       time: Self.timestamp())
+            onAutoRollback?(report, probation.module)
+        }
+    }
+
+    static func timestamp() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 32)
+        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+        return String(cString: buffer)
+    }
+
+    /// Kills the worker when a request runs past the hang limit, its slot
+    /// marked: the death is then judged a fault of that request.
+    private func watchForHangs() {
+        let limit = settings.hangLimitSeconds
+        let interval = UInt32(min(0.5, max(limit / 4, 0.05)) * 1e6)
+        while !hasEnded {
+            usleep(interval)
+            guard let worker = state.withLock({ $0.killedForHang ? nil : $0.worker }) else { continue }
+            let hung = Containment.hung(recorder.inFlight, now: RequestStats.nanoseconds(), limit: limit)
+            guard !hung.isEmpty else { continue }
+            for entry in hung { recorder.mark(slot: entry.slot, fault: FlightRecorder.hang) }
+            state.withLock { $0.killedForHang = true }
+            log.error("\(settings.mountpoint): \(hung[0].description) has run for more than \(limit) s: killing the worker (pid \(worker.pid)), as for a fault")
+            kill(worker.pid, SIGKILL)
+        }
+    }
+
+    /// After an upgrade to `module`: a fault or a hang within the
+    /// probation sends the mount back to `previous`.
+    func beginProbation(previous: String, previousVersion: String, module: String, version: String, seconds: Double) {
+        guard seconds > 0 else { return }
+        state.withLock { $0.probation = Probation(previous: previous, previousVersion: previousVersion, module: module,
+                                                   version: version, until: RequestStats.now() + seconds) }
+    }
+
+    /// The probation now, if any: the version and the seconds left.
+    var probation: (version: String, secondsLeft: Double)? {
+        let now = RequestStats.now()
+        return state.withLock { s in s.probation.flatMap { $0.isActive(at: now) ? ($0.version, $0.secondsLeft(at: now)) : nil } }
+    }
+
+    var quarantinedCount: Int { state.withLock { $0.quarantine.count } }
 
     private func settingsServing(_ module: String) -> MountSettings {
         var serving = settings
@@ -242,6 +346,9 @@ final class MountSupervisor: @unchecked Sendable {
         let (worker, ended, module) = state.withLock { ($0.worker, $0.ended, $0.module) }
         if let worker, case .status(var status)? = worker.call(.status, timeout: 2) {
             if ended { status.state = "stopped" }
+            if let probation { status.probation = ProbationStatus(version: probation.version, secondsLeft: probation.secondsLeft) }
+            let quarantined = quarantinedCount
+            status.quarantined = quarantined == 0 ? nil : quarantined
             return status
         }
         return MountStatus(mountpoint: settings.mountpoint, image: settings.image,

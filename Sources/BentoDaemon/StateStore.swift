@@ -15,6 +15,9 @@ final class StateStore: @unchecked Sendable {
         var previous: String?
         /// Set from an upgrade's start to its end: the module it left.
         var upgradingFrom: String?
+        /// Module files that failed on probation, with why: refused by
+        /// later upgrades until forced.
+        var failedModules: [String: String]?
     }
 
     let directory: String

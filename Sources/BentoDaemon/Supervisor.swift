@@ -123,9 +123,10 @@ public final class Supervisor: @unchecked Sendable {
             return nil
         }
         mount.onFinish = { [self] in mountFinished() }
+        mount.onAutoRollback = { [self, unowned mount] report, failed in autoRolledBack(mount, report, failedModule: failed) }
         store?.update(setting.mountpoint) { record in
-            record = StateStore.MountRecord(module: mount.module, configModule: configured,
-                                            previous: record?.previous, upgradingFrom: nil)
+            record = StateStore.MountRecord(module: mount.module, configModule: configured, previous: record?.previous,
+                                            upgradingFrom: nil, failedModules: record?.failedModules)
         }
         return mount
     }
@@ -292,9 +293,15 @@ public final class Supervisor: @unchecked Sendable {
             guard let target = rollback ? store?.record(mountpoint)?.previous : request.module else {
                 return .failure(rollback ? "\(mountpoint) has not been upgraded: nothing to roll back to" : "no module file given")
             }
+            if !rollback, let refusal = failedBefore(target, mountpoint: mountpoint, force: request.force ?? false) {
+                let report = UpgradeReport(result: UpgradeReport.refused, action: "upgrade", mountpoint: mountpoint,
+                                           module: target, error: refusal, time: MountSupervisor.timestamp())
+                journal(report)
+                return ControlReply(ok: false, error: refusal, upgrade: report)
+            }
             ServiceManager.status("\(rollback ? "rolling back" : "upgrading") \(mountpoint)")
             let old = mount.module
-            let report = mount.upgrade(to: target, action: rollback ? "rollback" : "upgrade",
+            var report = mount.upgrade(to: target, action: rollback ? "rollback" : "upgrade",
                                        quiesceTimeout: options.quiesceTimeout) { [store] from in
                 store?.update(mountpoint) { $0?.upgradingFrom = from }
             }
@@ -304,12 +311,67 @@ public final class Supervisor: @unchecked Sendable {
                     record?.previous = old
                 }
             }
+            if !rollback && report.result == UpgradeReport.upgraded {
+                mount.beginProbation(previous: old, previousVersion: report.fromVersion ?? "?", module: mount.module,
+                                     version: report.toVersion ?? "?",
+                                     seconds: request.probationSeconds ?? mount.settings.probationSeconds)
+            }
             ServiceManager.status(statusLine())
             store?.appendHistory(report)
             journal(report)
+            if request.wait == true && report.result == UpgradeReport.upgraded {
+                report = waitOutProbation(of: mount, upgraded: report)
+            }
             let ok = report.result == (rollback ? UpgradeReport.rolledBack : UpgradeReport.upgraded)
             return ControlReply(ok: ok, error: report.error, upgrade: report)
         }
+    }
+
+    /// Why `target` is refused: it failed on probation on this mount before
+    /// (unless forced, which clears the mark).
+    private func failedBefore(_ target: String, mountpoint: String, force: Bool) -> String? {
+        let key = Self.resolved(target)
+        guard let why = store?.record(mountpoint)?.failedModules?[key] else { return nil }
+        if force {
+            store?.update(mountpoint) { $0?.failedModules?[key] = nil }
+            log.warning("\(mountpoint): \(target) failed on probation before (\(why)); trying it again, as forced")
+            return nil
+        }
+        return "\(target) failed on probation on \(mountpoint) (\(why)); refused until forced (bentoctl upgrade --force)"
+    }
+
+    static func resolved(_ path: String) -> String {
+        guard let real = realpath(path, nil) else { return path }
+        defer { free(real) }
+        return String(cString: real)
+    }
+
+    /// `upgrade --wait`: the answer once the probation is over: upgraded,
+    /// or rolled back automatically and why.
+    private func waitOutProbation(of mount: MountSupervisor, upgraded: UpgradeReport) -> UpgradeReport {
+        let module = mount.module
+        while mount.probation != nil && mount.module == module && !mount.hasEnded { usleep(100_000) }
+        guard mount.module != module else { return upgraded }
+        var report = upgraded
+        report.result = UpgradeReport.rolledBack
+        report.error = store?.history(mountpoint: mount.settings.mountpoint).last(where: { $0.action == "auto-rollback" })?.error
+            ?? "rolled back automatically during its probation"
+        return report
+    }
+
+    /// A fault of a version on probation put the one before back: the
+    /// record, the history, and the mark that refuses the failed file.
+    private func autoRolledBack(_ mount: MountSupervisor, _ report: UpgradeReport, failedModule: String) {
+        let mountpoint = mount.settings.mountpoint
+        store?.update(mountpoint) { record in
+            record?.module = mount.module
+            record?.previous = nil
+            var failed = record?.failedModules ?? [:]
+            failed[Self.resolved(failedModule)] = report.error ?? "failed on probation"
+            record?.failedModules = failed
+        }
+        store?.appendHistory(report)
+        ServiceManager.status(statusLine())
     }
 
     /// An upgrade or rollback's outcome in the journal, with every phase's time.

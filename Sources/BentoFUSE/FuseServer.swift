@@ -1,4 +1,5 @@
 import BentoKit
+import CFlightRecorder
 import CFuse3
 import Glibc
 import Synchronization
@@ -43,6 +44,13 @@ public final class FuseServer: @unchecked Sendable {
 
     /// nil until the kernel's INIT has been answered.
     public var negotiated: Negotiated? { agreed.withLock { $0 } }
+
+    /// Requests never to run again (unique ids without the resend bit):
+    /// each faulted or hung a worker before. Answered EIO when the kernel
+    /// resends them; set before `run`.
+    public var quarantine: Set<UInt64> = []
+    /// Hears of each quarantined request answered EIO (its unique id).
+    public var onQuarantine: (@Sendable (UInt64) -> Void)?
 
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true) {
         self.fileSystem = fileSystem
@@ -180,6 +188,7 @@ public final class FuseServer: @unchecked Sendable {
         gate.enter()
         defer {
             gate.leave()
+            bento_recorder_idle()
             stats.record(operation.rawValue, nanoseconds: RequestStats.nanoseconds() &- start)
         }
         do {
@@ -207,6 +216,18 @@ public final class FuseServer: @unchecked Sendable {
         pendingInit = Array(UnsafeRawBufferPointer(start: buffer, count: count))
     }
 
+    /// A request in the quarantine is answered EIO here, never reaching
+    /// libfuse or the module; true if it was.
+    func answerIfQuarantined(_ buffer: UnsafeRawPointer, _ count: Int) -> Bool {
+        guard !quarantine.isEmpty, count >= 16 else { return false }
+        let unique = buffer.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        guard quarantine.contains(unique & ~Resend.flag) else { return false }
+        var header: (UInt32, Int32, UInt64) = (16, -EIO, unique)
+        _ = withUnsafeBytes(of: &header) { Glibc.write(fd, $0.baseAddress, 16) }
+        onQuarantine?(unique & ~Resend.flag)
+        return true
+    }
+
     /// What a fast FUSE file system asks for at INIT.
     func negotiate(_ conn: UnsafeMutablePointer<fuse_conn_info>) {
         defer {
@@ -229,14 +250,20 @@ public final class FuseServer: @unchecked Sendable {
         let io = UnsafeMutablePointer<fuse_custom_io>.allocate(capacity: 1)
         io.initialize(to: fuse_custom_io())
         io.pointee.read = { fd, buffer, length, userdata in
-            let n = Glibc.read(fd, buffer, length)
-            let saved = errno
-            if n > 0, let buffer, let userdata {
-                Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue().noteRead(buffer, n)
-                Resend.noteRead(buffer, n)
+            while true {
+                bento_recorder_idle()
+                let n = Glibc.read(fd, buffer, length)
+                let saved = errno
+                if n > 0, let buffer, let userdata {
+                    let server = Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue()
+                    bento_recorder_note(buffer, n)
+                    if server.answerIfQuarantined(buffer, n) { continue }
+                    server.noteRead(buffer, n)
+                    Resend.noteRead(buffer, n)
+                }
+                errno = saved
+                return n
             }
-            errno = saved
-            return n
         }
         io.pointee.writev = { fd, iov, count, userdata in
             if let userdata, Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue().swallowReplies {

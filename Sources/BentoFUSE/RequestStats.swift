@@ -36,7 +36,7 @@ public final class RequestStats: Sendable {
     }
 
     @inline(__always)
-    static func nanoseconds() -> UInt64 {
+    public static func nanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)

@@ -28,6 +28,10 @@ struct BentoUpgraded: ParsableCommand {
     @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
     @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache).") var writebackCache = true
+    @Option(help: "Seconds after an upgrade in which a fault or hang of the new version rolls back.")
+    var probationSeconds = MountConfiguration.defaultProbationSeconds
+    @Option(help: "Seconds a request may run before it is treated as a fault.")
+    var hangLimitSeconds = MountConfiguration.defaultHangLimitSeconds
     /// Run as one mount's worker process (started by the daemon itself).
     @Flag(help: .hidden) var worker = false
 
@@ -66,12 +70,14 @@ struct BentoUpgraded: ParsableCommand {
             guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
             return ([MountSettings(image: image, mountpoint: mountpoint, module: module, threads: threads,
-                                          cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache)], nil)
+                                  cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache,
+                                  probationSeconds: Double(probationSeconds), hangLimitSeconds: Double(hangLimitSeconds))], nil)
         }
         let file = try BentoConfiguration.load(path: config)
         return (file.mounts.map {
             MountSettings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
-                                 cacheMiB: $0.cacheMiB, allowOther: $0.allowOther)
+                          cacheMiB: $0.cacheMiB, allowOther: $0.allowOther, probationSeconds: Double($0.probationSeconds),
+                          hangLimitSeconds: Double($0.hangLimitSeconds))
         }, file)
     }
 }

@@ -25,6 +25,10 @@ public enum Event: String {
     case stuck = "cc16aa27839b45838a4f7a1b21d71ef3"
     /// A mount's worker process died; another takes the mount over.
     case workerDied = "5b0e8b3f6c1d4a7e9f2d8c4b1a6e3f70"
+    /// A request that faulted or hung a worker is answered EIO from now on.
+    case quarantined = "a3c9e1f4b7d24e0c8a6f5b2d9e1c7a48"
+    /// A version on probation faulted or hung: back to the version before.
+    case autoRollback = "e7d2b5a1c9f34d68b0a4e3c2f1d9b857"
 }
 
 extension Logger {

@@ -74,6 +74,10 @@ final class ServedMount: @unchecked Sendable {
                           + "\(errno.map { "\($0)" } ?? "\(error)")" + (errno == .EUCLEAN ? " (run fsck)" : ""))
         }
         server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache)
+        server.quarantine = Set(start.quarantine)
+        server.onQuarantine = { [log] unique in
+            log.warning("request \(unique), quarantined after it faulted or hung a worker, answered EIO")
+        }
         if adopted {
             guard let initRequest = start.initRequest else { throw Failure("no saved INIT request to adopt the session with") }
             // A record without the flag comes from a daemon that did not

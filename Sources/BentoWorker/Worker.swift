@@ -1,4 +1,5 @@
 import BentoControl
+import BentoFUSE
 import CBentoWorker
 import Foundation
 import Glibc
@@ -22,6 +23,13 @@ public enum Worker {
             log.critical("worker: no start message: \(error)")
             _exit(2)
         }
+        // Which request each thread runs, in the supervisor's memory; a
+        // fault marks its own request there before the process dies.
+        guard let recorder = FlightRecorder(fd: WorkerFD.recorder) else {
+            try? channel.send(WorkerMessage(id: 0, WorkerReply.failed("no flight recorder at fd \(WorkerFD.recorder)")))
+            _exit(1)
+        }
+        recorder.record()
         let mount: ServedMount
         do {
             mount = try ServedMount(start, log: log)

@@ -30,9 +30,15 @@ public struct MountSettings: Codable, Equatable, Sendable {
     public var cacheMiB = 256
     public var allowOther = false
     public var writebackCache = true
+    /// After an upgrade, how long a fault or a hang of the new version
+    /// rolls the mount back to the version before.
+    public var probationSeconds: Double = 60
+    /// A request running longer than this is treated as a fault.
+    public var hangLimitSeconds: Double = 30
 
     public init(image: String, mountpoint: String, module: String, threads: Int = 16, cacheMiB: Int = 256,
-                allowOther: Bool = false, writebackCache: Bool = true) {
+                allowOther: Bool = false, writebackCache: Bool = true, probationSeconds: Double = 60,
+                hangLimitSeconds: Double = 30) {
         self.image = image
         self.mountpoint = mountpoint
         self.module = module
@@ -40,6 +46,8 @@ public struct MountSettings: Codable, Equatable, Sendable {
         self.cacheMiB = cacheMiB
         self.allowOther = allowOther
         self.writebackCache = writebackCache
+        self.probationSeconds = probationSeconds
+        self.hangLimitSeconds = hangLimitSeconds
     }
 
     /// Everything but the module: the module a mount serves changes by
@@ -69,12 +77,17 @@ public struct WorkerStart: Codable, Sendable {
     /// writeback cache was agreed at it.
     public var initRequest: [UInt8]?
     public var writebackCache: Bool?
+    /// Requests (unique ids) that faulted or hung a worker: when the kernel
+    /// resends them they are answered EIO, never run again.
+    public var quarantine: [UInt64]
 
-    public init(settings: MountSettings, origin: Origin, initRequest: [UInt8]? = nil, writebackCache: Bool? = nil) {
+    public init(settings: MountSettings, origin: Origin, initRequest: [UInt8]? = nil, writebackCache: Bool? = nil,
+                quarantine: [UInt64] = []) {
         self.settings = settings
         self.origin = origin
         self.initRequest = initRequest
         self.writebackCache = writebackCache
+        self.quarantine = quarantine
     }
 }
 

@@ -13,6 +13,8 @@ let package = Package(
         .executable(name: "fsck.xv6", targets: ["FsckXV6"]),
         .executable(name: "xv6-bench", targets: ["XV6Bench"]),
         .library(name: "XV6FS", targets: ["XV6FS"]),
+        // Version 2's copy, for test module files built on it (Tests/Fixtures/Faulty).
+        .library(name: "XV6FS2", targets: ["XV6FS2"]),
         .library(name: "XV6Check", targets: ["XV6Check"]),
     ],
     dependencies: [

@@ -1,0 +1,80 @@
+import BentoFUSE
+import Glibc
+
+/// What the supervisor makes of a worker's death: which requests caused it
+/// (never to run again) and whether the mount goes back to the version it
+/// served before the last upgrade. Pure, so that every rule is unit-tested.
+struct DeathVerdict: Equatable {
+    /// The module's doing: a fault signal, or a hang the worker was killed
+    /// for. An outside kill (SIGKILL, SIGTERM, the OOM killer) is not.
+    var fault: Bool
+    /// Requests answered EIO when resent, with why.
+    var culprits: [FlightRecorder.Entry]
+    /// Back to the previous version: a fault while the new one is on probation.
+    var rollBack: Bool
+    /// For people: "SIGILL in create of \"poison\" in node 1", "killed from outside".
+    var cause: String
+}
+
+enum Containment {
+    /// Signals a fault in the worker's own code dies of.
+    static let faultSignals: Set<Int32> = [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS]
+
+    /// - exit: how the worker ended (a death, not exit 0).
+    /// - killedForHang: the supervisor killed it for a request past the limit.
+    /// - inFlight: the recorder's slots at the death.
+    /// - inFlightAtPreviousDeath: requests in flight when the worker before
+    ///   died: one in flight at both deaths is a culprit, whatever killed them
+    ///   (a fault the handler could not mark, or a kill it keeps drawing).
+    /// - onProbation: the version that died was upgraded to within its
+    ///   probation window, and the version before it is known.
+    static func verdict(exit: WorkerProcess.Exit, killedForHang: Bool, inFlight: [FlightRecorder.Entry],
+                        inFlightAtPreviousDeath: Set<UInt64>, onProbation: Bool) -> DeathVerdict {
+        var signal: Int32?
+        if case .signalled(let s) = exit { signal = s }
+        let fault = killedForHang || signal.map { faultSignals.contains($0) } ?? false
+        let marked = inFlight.filter { $0.fault != 0 }
+        let repeated = inFlight.filter { $0.fault == 0 && inFlightAtPreviousDeath.contains($0.unique) }
+        let culprits = marked + repeated
+        let what: String
+        if killedForHang {
+            what = "a request ran past the hang limit"
+        } else if let signal {
+            what = fault ? "\(signalName(signal))" : "killed from outside (\(signalName(signal)))"
+        } else if case .exited(let code) = exit {
+            what = "exit status \(code)"
+        } else {
+            what = "died"
+        }
+        let during = marked.first.map { " in \($0.description)" } ?? ""
+        return DeathVerdict(fault: fault, culprits: culprits, rollBack: fault && onProbation, cause: what + during)
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGILL: "SIGILL", SIGFPE: "SIGFPE",
+                                      SIGABRT: "SIGABRT", SIGTRAP: "SIGTRAP", SIGSYS: "SIGSYS", SIGKILL: "SIGKILL",
+                                      SIGTERM: "SIGTERM", SIGINT: "SIGINT"]
+        return names[signal] ?? "signal \(signal)"
+    }
+
+    /// Requests in flight longer than `limit` seconds at `now` (CLOCK_MONOTONIC ns).
+    static func hung(_ inFlight: [FlightRecorder.Entry], now: UInt64, limit: Double) -> [FlightRecorder.Entry] {
+        let limitNanoseconds = UInt64(max(limit, 0) * 1e9)
+        return inFlight.filter { $0.startedNanoseconds > 0 && now > $0.startedNanoseconds && now - $0.startedNanoseconds > limitNanoseconds }
+    }
+}
+
+/// A version just upgraded to, until its probation ends.
+struct Probation: Equatable {
+    /// The module it replaced: where an auto-rollback goes.
+    var previous: String
+    var previousVersion: String
+    /// The module on probation.
+    var module: String
+    var version: String
+    /// CLOCK_MONOTONIC seconds when it ends.
+    var until: Double
+
+    func isActive(at now: Double) -> Bool { now < until }
+    func secondsLeft(at now: Double) -> Double { max(0, until - now) }
+}
