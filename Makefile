@@ -15,6 +15,8 @@ PRODUCTS := bento-upgraded bentoctl XV6Module XV6Module2 mkfs.xv6 fsck.xv6
 FIXTURES := FixtureImportFails FixtureOtherFileSystem FixtureNoCommonFormat FixtureSlowImport \
             FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads
 BIN       = .build/$(CONFIG)
+# The debootstrapped root of the end-to-end tests, kept between runs.
+E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git patchelf socat
 
@@ -46,7 +48,8 @@ test: deps
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
 	Tests/install/install.sh
-	Tests/systemd/e2e.sh
+	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) Tests/systemd/e2e.sh
+	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) BENTO_E2E_CHECKS=Tests/systemd/containment.sh Tests/systemd/e2e.sh
 
 # The persistence test at length: 200 seeds per configuration, longer runs.
 soak: deps

@@ -304,7 +304,9 @@ final class MountSupervisor: @unchecked Sendable {
             guard !hung.isEmpty else { continue }
             for entry in hung { recorder.mark(slot: entry.slot, fault: FlightRecorder.hang) }
             state.withLock { $0.killedForHang = true }
-            log.error("\(settings.mountpoint): \(hung[0].description) has run for more than \(limit) s: killing the worker (pid \(worker.pid)), as for a fault")
+            log.event(.stuck, level: .error, "\(settings.mountpoint): \(hung[0].description) has run for more than "
+                      + "\(limit) s: killing the worker (pid \(worker.pid)), as for a fault",
+                      ["in_flight": "\(hung.count)", "worker_pid": "\(worker.pid)", "request": hung[0].description])
             kill(worker.pid, SIGKILL)
         }
     }

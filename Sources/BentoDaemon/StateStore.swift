@@ -1,5 +1,6 @@
 import BentoControl
 import Foundation
+import Glibc
 
 /// The daemon's state directory: what each mount serves, an upgrade in
 /// progress, and the upgrade history. Kept on disk so that a daemon that
@@ -23,15 +24,27 @@ final class StateStore: @unchecked Sendable {
     let directory: String
     private var mounts: [String: MountRecord] = [:]
     private let lock = NSLock()
+    /// Hears of every failure to save: the daemon logs it.
+    private let report: (String) -> Void
     private var mountsFile: String { directory + "/mounts.json" }
     private var historyFile: String { directory + "/history.jsonl" }
 
-    init(directory: String) throws {
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Opens the state directory. A record file that cannot be read is an
+    /// error, not an empty record: the file is left as it is for a person
+    /// to look at.
+    init(directory: String, report: @escaping (String) -> Void = { _ in }) throws {
         self.directory = directory
+        self.report = report
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         if let data = FileManager.default.contents(atPath: mountsFile) {
-            mounts = (try? JSONDecoder().decode([String: MountRecord].self, from: data)) ?? [:]
+            do { mounts = try JSONDecoder().decode([String: MountRecord].self, from: data) } catch {
+                throw Failure(description: "\(mountsFile) is not readable (\(error)); it is left as it is")
+            }
         }
     }
 
@@ -42,34 +55,35 @@ final class StateStore: @unchecked Sendable {
             var record = mounts[mountpoint]
             change(&record)
             mounts[mountpoint] = record
-            save()
+            do { try save() } catch { report("\(mountsFile): not saved: \(error)") }
         }
     }
 
-    /// Written whole to a new file, then renamed over the old: a crash
-    /// leaves one or the other, never half.
-    private func save() {
-        guard let data = try? JSONEncoder().encode(mounts) else { return }
+    /// Written whole to a new file, synced, then renamed over the old and
+    /// the directory synced: a crash leaves one or the other, never half.
+    private func save() throws {
+        let data = try JSONEncoder().encode(mounts)
         let temporary = mountsFile + ".new"
-        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]),
-              let handle = FileHandle(forWritingAtPath: temporary) else { return }
-        try? handle.synchronize()
-        try? handle.close()
-        _ = rename(temporary, mountsFile)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Failure(description: "open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count else { throw Failure(description: "write: \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else { throw Failure(description: "fsync: \(String(cString: strerror(errno)))") }
+        guard rename(temporary, mountsFile) == 0 else { throw Failure(description: "rename: \(String(cString: strerror(errno)))") }
+        let dir = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 { fsync(dir); close(dir) }
     }
 
     func appendHistory(_ report: UpgradeReport) {
         guard var line = try? JSONEncoder().encode(report) else { return }
         line.append(0x0A)
         lock.withLock {
-            if !FileManager.default.fileExists(atPath: historyFile) {
-                FileManager.default.createFile(atPath: historyFile, contents: nil, attributes: [.posixPermissions: 0o600])
-            }
-            guard let handle = FileHandle(forWritingAtPath: historyFile) else { return }
-            _ = try? handle.seekToEnd()
-            try? handle.write(contentsOf: line)
-            try? handle.synchronize()
-            try? handle.close()
+            let fd = open(historyFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { self.report("\(historyFile): \(String(cString: strerror(errno)))"); return }
+            defer { close(fd) }
+            let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if written != line.count || fsync(fd) != 0 { self.report("\(historyFile): not saved: \(String(cString: strerror(errno)))") }
         }
     }
 

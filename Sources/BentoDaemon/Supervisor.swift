@@ -55,9 +55,9 @@ public final class Supervisor: @unchecked Sendable {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         do {
-            store = try StateStore(directory: options.stateDirectory)
+            store = try StateStore(directory: options.stateDirectory) { [log] in log.error("\($0)") }
         } catch {
-            log.warning("state directory \(options.stateDirectory): \(error); upgrades will not be remembered")
+            log.error("state directory \(options.stateDirectory): \(error); upgrades and rollbacks will not be remembered")
         }
         // The control socket first: a second daemon stops here, before it
         // touches any mount.
@@ -242,34 +242,16 @@ public final class Supervisor: @unchecked Sendable {
         return "serving \(serving.count) mount\(serving.count == 1 ? "" : "s"): " + list.joined(separator: ", ")
     }
 
-    /// WATCHDOG=1 while every request loop makes progress. A loop with
-    /// requests inside and none answered for half the watchdog interval is
-    /// stuck: the pings stop, systemd kills the daemon and restarts it, and
-    /// the restart recovers the mounts from the fd store.
+    /// WATCHDOG=1 while the supervisor itself works: a ping needs the
+    /// mount list, which a deadlocked supervisor would hold. A request that
+    /// hangs in a module is the mount's business, not the unit's: its
+    /// worker is killed at the hang limit (MountSupervisor.watchForHangs).
     private func startWatchdog() {
         guard let interval = ServiceManager.watchdogInterval else { return }
         Thread.start { [self] in
-            var detectors: [ObjectIdentifier: StallDetector] = [:]
             while true {
                 usleep(UInt32(interval / 4 * 1e6))
-                let now = RequestStats.now()
-                var stuck: (MountSupervisor, Int)?
-                for mount in mounts {
-                    let id = ObjectIdentifier(mount)
-                    let status = mount.status
-                    guard let inside = status.inFlight else { continue }
-                    var detector = detectors[id] ?? StallDetector(limit: interval / 2)
-                    if detector.isStuck(answered: status.operations.values.reduce(0, &+), inside: inside, now: now) {
-                        stuck = (mount, inside)
-                    }
-                    detectors[id] = detector
-                }
-                if let (mount, inside) = stuck {
-                    log.event(.stuck, level: .critical, "\(mount.settings.mountpoint): requests inside and none answered "
-                              + "for \(Int(interval / 2)) s: no more watchdog pings, systemd will restart the daemon",
-                              ["mount": mount.settings.mountpoint, "in_flight": "\(inside)"])
-                    return
-                }
+                _ = mounts.count
                 ServiceManager.watchdog()
             }
         }

@@ -152,7 +152,7 @@ public final class FuseServer: @unchecked Sendable {
     }
 
     /// Runs the multi-threaded request loop until the session ends (the
-    /// file system is unmounted, or `stop` was called and it was unmounted).
+    /// file system is unmounted).
     public func run(maxThreads: Int = 16) -> Int32 {
         guard let session else { return -1 }
         let config = fuse_loop_cfg_create()
@@ -163,11 +163,8 @@ public final class FuseServer: @unchecked Sendable {
         return fuse_session_loop_mt(session, config)
     }
 
-    /// Asks the loop to end; it ends once the mount is gone.
-    public func stop() {
-        if let session { fuse_session_exit(session) }
-    }
-
+    /// Once `run` has returned, on the same thread: the loop ends when the
+    /// mount goes away (unmounted), never from another thread.
     public func destroySession() {
         if let session { fuse_session_destroy(session) }
         session = nil

@@ -262,10 +262,12 @@ public final class Xv6FileSystem: FileSystem {
         }
     }
 
+    /// A commit that fails leaves the disk behind memory, as a failed fsync
+    /// does: the file system takes no further change (see `failed`).
     public func sync() throws {
         try lock.withLock {
             guard !failed else { throw Errno.EIO }
-            try volume.log.commit()
+            do { try volume.log.commit() } catch { failed = true; throw Errno.EIO }
         }
     }
 

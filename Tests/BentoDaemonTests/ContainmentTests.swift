@@ -1,0 +1,71 @@
+@testable import BentoDaemon
+import BentoFUSE
+import Glibc
+import Testing
+
+/// The rules that decide, after a worker died, which requests never run
+/// again and whether the mount goes back to the version before.
+struct ContainmentTests {
+    let create = FlightRecorder.Entry(slot: 0, unique: 40, opcode: 35, node: 1, name: "poison", fault: SIGILL)
+    let read = FlightRecorder.Entry(slot: 1, unique: 41, opcode: 15, node: 7)
+    let write = FlightRecorder.Entry(slot: 2, unique: 42, opcode: 16, node: 7)
+
+    @Test func aTrapOnProbationQuarantinesItsRequestAndRollsBack() {
+        let v = Containment.verdict(exit: .signalled(SIGILL), killedForHang: false, inFlight: [create, read],
+                                    inFlightAtPreviousDeath: [], onProbation: true)
+        #expect(v.fault && v.rollBack)
+        #expect(v.culprits == [create])
+        #expect(v.cause == "SIGILL in create of \"poison\" in node 1")
+    }
+
+    @Test func aTrapAfterProbationQuarantinesButStays() {
+        let v = Containment.verdict(exit: .signalled(SIGILL), killedForHang: false, inFlight: [create, read],
+                                    inFlightAtPreviousDeath: [], onProbation: false)
+        #expect(v.fault && !v.rollBack)
+        #expect(v.culprits.map(\.unique) == [40])
+    }
+
+    @Test func anOutsideKillRetriesEverythingAndNeverRollsBack() {
+        for signal in [SIGKILL, SIGTERM] {
+            let v = Containment.verdict(exit: .signalled(signal), killedForHang: false, inFlight: [read, write],
+                                        inFlightAtPreviousDeath: [], onProbation: true)
+            #expect(!v.fault && !v.rollBack && v.culprits.isEmpty)
+        }
+    }
+
+    @Test func inFlightAtTwoDeathsInARowIsACulpritWhateverKilledThem() {
+        // A fault the handler could not mark (say, a stack overflow without
+        // room for the handler) or a kill the request keeps drawing.
+        let v = Containment.verdict(exit: .signalled(SIGKILL), killedForHang: false, inFlight: [read, write],
+                                    inFlightAtPreviousDeath: [42, 99], onProbation: true)
+        #expect(v.culprits == [write])
+        #expect(!v.rollBack)
+        let unmarked = Containment.verdict(exit: .signalled(SIGSEGV), killedForHang: false, inFlight: [read, write],
+                                           inFlightAtPreviousDeath: [41], onProbation: true)
+        #expect(unmarked.culprits == [read] && unmarked.rollBack)
+    }
+
+    @Test func aHangIsAFault() {
+        var hung = write
+        hung.fault = FlightRecorder.hang
+        let v = Containment.verdict(exit: .signalled(SIGKILL), killedForHang: true, inFlight: [hung, read],
+                                    inFlightAtPreviousDeath: [], onProbation: true)
+        #expect(v.fault && v.rollBack && v.culprits == [hung])
+        #expect(v.cause.hasPrefix("a request ran past the hang limit"))
+    }
+
+    @Test func hungFindsOnlyRequestsPastTheLimit() {
+        var old = read, fresh = write
+        old.startedNanoseconds = 1_000_000_000
+        fresh.startedNanoseconds = 30_000_000_000
+        let found = Containment.hung([old, fresh], now: 31_500_000_000, limit: 30)
+        #expect(found == [old])
+        #expect(Containment.hung([old, fresh], now: 2_000_000_000, limit: 30).isEmpty)
+    }
+
+    @Test func probationEnds() {
+        let p = Probation(previous: "/m/1.so", previousVersion: "1.0.0", module: "/m/2.so", version: "2.0.1", until: 100)
+        #expect(p.isActive(at: 99.9) && !p.isActive(at: 100))
+        #expect(p.secondsLeft(at: 40) == 60 && p.secondsLeft(at: 200) == 0)
+    }
+}
