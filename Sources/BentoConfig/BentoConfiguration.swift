@@ -33,6 +33,11 @@
 //                version rolls the mount back, 0...86400, default 60
 //   hang_limit_seconds  a request running longer is treated as a fault,
 //                1...3600, default 30
+//   health_max_error_increase_percent  during a probation, how many more
+//                replies in a hundred may be errors such as EIO than before
+//                the upgrade, 0...100, default 1
+//   health_max_p99_factor  during a probation, how many times slower the
+//                p99 latency may get, 1...1000, default 4
 //
 // Everything is checked before anything is mounted: any problem (bad TOML,
 // an unknown key, a wrong type, a missing key, a value out of range, a
@@ -79,6 +84,8 @@ public struct MountConfiguration: Equatable, Sendable {
     public static let probationRange = 0...86400
     public static let defaultHangLimitSeconds = 30
     public static let hangLimitRange = 1...3600
+    public static let defaultHealthMaxErrorIncreasePercent = 1
+    public static let defaultHealthMaxP99Factor = 4
 
     /// Optional label.
     public var name: String?
@@ -96,6 +103,9 @@ public struct MountConfiguration: Equatable, Sendable {
     public var probationSeconds: Int
     /// Key `hang_limit_seconds`.
     public var hangLimitSeconds: Int
+    /// Keys `health_max_error_increase_percent`, `health_max_p99_factor`.
+    public var healthMaxErrorIncreasePercent: Int
+    public var healthMaxP99Factor: Int
 
     public init(
         name: String? = nil, image: String, mountpoint: String, module: String,
@@ -103,8 +113,12 @@ public struct MountConfiguration: Equatable, Sendable {
         cacheMiB: Int = MountConfiguration.defaultCacheMiB,
         allowOther: Bool = false,
         probationSeconds: Int = MountConfiguration.defaultProbationSeconds,
-        hangLimitSeconds: Int = MountConfiguration.defaultHangLimitSeconds
+        hangLimitSeconds: Int = MountConfiguration.defaultHangLimitSeconds,
+        healthMaxErrorIncreasePercent: Int = MountConfiguration.defaultHealthMaxErrorIncreasePercent,
+        healthMaxP99Factor: Int = MountConfiguration.defaultHealthMaxP99Factor
     ) {
+        self.healthMaxErrorIncreasePercent = healthMaxErrorIncreasePercent
+        self.healthMaxP99Factor = healthMaxP99Factor
         self.probationSeconds = probationSeconds
         self.hangLimitSeconds = hangLimitSeconds
         self.name = name

@@ -5,7 +5,8 @@ import TOMLKit
 struct Checker {
     static let topLevelKeys = ["control_socket", "state_dir", "mount"]
     static let mountKeys = ["name", "image", "device", "mountpoint", "module", "threads", "cache_mib", "allow_other",
-                            "probation_seconds", "hang_limit_seconds"]
+                            "probation_seconds", "hang_limit_seconds", "health_max_error_increase_percent",
+                            "health_max_p99_factor"]
 
     let text: String
     let source: String
@@ -87,7 +88,10 @@ struct Checker {
             probationSeconds: try table.int("probation_seconds", in: MountConfiguration.probationRange)
                 ?? MountConfiguration.defaultProbationSeconds,
             hangLimitSeconds: try table.int("hang_limit_seconds", in: MountConfiguration.hangLimitRange)
-                ?? MountConfiguration.defaultHangLimitSeconds)
+                ?? MountConfiguration.defaultHangLimitSeconds,
+            healthMaxErrorIncreasePercent: try table.int("health_max_error_increase_percent", in: 0...100)
+                ?? MountConfiguration.defaultHealthMaxErrorIncreasePercent,
+            healthMaxP99Factor: try table.int("health_max_p99_factor", in: 1...1000) ?? MountConfiguration.defaultHealthMaxP99Factor)
     }
 
     /// `image` and `device` are two names for one thing: exactly one must be there.

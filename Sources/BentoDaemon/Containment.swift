@@ -1,4 +1,5 @@
 import BentoFUSE
+import BentoWorker
 import Glibc
 
 /// What the supervisor makes of a worker's death: which requests caused it
@@ -74,7 +75,43 @@ struct Probation: Equatable {
     var version: String
     /// CLOCK_MONOTONIC seconds when it ends.
     var until: Double
+    /// The health gate's reference: the old version's recent window, and
+    /// the counters at the upgrade (nil: the gate has nothing to compare).
+    var before: HealthSample? = nil
+    var start: HealthSample? = nil
 
     func isActive(at now: Double) -> Bool { now < until }
     func secondsLeft(at now: Double) -> Double { max(0, until - now) }
+}
+
+/// The health gate: a version on probation that answers with more errors
+/// that say the file system failed (EIO, EUCLEAN, ENOSPC, ...) or much more
+/// slowly than the version before it did goes back, live.
+struct HealthGate: Equatable {
+    /// Fault replies may rise by this share of all replies at most.
+    var maxFaultRateIncrease = 0.01
+    /// The p99 latency may grow by this factor at most (and by 10 ms).
+    var maxP99Factor = 4.0
+    /// Below this many requests since the upgrade, nothing is judged.
+    var minRequests: UInt64 = 50
+
+    /// Why `after` (since the upgrade) regressed from `before` (the old
+    /// version's recent window), or nil.
+    func regression(before: HealthSample, after: HealthSample) -> String? {
+        guard after.answered >= minRequests else { return nil }
+        if after.faults >= 3 && after.faultRate > before.faultRate + maxFaultRateIncrease {
+            return "health gate: \(percent(after.faultRate)) of \(after.answered) replies were errors such as EIO, "
+                + "\(percent(before.faultRate)) before the upgrade"
+        }
+        let p99 = after.p99Micros, old = before.p99Micros
+        if before.answered >= minRequests && Double(p99) > max(Double(old) * maxP99Factor, Double(old) + 10_000) {
+            return "health gate: p99 latency \(p99) µs, \(old) µs before the upgrade"
+        }
+        return nil
+    }
+
+    private func percent(_ rate: Double) -> String {
+        let tenths = Int((rate * 1000).rounded())
+        return "\(tenths / 10).\(tenths % 10)%"
+    }
 }

@@ -126,6 +126,7 @@ final class MountSupervisor: @unchecked Sendable {
     func start() throws {
         Thread.start { [self] in supervise() }
         Thread.start { [self] in watchForHangs() }
+        Thread.start { [self] in watchHealth() }
         firstStart.wait()
         if let failure = state.withLock({ $0.firstFailure }) { throw Failure(failure) }
     }
@@ -311,12 +312,80 @@ final class MountSupervisor: @unchecked Sendable {
         }
     }
 
-    /// After an upgrade to `module`: a fault or a hang within the
-    /// probation sends the mount back to `previous`.
+    /// After an upgrade to `module`: a fault, a hang or a failed health
+    /// check within the probation sends the mount back to `previous`.
     func beginProbation(previous: String, previousVersion: String, module: String, version: String, seconds: Double) {
         guard seconds > 0 else { return }
-        state.withLock { $0.probation = Probation(previous: previous, previousVersion: previousVersion, module: module,
-                                                   version: version, until: RequestStats.now() + seconds) }
+        var probation = Probation(previous: previous, previousVersion: previousVersion, module: module,
+                                  version: version, until: RequestStats.now() + seconds)
+        if let (start, earlier) = healthNow() {
+            probation.start = start
+            probation.before = start.since(earlier ?? HealthSample(answered: 0, faults: 0, buckets: start.buckets.map { _ in 0 }))
+        }
+        state.withLock { $0.probation = probation }
+    }
+
+    /// Health samples of the worker serving now: (time, pid, counters),
+    /// the last two minutes' worth.
+    private let healthSamples = Mutex<[(Double, pid_t, HealthSample)]>([])
+
+    /// The worker's counters now, and those of a minute before (if the same
+    /// worker was sampled then): the old version's recent window.
+    private func healthNow() -> (HealthSample, HealthSample?)? {
+        guard let worker = state.withLock({ $0.worker }), case .health(let now)? = worker.call(.health, timeout: 1) else {
+            return nil
+        }
+        let t = RequestStats.now()
+        let earlier = healthSamples.withLock { samples in
+            samples.first { $0.1 == worker.pid && t - $0.0 <= 60 }?.2
+        }
+        return (now, earlier)
+    }
+
+    /// Samples the worker every second; during a probation, a regression
+    /// past the health gate rolls the version back, live.
+    private func watchHealth() {
+        let gate = HealthGate(maxFaultRateIncrease: settings.healthMaxFaultRateIncrease, maxP99Factor: settings.healthMaxP99Factor)
+        while !hasEnded {
+            sleep(1)
+            guard let worker = state.withLock({ $0.worker }), case .health(let sample)? = worker.call(.health, timeout: 1) else {
+                continue
+            }
+            let now = RequestStats.now()
+            healthSamples.withLock { samples in
+                samples = samples.filter { $0.1 == worker.pid && now - $0.0 <= 120 } + [(now, worker.pid, sample)]
+            }
+            guard let probation = state.withLock({ $0.probation }), probation.isActive(at: now),
+                  let start = probation.start, let before = probation.before,
+                  let why = gate.regression(before: before, after: sample.since(start)) else { continue }
+            rollBack(probation, because: why)
+        }
+    }
+
+    /// The health gate's rollback: live, like `bentoctl rollback`; if the
+    /// failing version cannot hand its state over, its worker is replaced.
+    private func rollBack(_ probation: Probation, because why: String) {
+        state.withLock { $0.probation = nil }
+        var report = upgrade(to: probation.previous, action: "rollback", quiesceTimeout: 1) { _ in }
+        if report.result != UpgradeReport.rolledBack {
+            log.error("\(settings.mountpoint): the live rollback failed (\(report.error ?? "?")); replacing the worker")
+            let worker = state.withLock { s -> WorkerProcess? in
+                s.module = probation.previous
+                return s.worker
+            }
+            if let worker { kill(worker.pid, SIGKILL) }
+            report = UpgradeReport(result: UpgradeReport.rolledBack, action: "rollback", mountpoint: settings.mountpoint,
+                                   module: probation.previous)
+        }
+        report.action = "auto-rollback"
+        report.fromVersion = probation.version
+        report.toVersion = probation.previousVersion
+        report.error = "\(probation.version) failed on probation: \(why)"
+        log.event(.autoRollback, level: .error, "\(settings.mountpoint): \(probation.version) failed on probation "
+                  + "(\(why)); rolled back to \(probation.previousVersion)",
+                  ["from_module": probation.module, "to_module": probation.previous, "cause": why,
+                   "from_version": probation.version, "to_version": probation.previousVersion])
+        onAutoRollback?(report, probation.module)
     }
 
     /// The probation now, if any: the version and the seconds left.

@@ -191,7 +191,9 @@ public final class FuseServer: @unchecked Sendable {
         do {
             try body(fileSystem, Convert.context(req))
         } catch {
-            fuse_reply_err(req, (error as? Errno)?.rawValue ?? EIO)
+            let code = (error as? Errno)?.rawValue ?? EIO
+            stats.countError(code)
+            fuse_reply_err(req, code)
         }
     }
 

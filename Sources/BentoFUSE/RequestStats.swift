@@ -19,6 +19,7 @@ public final class RequestStats: Sendable {
     private let buckets: [ManagedAtomic<UInt64>]
     private let slowest = ManagedAtomic<UInt64>(0)
     private let retries = ManagedAtomic<UInt64>(0)
+    private let faults = ManagedAtomic<UInt64>(0)
     public let started: Timespec
 
     public struct Timespec: Sendable { public let seconds: Double }
@@ -56,6 +57,22 @@ public final class RequestStats: Sendable {
             seen = current
         }
     }
+
+    /// Errors that say the file system failed, not the request: what the
+    /// health gate compares across an upgrade.
+    public static let faultErrors: Set<Int32> = [EIO, EUCLEAN, ENOSPC, EROFS, ENOMEM, EFAULT, ENOTRECOVERABLE, EOVERFLOW]
+
+    /// Counts one reply with `error`, if it is a fault error.
+    @inline(__always)
+    func countError(_ error: Int32) {
+        if Self.faultErrors.contains(error) { faults.wrappingIncrement(ordering: .relaxed) }
+    }
+
+    /// Replies with a fault error so far.
+    public var faultReplies: UInt64 { faults.load(ordering: .relaxed) }
+
+    /// The latency histogram: bucket b counts requests of [2^b, 2^(b+1)) µs.
+    public var latencyBuckets: [UInt64] { buckets.map { $0.load(ordering: .relaxed) } }
 
     /// Counts a resent request answered as already done (Resend.swift).
     func countResendRetry() { retries.wrappingIncrement(ordering: .relaxed) }

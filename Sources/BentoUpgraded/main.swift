@@ -75,9 +75,12 @@ struct BentoUpgraded: ParsableCommand {
         }
         let file = try BentoConfiguration.load(path: config)
         return (file.mounts.map {
-            MountSettings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
-                          cacheMiB: $0.cacheMiB, allowOther: $0.allowOther, probationSeconds: Double($0.probationSeconds),
-                          hangLimitSeconds: Double($0.hangLimitSeconds))
+            var mount = MountSettings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
+                                      cacheMiB: $0.cacheMiB, allowOther: $0.allowOther,
+                                      probationSeconds: Double($0.probationSeconds), hangLimitSeconds: Double($0.hangLimitSeconds))
+            mount.healthMaxFaultRateIncrease = Double($0.healthMaxErrorIncreasePercent) / 100
+            mount.healthMaxP99Factor = Double($0.healthMaxP99Factor)
+            return mount
         }, file)
     }
 }

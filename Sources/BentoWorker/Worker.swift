@@ -83,6 +83,9 @@ public enum Worker {
             return .upgraded(report)
         case .handOver(let quiesceTimeout):
             return .handedOver(stateBytes: mount.handOver(quiesceTimeout: quiesceTimeout))
+        case .health:
+            let stats = mount.server.stats
+            return .health(HealthSample(answered: stats.answered, faults: stats.faultReplies, buckets: stats.latencyBuckets))
         }
     }
 }

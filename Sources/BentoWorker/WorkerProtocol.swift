@@ -35,6 +35,10 @@ public struct MountSettings: Codable, Equatable, Sendable {
     public var probationSeconds: Double = 60
     /// A request running longer than this is treated as a fault.
     public var hangLimitSeconds: Double = 30
+    /// The health gate's thresholds during a probation: fault replies may
+    /// rise by this share of all replies, the p99 latency by this factor.
+    public var healthMaxFaultRateIncrease = 0.01
+    public var healthMaxP99Factor = 4.0
 
     public init(image: String, mountpoint: String, module: String, threads: Int = 16, cacheMiB: Int = 256,
                 allowOther: Bool = false, writebackCache: Bool = true, probationSeconds: Double = 60,
@@ -99,6 +103,45 @@ public enum WorkerRequest: Codable, Sendable {
     /// For a restart: close the gate, commit, and write the exported state
     /// to WorkerFD.stateOut; the worker then only waits to be killed.
     case handOver(quiesceTimeout: Double)
+    /// The counters the health gate compares (HealthSample).
+    case health
+}
+
+/// Cumulative counters of a worker's replies, for the health gate: the
+/// supervisor subtracts two samples to get a window.
+public struct HealthSample: Codable, Equatable, Sendable {
+    public var answered: UInt64
+    /// Replies with an error that says the file system failed (EIO, ...).
+    public var faults: UInt64
+    /// Latency histogram (RequestStats.latencyBuckets).
+    public var buckets: [UInt64]
+
+    public init(answered: UInt64, faults: UInt64, buckets: [UInt64]) {
+        self.answered = answered
+        self.faults = faults
+        self.buckets = buckets
+    }
+
+    /// What happened between `earlier` and this sample.
+    public func since(_ earlier: HealthSample) -> HealthSample {
+        HealthSample(answered: answered &- earlier.answered, faults: faults &- earlier.faults,
+                     buckets: zip(buckets, earlier.buckets).map { $0 &- $1 })
+    }
+
+    /// The 99th percentile latency, in µs (the upper bound of its bucket).
+    public var p99Micros: UInt64 {
+        let total = buckets.reduce(0, +)
+        guard total > 0 else { return 0 }
+        let rank = UInt64((Double(total) * 0.99).rounded(.up))
+        var seen: UInt64 = 0
+        for (b, n) in buckets.enumerated() {
+            seen += n
+            if seen >= rank { return UInt64(1) << UInt64(b + 1) }
+        }
+        return UInt64(1) << UInt64(buckets.count)
+    }
+
+    public var faultRate: Double { answered == 0 ? 0 : Double(faults) / Double(answered) }
 }
 
 /// A worker's messages: its answer when started, and one reply a request.
@@ -111,6 +154,7 @@ public enum WorkerReply: Codable, Sendable {
     case upgraded(UpgradeReport)
     /// The size of the state written, or nil: the next process recovers.
     case handedOver(stateBytes: Int?)
+    case health(HealthSample)
 }
 
 /// A request or reply with the number that pairs them: the worker answers

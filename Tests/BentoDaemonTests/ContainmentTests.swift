@@ -1,5 +1,6 @@
 @testable import BentoDaemon
 import BentoFUSE
+import BentoWorker
 import Glibc
 import Testing
 
@@ -67,5 +68,39 @@ struct ContainmentTests {
         let p = Probation(previous: "/m/1.so", previousVersion: "1.0.0", module: "/m/2.so", version: "2.0.1", until: 100)
         #expect(p.isActive(at: 99.9) && !p.isActive(at: 100))
         #expect(p.secondsLeft(at: 40) == 60 && p.secondsLeft(at: 200) == 0)
+    }
+}
+
+struct HealthGateTests {
+    let gate = HealthGate()
+    func sample(_ answered: UInt64, faults: UInt64 = 0, p99Bucket: Int = 6) -> HealthSample {
+        var buckets = [UInt64](repeating: 0, count: 40)
+        buckets[p99Bucket] = answered
+        return HealthSample(answered: answered, faults: faults, buckets: buckets)
+    }
+
+    @Test func moreErrorsThanBeforeRollBack() {
+        let why = gate.regression(before: sample(1000), after: sample(200, faults: 20))
+        #expect(why?.contains("10.0% of 200 replies were errors") == true)
+    }
+
+    @Test func asManyErrorsAsBeforeDoNot() {
+        #expect(gate.regression(before: sample(1000, faults: 100), after: sample(200, faults: 20)) == nil)
+    }
+
+    @Test func tooFewRequestsSayNothing() {
+        #expect(gate.regression(before: sample(1000), after: sample(10, faults: 10)) == nil)
+    }
+
+    @Test func muchSlowerRepliesRollBack() {
+        // 2^6..2^7 µs before; 2^15 µs (33 ms) after.
+        #expect(gate.regression(before: sample(1000, p99Bucket: 6), after: sample(200, p99Bucket: 15)) != nil)
+        // Slower, but within 10 ms: noise at these scales.
+        #expect(gate.regression(before: sample(1000, p99Bucket: 6), after: sample(200, p99Bucket: 12)) == nil)
+    }
+
+    @Test func samplesSubtract() {
+        let a = sample(100, faults: 1), b = sample(250, faults: 4)
+        #expect(b.since(a).answered == 150 && b.since(a).faults == 3)
     }
 }

@@ -104,6 +104,21 @@ hang_ms=$(ms_since "$t0")
 check "journal: stuck past the hang limit" jhas -u cc16aa27839b45838a4f7a1b21d71ef3 "BENTO_MOUNT=$a"
 check "journal: auto-rollback from 2.0.2" jhas -u e7d2b5a1c9f34d68b0a4e3c2f1d9b857 "BENTO_MOUNT=$a" BENTO_FROM_VERSION=2.0.2
 
+# --- A version that fails one read in ten: the health gate -----------------
+jmark
+head -c 4M /dev/urandom >"$tmp/data" && cp "$tmp/data" "$a/data" && sync "$a/data"
+( for i in $(seq 600); do dd if="$a/data" of=/dev/null iflag=direct bs=64k status=none 2>/dev/null; done ) &
+reader=$!
+out=$(timeout 120 bentoctl upgrade "$a" "$fixtures/reads.so" --wait --json)
+kill $reader 2>/dev/null; wait $reader 2>/dev/null
+gated() { grep -qE '"result" *: *"rolled-back"' <<<"$out" && grep -q 'health gate' <<<"$out"; }
+check "upgrade --wait to 2.0.3 (EIO on 10% of reads): rolled back by the health gate" gated
+echo "$out" | grep '"error"' | note
+check "/srv/a serves 1.0.0 again" serves "$a" 1.0.0
+check "journal: auto-rollback from 2.0.3, cause the health gate" \
+    jhas -u e7d2b5a1c9f34d68b0a4e3c2f1d9b857 "BENTO_MOUNT=$a" BENTO_FROM_VERSION=2.0.3
+check "the data reads back whole under 1.0.0" cmp "$a/data" "$tmp/data"
+
 # --- kill -9 of the daemon during a probation, no fault: stays on 2.0.0 ----
 check "upgrade /srv/a to 2.0.0 (probation 60 s)" timeout 60 bentoctl upgrade "$a" "$v2" --probation 60s
 pid=$(prop MainPID)
