@@ -45,6 +45,7 @@ test: deps
 	Tests/tools/mkfs-fsck.sh .build/debug
 	Tests/mount/posix.sh .build/debug
 	Tests/mount/persistence.sh .build/debug
+	Tests/crash/crash.sh .build/debug
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
 	Tests/install/install.sh
