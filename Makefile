@@ -18,7 +18,7 @@ BIN       = .build/$(CONFIG)
 # The debootstrapped root of the end-to-end tests, kept between runs.
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
-DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev git patchelf socat
+DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 

@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "BentoSystemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
         // What runs in a mount's worker process: the module instance on the
         // session, live upgrades; and the protocol it speaks with the daemon.
-        .target(name: "CBentoWorker"),
+        .target(name: "CBentoWorker", linkerSettings: [.linkedLibrary("seccomp")]),
         .target(name: "BentoWorker", dependencies: [
             "BentoControl", "BentoFUSE", "BentoHost", "CBentoWorker",
             .product(name: "BentoKit", package: "BentoKit"),

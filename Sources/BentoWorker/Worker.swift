@@ -23,6 +23,9 @@ public enum Worker {
             log.critical("worker: no start message: \(error)")
             _exit(2)
         }
+        // Confined before any module code runs (CBentoWorker.h).
+        let confined = bento_confine_worker()
+        if confined != 0 { log.warning("worker: not confined (seccomp: \(String(cString: strerror(-confined))))") }
         // Which request each thread runs, in the supervisor's memory; a
         // fault marks its own request there before the process dies.
         guard let recorder = FlightRecorder(fd: WorkerFD.recorder) else {

@@ -53,6 +53,16 @@ check "systemctl start bento-upgraded (two mounts)" timeout 60 systemctl start "
 pid=$(prop MainPID) restarts=$(prop NRestarts)
 check "both mounts serve 1.0.0" bash -c "$(declare -f version_of serves); serves $a 1.0.0 && serves $b 1.0.0"
 [ "$(systemctl is-active "$unit")" = active ] || finish
+workers() { pgrep -f -- 'bento-upgraded --worker'; }
+confined() {
+    local w n=0
+    for w in $(workers); do
+        n=$((n + 1))
+        grep -q '^NoNewPrivs:.*1$' /proc/$w/status && grep -q '^Seccomp:.*2$' /proc/$w/status || { grep -E 'NoNewPrivs|Seccomp' /proc/$w/status; return 1; }
+    done
+    echo "$n workers"; [ $n -eq 2 ]
+}
+check "one worker per mount, each with no new privileges and a seccomp filter" confined
 echo "written before anything" >"$a/before" && sync "$a/before"
 start_load "$a"
 start_load "$b"
