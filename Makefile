@@ -66,6 +66,7 @@ bench: deps
 	bench/run.sh Docs/benchmarks.md
 	bench/upgrade.sh Docs/benchmarks-upgrade.md
 	bench/systemd.sh Docs/benchmarks-restart.md
+	bench/containment.sh Docs/benchmarks-containment.md
 
 # Installs the programs, the module files and the Swift runtime libraries
 # they need (under lib/bento), so a host without the toolchain runs them.
