@@ -181,8 +181,7 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// The image file or block device.
     public var image: String
     public var module: ModuleInfo
-    /// "serving"; also "upgrading" while an upgrade holds the gate, "stopping" on the way out.
-    public var state: String
+    public var state: MountState
     public var uptimeSeconds: Double
     /// FUSE operation name ("lookup", "read", ...) to the number served since mount.
     public var operations: [String: UInt64]
@@ -198,7 +197,7 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// Requests quarantined after they faulted or hung a worker.
     public var quarantined: Int?
 
-    public init(mountpoint: String, image: String, module: ModuleInfo, state: String,
+    public init(mountpoint: String, image: String, module: ModuleInfo, state: MountState,
                 uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,
                 latencyMicros: LatencySummary) {
         self.resentRetries = resentRetries.flatMap { $0 == 0 ? nil : $0 }
@@ -256,15 +255,12 @@ public struct LatencySummary: Codable, Equatable, Sendable {
 /// The outcome of an upgrade or rollback; also one entry of the history.
 /// `bentoctl upgrade --json` and `rollback --json` print this object.
 public struct UpgradeReport: Codable, Equatable, Sendable {
-    public static let upgraded = "upgraded"
-    public static let rolledBack = "rolled-back"
-    public static let refused = "refused"
+    public static let upgraded = UpgradeResult.upgraded
+    public static let rolledBack = UpgradeResult.rolledBack
+    public static let refused = UpgradeResult.refused
 
-    /// "upgraded", "rolled-back" (the old version serves again, from the same
-    /// state) or "refused" (nothing was changed, I/O never paused).
-    public var result: String
-    /// "upgrade" or "rollback"
-    public var action: String?
+    public var result: UpgradeResult
+    public var action: UpgradeAction?
     public var mountpoint: String?
     /// The module file asked for.
     public var module: String?
@@ -281,7 +277,7 @@ public struct UpgradeReport: Codable, Equatable, Sendable {
     /// Each phase that ran, in order, with its duration.
     public var phases: [PhaseTiming]?
 
-    public init(result: String, action: String? = nil, mountpoint: String? = nil, module: String? = nil,
+    public init(result: UpgradeResult, action: UpgradeAction? = nil, mountpoint: String? = nil, module: String? = nil,
                 fromVersion: String? = nil, toVersion: String? = nil, pauseMicros: UInt64? = nil,
                 stateBytes: UInt64? = nil, error: String? = nil, time: String? = nil, phases: [PhaseTiming]? = nil) {
         self.result = result
@@ -298,10 +294,38 @@ public struct UpgradeReport: Codable, Equatable, Sendable {
     }
 }
 
-/// One phase of an upgrade ("preflight", "quiesce", "export", "import",
-/// "resume") and how long it took.
+/// One phase of an upgrade and how long it took.
 public struct PhaseTiming: Codable, Equatable, Sendable {
-    public var phase: String
+    public var phase: UpgradePhase
     public var micros: UInt64
-    public init(phase: String, micros: UInt64) { self.phase = phase; self.micros = micros }
+    public init(phase: UpgradePhase, micros: UInt64) { self.phase = phase; self.micros = micros }
+}
+
+/// A mount as `bentoctl status` shows it.
+public enum MountState: String, Codable, Sendable {
+    case serving
+    /// Its worker is being replaced: status cannot ask it now.
+    case restarting
+    case stopped
+}
+
+/// What an upgrade report is about.
+public enum UpgradeAction: String, Codable, Sendable {
+    case upgrade, rollback
+    /// A version on probation failed and the one before was put back.
+    case autoRollback = "auto-rollback"
+}
+
+/// How an upgrade or rollback ended.
+public enum UpgradeResult: String, Codable, Sendable {
+    case upgraded
+    /// The old version serves again, from the same state.
+    case rolledBack = "rolled-back"
+    /// Nothing changed; I/O never paused.
+    case refused
+}
+
+/// The phases of Docs/upgrade.md, in order.
+public enum UpgradePhase: String, Codable, Sendable {
+    case preflight, quiesce, export, `import`, resume
 }

@@ -22,7 +22,7 @@ public enum TextReport {
                 \(mount.mountpoint)
                   module    \(mount.module.name) \(mount.module.version)  (\(mount.module.path))
                   image     \(mount.image)
-                  state     \(mount.state), up \(duration(seconds: mount.uptimeSeconds))
+                  state     \(mount.state.rawValue), up \(duration(seconds: mount.uptimeSeconds))
                   ops       \(total) total\(top.isEmpty ? "" : ": " + top.joined(separator: ", "))
                   latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))
 
@@ -37,7 +37,7 @@ public enum TextReport {
     ///     rolled back /mnt/bento: 2.0.0 -> 1.0.0, paused 1.1 ms
     ///     upgrade of /mnt/bento refused (module ABI 2, this daemon speaks 1)
     public static func upgrade(_ report: UpgradeReport) -> String {
-        let action = report.action ?? "upgrade"
+        let action = report.action ?? .upgrade
         let mount = report.mountpoint.map { " " + $0 } ?? ""
         var versions = ""
         switch (report.fromVersion, report.toVersion) {
@@ -47,24 +47,25 @@ public enum TextReport {
         case (nil, nil): break
         }
         var line: String
-        switch report.result {
-        case UpgradeReport.upgraded:
+        switch (report.result, action) {
+        case (.upgraded, _):
             line = "upgraded" + mount + versions
-        case UpgradeReport.rolledBack where action == "rollback" || action == "auto-rollback":
-            line = (action == "rollback" ? "rolled back" : "rolled back automatically") + mount + versions
-        case UpgradeReport.rolledBack:
+        case (.rolledBack, .rollback):
+            line = "rolled back" + mount + versions
+        case (.rolledBack, .autoRollback):
+            line = "rolled back automatically" + mount + versions
+        case (.rolledBack, .upgrade):
             line = "upgrade" + (mount.isEmpty ? "" : " of" + mount) + (report.toVersion.map { " to " + $0 } ?? "")
                 + " rolled back" + (report.fromVersion.map { ", still " + $0 } ?? "")
-        case UpgradeReport.refused:
-            line = action + (mount.isEmpty ? "" : " of" + mount) + " refused"
-        default:
-            line = report.result + mount + versions
+        case (.refused, _):
+            line = action.rawValue + (mount.isEmpty ? "" : " of" + mount) + " refused"
         }
         if let pause = report.pauseMicros { line += ", paused \(micros(pause))" }
         if let state = report.stateBytes { line += ", state \(bytes(state))" }
         if let error = report.error { line += " (\(error))" }
         for phase in report.phases ?? [] {
-            line += "\n  " + phase.phase + String(repeating: " ", count: max(1, 10 - phase.phase.count)) + micros(phase.micros)
+            let name = phase.phase.rawValue
+            line += "\n  " + name + String(repeating: " ", count: max(1, 10 - name.count)) + micros(phase.micros)
         }
         return line + "\n"
     }
@@ -75,7 +76,7 @@ public enum TextReport {
         return entries.map { entry in
             var prefix = ""
             if let time = entry.time { prefix += time + "  " }
-            if let action = entry.action { prefix += action + ": " }
+            if let action = entry.action { prefix += action.rawValue + ": " }
             return prefix + upgrade(entry)
         }.joined()
     }

@@ -61,7 +61,7 @@ struct Upgrade: ParsableCommand {
         // An upgrade drains in-flight requests before it answers, and --wait
         // waits out the probation: allow for both.
         let reply = ask(request, socket: global.socket, timeout: 300 + (wait ? 86_400 : 0))
-        report(reply, action: "upgrade", json: json)
+        report(reply, action: .upgrade, json: json)
     }
 }
 
@@ -74,7 +74,7 @@ struct Rollback: ParsableCommand {
 
     func run() throws {
         let reply = ask(.rollback(mountpoint: absolute(mountpoint)), socket: global.socket, timeout: 300)
-        report(reply, action: "rollback", json: json)
+        report(reply, action: .rollback, json: json)
     }
 }
 
@@ -146,7 +146,7 @@ func ask(_ request: ControlRequest, socket: String, timeout: Double) -> ControlR
 
 /// upgrade and rollback: the outcome on stdout (JSON) or as a line; exit 0
 /// only when the daemon says ok.
-func report(_ reply: ControlReply, action: String, json: Bool) {
+func report(_ reply: ControlReply, action: UpgradeAction, json: Bool) {
     var outcome = reply.upgrade
         ?? UpgradeReport(result: UpgradeReport.refused, action: action, error: reply.error ?? "no reason given")
     if outcome.action == nil { outcome.action = action }
@@ -160,7 +160,7 @@ func report(_ reply: ControlReply, action: String, json: Bool) {
             FileHandle.standardError.write(Data(("bentoctl: " + TextReport.upgrade(outcome)).utf8))
             exit(1)
         }
-        fail(reply.error ?? outcome.error ?? "\(action) failed: \(outcome.result)")
+        fail(reply.error ?? outcome.error ?? "\(action.rawValue) failed: \(outcome.result.rawValue)")
     }
 }
 

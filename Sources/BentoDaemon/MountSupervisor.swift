@@ -276,7 +276,7 @@ final class MountSupervisor: @unchecked Sendable {
                       + "(\(verdict.cause)); rolled back to \(probation.previousVersion)",
                       ["from_module": probation.module, "to_module": probation.previous, "cause": verdict.cause,
                        "from_version": probation.version, "to_version": probation.previousVersion])
-            let report = UpgradeReport(result: UpgradeReport.rolledBack, action: "auto-rollback", mountpoint: settings.mountpoint,
+            let report = UpgradeReport(result: UpgradeReport.rolledBack, action: .autoRollback, mountpoint: settings.mountpoint,
                                        module: probation.previous, fromVersion: probation.version,
                                        toVersion: probation.previousVersion, error: "\(probation.version) failed on probation: \(verdict.cause)",
                                        time: Self.timestamp())
@@ -366,7 +366,7 @@ final class MountSupervisor: @unchecked Sendable {
     /// failing version cannot hand its state over, its worker is replaced.
     private func rollBack(_ probation: Probation, because why: String) {
         state.withLock { $0.probation = nil }
-        var report = upgrade(to: probation.previous, action: "rollback", quiesceTimeout: 1) { _ in }
+        var report = upgrade(to: probation.previous, action: .rollback, quiesceTimeout: 1) { _ in }
         if report.result != UpgradeReport.rolledBack {
             log.error("\(settings.mountpoint): the live rollback failed (\(report.error ?? "?")); replacing the worker")
             let worker = state.withLock { s -> WorkerProcess? in
@@ -374,10 +374,10 @@ final class MountSupervisor: @unchecked Sendable {
                 return s.worker
             }
             if let worker { kill(worker.pid, SIGKILL) }
-            report = UpgradeReport(result: UpgradeReport.rolledBack, action: "rollback", mountpoint: settings.mountpoint,
+            report = UpgradeReport(result: UpgradeReport.rolledBack, action: .rollback, mountpoint: settings.mountpoint,
                                    module: probation.previous)
         }
-        report.action = "auto-rollback"
+        report.action = .autoRollback
         report.fromVersion = probation.version
         report.toVersion = probation.previousVersion
         report.error = "\(probation.version) failed on probation: \(why)"
@@ -416,7 +416,7 @@ final class MountSupervisor: @unchecked Sendable {
     var status: MountStatus {
         let (worker, ended, module) = state.withLock { ($0.worker, $0.ended, $0.module) }
         if let worker, case .status(var status)? = worker.call(.status, timeout: 2) {
-            if ended { status.state = "stopped" }
+            if ended { status.state = .stopped }
             if let probation { status.probation = ProbationStatus(version: probation.version, secondsLeft: probation.secondsLeft) }
             let quarantined = quarantinedCount
             status.quarantined = quarantined == 0 ? nil : quarantined
@@ -424,13 +424,13 @@ final class MountSupervisor: @unchecked Sendable {
         }
         return MountStatus(mountpoint: settings.mountpoint, image: settings.image,
                            module: ModuleInfo(name: fileSystemType, version: "?", path: module),
-                           state: ended ? "stopped" : "restarting", uptimeSeconds: 0, operations: [:], latencyMicros: .zero)
+                           state: ended ? .stopped : .restarting, uptimeSeconds: 0, operations: [:], latencyMicros: .zero)
     }
 
     /// Upgrades (or rolls back) the worker's module; one at a time.
     /// `marking` hears the module left while the upgrade runs, then nil:
     /// a daemon that dies in between comes back on that module.
-    func upgrade(to path: String, action: String, quiesceTimeout: Double,
+    func upgrade(to path: String, action: UpgradeAction, quiesceTimeout: Double,
                  marking: (_ upgradingFrom: String?) -> Void) -> UpgradeReport {
         guard upgradeRunning.withLock({ running in
             defer { running = true }
@@ -445,9 +445,9 @@ final class MountSupervisor: @unchecked Sendable {
         guard let worker = state.withLock({ $0.worker }),
               case .upgraded(let report)? = worker.call(.upgrade(module: path, action: action, quiesceTimeout: quiesceTimeout)) else {
             return UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint, module: path,
-                                 error: "the worker of \(settings.mountpoint) died during the \(action); it comes back on \(module)")
+                                 error: "the worker of \(settings.mountpoint) died during the \(action.rawValue); it comes back on \(module)")
         }
-        if report.result == UpgradeReport.upgraded || (action == "rollback" && report.result == UpgradeReport.rolledBack) {
+        if report.result == UpgradeReport.upgraded || (action == .rollback && report.result == UpgradeReport.rolledBack) {
             module = report.module ?? path
         }
         return report

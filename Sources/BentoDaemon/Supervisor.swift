@@ -237,7 +237,7 @@ public final class Supervisor: @unchecked Sendable {
 
     /// What `systemctl status` shows.
     private func statusLine() -> String {
-        let serving = mounts.map(\.status).filter { $0.state == "serving" }
+        let serving = mounts.map(\.status).filter { $0.state == .serving }
         let list = serving.map { "\($0.mountpoint) (\($0.module.name) \($0.module.version))" }
         return "serving \(serving.count) mount\(serving.count == 1 ? "" : "s"): " + list.joined(separator: ", ")
     }
@@ -276,14 +276,14 @@ public final class Supervisor: @unchecked Sendable {
                 return .failure(rollback ? "\(mountpoint) has not been upgraded: nothing to roll back to" : "no module file given")
             }
             if !rollback, let refusal = failedBefore(target, mountpoint: mountpoint, force: request.force ?? false) {
-                let report = UpgradeReport(result: UpgradeReport.refused, action: "upgrade", mountpoint: mountpoint,
+                let report = UpgradeReport(result: UpgradeReport.refused, action: .upgrade, mountpoint: mountpoint,
                                            module: target, error: refusal, time: MountSupervisor.timestamp())
                 journal(report)
                 return ControlReply(ok: false, error: refusal, upgrade: report)
             }
             ServiceManager.status("\(rollback ? "rolling back" : "upgrading") \(mountpoint)")
             let old = mount.module
-            var report = mount.upgrade(to: target, action: rollback ? "rollback" : "upgrade",
+            var report = mount.upgrade(to: target, action: rollback ? .rollback : .upgrade,
                                        quiesceTimeout: options.quiesceTimeout) { [store] from in
                 store?.update(mountpoint) { $0?.upgradingFrom = from }
             }
@@ -336,7 +336,7 @@ public final class Supervisor: @unchecked Sendable {
         guard mount.module != module else { return upgraded }
         var report = upgraded
         report.result = UpgradeReport.rolledBack
-        report.error = store?.history(mountpoint: mount.settings.mountpoint).last(where: { $0.action == "auto-rollback" })?.error
+        report.error = store?.history(mountpoint: mount.settings.mountpoint).last(where: { $0.action == .autoRollback })?.error
             ?? "rolled back automatically during its probation"
         return report
     }
@@ -360,14 +360,14 @@ public final class Supervisor: @unchecked Sendable {
     private func journal(_ report: UpgradeReport) {
         let mountpoint = report.mountpoint ?? ""
         var fields = ["mount": mountpoint, "from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
-                      "module": report.module ?? "", "action": report.action ?? ""]
-        for phase in report.phases ?? [] { fields["\(phase.phase)_us"] = "\(phase.micros)" }
+                      "module": report.module ?? "", "action": (report.action ?? .upgrade).rawValue]
+        for phase in report.phases ?? [] { fields["\(phase.phase.rawValue)_us"] = "\(phase.micros)" }
         if let pause = report.pauseMicros { fields["pause_us"] = "\(pause)" }
         if let bytes = report.stateBytes { fields["state_bytes"] = "\(bytes)" }
         if let error = report.error { fields["error"] = error }
         let versions = "\(report.fromVersion ?? "?") to \(report.toVersion ?? "?")"
         switch (report.action, report.result) {
-        case ("rollback", UpgradeReport.rolledBack):
+        case (.rollback?, UpgradeReport.rolledBack):
             log.event(.rolledBack, "\(mountpoint) rolled back from \(versions), paused \(report.pauseMicros ?? 0) µs", fields)
         case (_, UpgradeReport.upgraded):
             log.event(.upgraded, "\(mountpoint) upgraded live from \(versions), paused \(report.pauseMicros ?? 0) µs, "
@@ -376,7 +376,7 @@ public final class Supervisor: @unchecked Sendable {
             log.event(.upgradeRolledBack, level: .warning, "\(mountpoint): upgrade from \(versions) failed and was rolled back: "
                       + (report.error ?? ""), fields)
         default:
-            log.event(.upgradeRefused, level: .warning, "\(mountpoint): \(report.action ?? "upgrade") refused: \(report.error ?? "")", fields)
+            log.event(.upgradeRefused, level: .warning, "\(mountpoint): \((report.action ?? .upgrade).rawValue) refused: \(report.error ?? "")", fields)
         }
     }
 }

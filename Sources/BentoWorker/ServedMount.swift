@@ -148,7 +148,7 @@ final class ServedMount: @unchecked Sendable {
         var status = MountStatus(mountpoint: settings.mountpoint, image: settings.image,
                                  module: ModuleInfo(name: loaded.descriptor.fileSystem, version: "\(loaded.descriptor.version)",
                                                     path: loaded.path),
-                                 state: "serving", uptimeSeconds: server.stats.uptimeSeconds,
+                                 state: .serving, uptimeSeconds: server.stats.uptimeSeconds,
                                  operations: server.stats.operationCounts, resentRetries: server.stats.resendRetries,
                                  latencyMicros: LatencySummary(p50: latency.p50, p90: latency.p90, p99: latency.p99, max: latency.max))
         status.inFlight = server.gate.count

@@ -10,9 +10,9 @@ import Glibc
 /// Any failure before the swap leaves the old instance serving.
 extension ServedMount {
     /// Swaps the module serving this mount for the one at `path`.
-    /// `action` is "upgrade" or "rollback"; `quiesceTimeout` in seconds;
+    /// `action` is .upgrade or .rollback; `quiesceTimeout` in seconds;
     /// `onPhase` hears of each phase as it ends (with the report so far).
-    func upgrade(to path: String, action: String, quiesceTimeout: Double,
+    func upgrade(to path: String, action: UpgradeAction, quiesceTimeout: Double,
                  onPhase: (PhaseTiming, UpgradeReport) -> Void = { _, _ in }) -> UpgradeReport {
         var phases: [PhaseTiming] = []
         var report = UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint,
@@ -29,10 +29,10 @@ extension ServedMount {
     private func attempt(to path: String, report: UpgradeReport, quiesceTimeout: Double,
                          phases: inout [PhaseTiming], onPhase: (PhaseTiming, UpgradeReport) -> Void) -> UpgradeReport {
         let old = loaded
-        let action = report.action ?? "upgrade"
+        let action = report.action ?? .upgrade
         var report = report
         var lapStart = DispatchTime.now().uptimeNanoseconds
-        func lap(_ phase: String) {
+        func lap(_ phase: UpgradePhase) {
             let now = DispatchTime.now().uptimeNanoseconds
             phases.append(PhaseTiming(phase: phase, micros: (now - lapStart) / 1000))
             lapStart = now
@@ -45,7 +45,7 @@ extension ServedMount {
             next = try ModuleLoader.load(path: path, fileSystem: old.descriptor.fileSystem)
         } catch {
             report.error = "\(error)"
-            lap("preflight")
+            lap(.preflight)
             return report
         }
         report.module = next.path
@@ -54,28 +54,28 @@ extension ServedMount {
             report.error = "no common state format: \(old.descriptor.version) exports "
                 + "\(old.descriptor.exportFormats.map(\.description)), \(next.descriptor.version) imports "
                 + "\(next.descriptor.importFormats.map(\.description))"
-            lap("preflight")
+            lap(.preflight)
             return report
         }
-        lap("preflight")
+        lap(.preflight)
 
         // 2. Quiesce.
         let closed = DispatchTime.now().uptimeNanoseconds
         func pause() -> UInt64 { (DispatchTime.now().uptimeNanoseconds - closed) / 1000 }
         guard server.gate.close(timeoutNanoseconds: UInt64(quiesceTimeout * 1e9)) else {
-            lap("quiesce")
+            lap(.quiesce)
             report.error = "requests still running after the \(Int(quiesceTimeout * 1000)) ms quiesce deadline: "
                 + "upgrade aborted, I/O resumed"
             return report
         }
-        lap("quiesce")
+        lap(.quiesce)
 
         // 3. Export. 4. Import. A failure in either: the old instance,
         // which still owns its state, resumes.
-        func resumeOld(after phase: String, _ why: String) -> UpgradeReport {
+        func resumeOld(after phase: UpgradePhase, _ why: String) -> UpgradeReport {
             server.gate.reopen()
             lap(phase)
-            report.result = action == "upgrade" ? UpgradeReport.rolledBack : UpgradeReport.refused
+            report.result = action == .upgrade ? UpgradeReport.rolledBack : UpgradeReport.refused
             report.error = why
             report.pauseMicros = pause()
             return report
@@ -84,16 +84,16 @@ extension ServedMount {
         let instance: any FileSystem
         do {
             state = try server.fileSystem.exportState(format: format)
-            lap("export")
+            lap(.export)
         } catch {
-            return resumeOld(after: "export", "\(old.descriptor.version) could not export its state: \(error)")
+            return resumeOld(after: .export, "\(old.descriptor.version) could not export its state: \(error)")
         }
         report.stateBytes = UInt64(state.bytes.count)
         do {
             instance = try next.module.restore(superBlock, from: state)
-            lap("import")
+            lap(.`import`)
         } catch {
-            return resumeOld(after: "import", "\(next.descriptor.version) failed to import the state (\(format)): \(error); "
+            return resumeOld(after: .`import`, "\(next.descriptor.version) failed to import the state (\(format)): \(error); "
                 + "\(old.descriptor.version) serves on from the same state")
         }
 
@@ -101,9 +101,9 @@ extension ServedMount {
         server.fileSystem = instance
         loaded = next
         server.gate.reopen()
-        lap("resume")
+        lap(.resume)
         report.pauseMicros = pause()
-        report.result = action == "upgrade" ? UpgradeReport.upgraded : UpgradeReport.rolledBack
+        report.result = action == .upgrade ? UpgradeReport.upgraded : UpgradeReport.rolledBack
         return report
     }
 }

@@ -78,9 +78,9 @@ public enum Worker {
             return .status(mount.status)
         case .upgrade(let module, let action, let quiesceTimeout):
             let report = mount.upgrade(to: module, action: action, quiesceTimeout: quiesceTimeout) { phase, report in
-                mount.log.event(.upgradePhase, "\(action) of \(mount.settings.mountpoint): \(phase.phase) took \(phase.micros) µs",
+                mount.log.event(.upgradePhase, "\(action.rawValue) of \(mount.settings.mountpoint): \(phase.phase.rawValue) took \(phase.micros) µs",
                                 ["from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
-                                 "module": report.module ?? "", "action": action, "phase": phase.phase,
+                                 "module": report.module ?? "", "action": action.rawValue, "phase": phase.phase.rawValue,
                                  "phase_us": "\(phase.micros)"])
             }
             return .upgraded(report)

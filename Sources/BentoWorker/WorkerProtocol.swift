@@ -99,7 +99,7 @@ public struct WorkerStart: Codable, Sendable {
 public enum WorkerRequest: Codable, Sendable {
     case status
     /// Upgrade or roll back (`action`) to the module at `module`.
-    case upgrade(module: String, action: String, quiesceTimeout: Double)
+    case upgrade(module: String, action: UpgradeAction, quiesceTimeout: Double)
     /// For a restart: close the gate, commit, and write the exported state
     /// to WorkerFD.stateOut; the worker then only waits to be killed.
     case handOver(quiesceTimeout: Double)

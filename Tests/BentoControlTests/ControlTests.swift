@@ -10,7 +10,7 @@ import Testing
     static let mount = MountStatus(
         mountpoint: "/mnt/bento", image: "/var/lib/bento/bento.img",
         module: ModuleInfo(name: "xv6fs", version: "1.0.0", path: "/usr/local/lib/bento/modules/xv6fs-1.0.0.so"),
-        state: "serving", uptimeSeconds: 7384.5,
+        state: .serving, uptimeSeconds: 7384.5,
         operations: ["lookup": 400, "getattr": 1200, "read": 90, "write": 7],
         latencyMicros: LatencySummary(p50: 12, p90: 40, p99: 310, max: 2100))
 
@@ -426,7 +426,7 @@ struct ControlProtocolTests {
         // A newer daemon's extra fields do not break an older bentoctl.
         let newer = #"{"ok":true,"mounts":[],"daemonVersion":"9","upgrade":{"result":"upgraded","newField":1}}"#
         #expect(try JSONDecoder().decode(ControlReply.self, from: Data(newer.utf8))
-                == ControlReply(ok: true, mounts: [], upgrade: UpgradeReport(result: "upgraded")))
+                == ControlReply(ok: true, mounts: [], upgrade: UpgradeReport(result: .upgraded)))
     }
 
     @Test func statusText() {
@@ -444,15 +444,15 @@ struct ControlProtocolTests {
     }
 
     @Test func upgradeAndHistoryText() {
-        let upgraded = UpgradeReport(result: "upgraded", action: "upgrade", mountpoint: "/mnt/bento", fromVersion: "1.0.0",
+        let upgraded = UpgradeReport(result: .upgraded, action: .upgrade, mountpoint: "/mnt/bento", fromVersion: "1.0.0",
                                      toVersion: "2.0.0", pauseMicros: 12_345, stateBytes: 4096, time: "2025-01-31T12:00:00Z")
         #expect(TextReport.upgrade(upgraded) == "upgraded /mnt/bento: 1.0.0 -> 2.0.0, paused 12.3 ms, state 4.0 KiB\n")
-        let refused = UpgradeReport(result: "refused", mountpoint: "/mnt/bento", error: "ABI version 2, need 1")
+        let refused = UpgradeReport(result: .refused, mountpoint: "/mnt/bento", error: "ABI version 2, need 1")
         #expect(TextReport.upgrade(refused) == "upgrade of /mnt/bento refused (ABI version 2, need 1)\n")
-        let failed = UpgradeReport(result: "rolled-back", action: "upgrade", mountpoint: "/mnt/bento", fromVersion: "1.0.0",
+        let failed = UpgradeReport(result: .rolledBack, action: .upgrade, mountpoint: "/mnt/bento", fromVersion: "1.0.0",
                                    toVersion: "2.0.0", pauseMicros: 900, error: "import failed")
         #expect(TextReport.upgrade(failed) == "upgrade of /mnt/bento to 2.0.0 rolled back, still 1.0.0, paused 900 µs (import failed)\n")
-        let rollback = UpgradeReport(result: "rolled-back", action: "rollback", mountpoint: "/mnt/bento", fromVersion: "2.0.0",
+        let rollback = UpgradeReport(result: .rolledBack, action: .rollback, mountpoint: "/mnt/bento", fromVersion: "2.0.0",
                                      toVersion: "1.0.0", pauseMicros: 1_100)
         #expect(TextReport.upgrade(rollback) == "rolled back /mnt/bento: 2.0.0 -> 1.0.0, paused 1.1 ms\n")
         #expect(TextReport.history([upgraded]) == "2025-01-31T12:00:00Z  upgrade: " + TextReport.upgrade(upgraded))

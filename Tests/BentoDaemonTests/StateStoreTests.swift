@@ -17,8 +17,8 @@ struct StateStoreTests {
             $0 = StateStore.MountRecord(module: "/m/2.so", configModule: "/m/1.so", previous: "/m/1.so",
                                         upgradingFrom: nil, failedModules: ["/m/3.so": "SIGILL in create"])
         }
-        store.appendHistory(UpgradeReport(result: UpgradeReport.upgraded, action: "upgrade", mountpoint: "/mnt/a"))
-        store.appendHistory(UpgradeReport(result: UpgradeReport.refused, action: "upgrade", mountpoint: "/mnt/b"))
+        store.appendHistory(UpgradeReport(result: UpgradeReport.upgraded, action: .upgrade, mountpoint: "/mnt/a"))
+        store.appendHistory(UpgradeReport(result: UpgradeReport.refused, action: .upgrade, mountpoint: "/mnt/b"))
         let again = try StateStore(directory: dir)
         #expect(again.record("/mnt/a")?.module == "/m/2.so")
         #expect(again.record("/mnt/a")?.failedModules?["/m/3.so"] == "SIGILL in create")

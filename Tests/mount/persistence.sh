@@ -67,12 +67,12 @@ shell_appends() {
     for i in $(seq 1 100); do echo "writer $i" >&8; echo "other $i" >> "$d/shared.log"; done
     exec 8>&-
     for i in $(seq 1 100); do echo "writer $i"; echo "other $i"; done > "$work/expect.shared.log"
-    # Six appends with fsync, of 20413, 5000, 100, 9000, 4096 and 1 bytes.
+    # Six appends of 20413, 5000, 100, 9000, 4096 and 1 bytes, one write and an fsync each.
     : > "$work/expect.fsync.bin"
     local n c=A
     for n in 20413 5000 100 9000 4096 1; do
         head -c "$n" /dev/zero | tr '\0' "$c" | tee -a "$work/expect.fsync.bin" \
-            | dd of="$d/fsync.bin" oflag=append conv=notrunc,fsync status=none
+            | dd of="$d/fsync.bin" bs="$n" iflag=fullblock oflag=append conv=notrunc,fsync status=none
         c=$(echo "$c" | tr 'A-E' 'B-F')
     done
 }
