@@ -20,8 +20,7 @@ for m in a b; do
 done >/etc/bento/bento.toml
 systemctl start "$unit" || { echo "bento-upgraded did not start"; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-version_a() { bentoctl status --json | tr -d '\n ' | grep -o "\"mountpoint\":\"$a\"[^}]*}[^}]*\"version\":\"[^\"]*\"" \
-    | sed 's/.*"version":"\([^"]*\)"/\1/'; }
+version_a() { bentoctl status | awk -v m="$a" '$0 == m { want = 1; next } want && $1 == "module" { print $3; exit }'; }
 # The worker serving /srv/a: the one holding a.img at fd 5 (WorkerFD.image).
 worker_a() { local p; for p in $(pgrep -f -- '--worker'); do [ "$(readlink /proc/$p/fd/5)" = /var/lib/bento-test/a.img ] && echo "$p"; done; }
 slowest() { sed -n 's/.*slowest_us=\([0-9]*\).*/\1/p' "$1" | awk '{ printf "%.2f", $1 / 1000 }'; }

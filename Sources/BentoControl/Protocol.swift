@@ -192,7 +192,7 @@ public struct MountStatus: Codable, Equatable, Sendable {
     public var resentRetries: UInt64?
     /// Requests inside the module now (the watchdog's stall test).
     public var inFlight: Int?
-    /// The version on probation since an upgrade, and the time left.
+    /// Set while the version serving is on probation after an upgrade.
     public var probation: ProbationStatus?
     /// Requests quarantined after they faulted or hung a worker.
     public var quarantined: Int?
@@ -211,14 +211,11 @@ public struct MountStatus: Codable, Equatable, Sendable {
     }
 }
 
-/// A version on probation: a fault or a hang in it rolls the mount back.
+/// The version serving is on probation: a fault, a hang or a failed health
+/// check in it rolls the mount back.
 public struct ProbationStatus: Codable, Equatable, Sendable {
-    public var version: String
     public var secondsLeft: Double
-    public init(version: String, secondsLeft: Double) {
-        self.version = version
-        self.secondsLeft = secondsLeft
-    }
+    public init(secondsLeft: Double) { self.secondsLeft = secondsLeft }
 }
 
 public struct ModuleInfo: Codable, Equatable, Sendable {

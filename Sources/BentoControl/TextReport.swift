@@ -8,7 +8,7 @@ public enum TextReport {
     ///     /mnt/bento
     ///       module    xv6fs 1.0.0  (/usr/local/lib/bento/modules/xv6fs-1.0.0.so)
     ///       image     /var/lib/bento/bento.img
-    ///       state     serving, up 2h 03m
+    ///       state     serving, up 2h 03m, on probation for 42s, 1 request quarantined
     ///       ops       12345 total: getattr 5000, lookup 4000, read 2000, write 1000, open 345
     ///       latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
     public static func status(_ mounts: [MountStatus]) -> String {
@@ -18,11 +18,13 @@ public enum TextReport {
             let top = mount.operations.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
                 .prefix(topOperations).map { "\($0.key) \($0.value)" }
             let latency = mount.latencyMicros
+            let probation = mount.probation.map { ", on probation for \(duration(seconds: $0.secondsLeft))" } ?? ""
+            let quarantined = mount.quarantined.map { ", \($0) request\($0 == 1 ? "" : "s") quarantined" } ?? ""
             return """
                 \(mount.mountpoint)
                   module    \(mount.module.name) \(mount.module.version)  (\(mount.module.path))
                   image     \(mount.image)
-                  state     \(mount.state.rawValue), up \(duration(seconds: mount.uptimeSeconds))
+                  state     \(mount.state.rawValue), up \(duration(seconds: mount.uptimeSeconds))\(probation)\(quarantined)
                   ops       \(total) total\(top.isEmpty ? "" : ": " + top.joined(separator: ", "))
                   latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))
 

@@ -417,7 +417,7 @@ final class MountSupervisor: @unchecked Sendable {
         let (worker, ended, module) = state.withLock { ($0.worker, $0.ended, $0.module) }
         if let worker, case .status(var status)? = worker.call(.status, timeout: 2) {
             if ended { status.state = .stopped }
-            if let probation { status.probation = ProbationStatus(version: probation.version, secondsLeft: probation.secondsLeft) }
+            if let probation { status.probation = ProbationStatus(secondsLeft: probation.secondsLeft) }
             let quarantined = quarantinedCount
             status.quarantined = quarantined == 0 ? nil : quarantined
             return status

@@ -20,8 +20,8 @@ tmp=$(mktemp -d)
 passed=0 failed=0 skipped=0
 . "$(dirname "$0")/lib.sh"
 
-version_of() { bentoctl status --json | tr -d '\n ' | grep -o "\"mountpoint\":\"$1\"[^}]*}[^}]*\"version\":\"[^\"]*\"" \
-    | sed 's/.*"version":"\([^"]*\)"/\1/'; }
+# The version serving mount $1, from bentoctl status's text.
+version_of() { bentoctl status | awk -v m="$1" '$0 == m { want = 1; next } want && $1 == "module" { print $3; exit }'; }
 serves() { [ "$(version_of "$1")" = "$2" ]; }
 # start_load M: the self-checking load in M/load, 4 threads; stop_load M.
 start_load() { mkdir -p "$1/load" && { "$load" "$1/load" 4 900 >"$tmp/load${1//\//_}.out" 2>&1 & }; }
