@@ -62,7 +62,7 @@ let package = Package(
         // The supervisor: mounts, worker processes, the fd store, upgrades'
         // bookkeeping, the control socket's answers, reload.
         .target(name: "BentoDaemon", dependencies: [
-            "BentoControl", "BentoFUSE", "BentoHost", "BentoSystemd", "BentoWorker",
+            "BentoControl", "BentoFUSE", "BentoHost", "BentoSystemd", "BentoWorker", "CBentoWorker",
             .product(name: "BentoKit", package: "BentoKit"),
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import BentoWorker
+import CBentoWorker
 import Foundation
 import Glibc
 import Synchronization
@@ -55,34 +56,11 @@ final class WorkerProcess: @unchecked Sendable {
 
     /// The executable of this process, run again as a worker.
     private static func spawn(_ given: [(Int32, Int32)]) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        var attributes = posix_spawnattr_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawnattr_init(&attributes)
-        defer {
-            posix_spawn_file_actions_destroy(&actions)
-            posix_spawnattr_destroy(&attributes)
-        }
-        // Copies above the target numbers first, so no dup2 lands on a
-        // descriptor another one still has to be copied from.
-        let high = given.map { fcntl($0.0, F_DUPFD_CLOEXEC, 64) }
-        defer { for fd in high where fd >= 0 { close(fd) } }
-        guard !high.contains(where: { $0 < 0 }) else { throw Failure("dup: \(String(cString: strerror(errno)))") }
-        for (fd, (_, target)) in zip(high, given) { posix_spawn_file_actions_adddup2(&actions, fd, target) }
-        // The daemon blocks its signals for sigwait: the worker starts clean.
-        var none = sigset_t(), defaults = sigset_t()
-        sigemptyset(&none)
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable), strdup("--worker"), nil]
         defer { for arg in argv { free(arg) } }
-        let result = posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv, environ)
-        guard result == 0 else { throw Failure("starting a worker: \(String(cString: strerror(result)))") }
+        let pid = bento_spawn("/proc/self/exe", argv, environ, given.map(\.0), given.map(\.1), Int32(given.count))
+        guard pid > 0 else { throw Failure("starting a worker: \(String(cString: strerror(-pid)))") }
         return pid
     }
 

@@ -12,4 +12,11 @@ int bento_set_parent_death_signal(int signal);
 // Returns 0, or -errno.
 int bento_confine_worker(void);
 
+// Starts `path` with `argv` and `envp`, descriptor sources[i] at number
+// targets[i] in the child (every other descriptor closed), all signals
+// unblocked and at their defaults. fork and exec, not posix_spawn:
+// ThreadSanitizer cannot follow the vfork-style clone posix_spawn makes in
+// a threaded process. Returns the child's pid, or -errno.
+int bento_spawn(const char *path, char *const argv[], char *const envp[], const int *sources, const int *targets, int count);
+
 #endif
