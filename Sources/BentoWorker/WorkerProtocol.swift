@@ -122,20 +122,23 @@ public struct HealthSample: Codable, Equatable, Sendable {
         self.buckets = buckets
     }
 
-    /// What happened between `earlier` and this sample.
+    /// What happened between `earlier` and this sample. A worker started
+    /// since begins its counters at 0: then this sample alone is the window.
     public func since(_ earlier: HealthSample) -> HealthSample {
-        HealthSample(answered: answered &- earlier.answered, faults: faults &- earlier.faults,
-                     buckets: zip(buckets, earlier.buckets).map { $0 &- $1 })
+        guard answered >= earlier.answered, faults >= earlier.faults, buckets.count == earlier.buckets.count,
+              zip(buckets, earlier.buckets).allSatisfy({ $0 >= $1 }) else { return self }
+        return HealthSample(answered: answered - earlier.answered, faults: faults - earlier.faults,
+                            buckets: zip(buckets, earlier.buckets).map { $0 - $1 })
     }
 
     /// The 99th percentile latency, in µs (the upper bound of its bucket).
     public var p99Micros: UInt64 {
-        let total = buckets.reduce(0, +)
+        let total = buckets.reduce(0, &+)
         guard total > 0 else { return 0 }
         let rank = UInt64((Double(total) * 0.99).rounded(.up))
         var seen: UInt64 = 0
         for (b, n) in buckets.enumerated() {
-            seen += n
+            seen &+= n
             if seen >= rank { return UInt64(1) << UInt64(b + 1) }
         }
         return UInt64(1) << UInt64(buckets.count)

@@ -104,3 +104,14 @@ struct HealthGateTests {
         #expect(b.since(a).answered == 150 && b.since(a).faults == 3)
     }
 }
+
+struct HealthSampleTests {
+    @Test func aRestartedWorkerStartsItsOwnWindow() {
+        // The new worker's counters begin at 0, below the old one's: no
+        // negative window (it used to wrap around and trap the supervisor).
+        let old = HealthSample(answered: 5000, faults: 2, buckets: [4000, 1000])
+        let fresh = HealthSample(answered: 40, faults: 0, buckets: [30, 10])
+        #expect(fresh.since(old) == fresh)
+        #expect(fresh.since(old).p99Micros == 4)
+    }
+}
