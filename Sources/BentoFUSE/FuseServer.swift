@@ -249,6 +249,11 @@ public final class FuseServer: @unchecked Sendable {
         let io = UnsafeMutablePointer<fuse_custom_io>.allocate(capacity: 1)
         io.initialize(to: fuse_custom_io())
         io.pointee.read = { fd, buffer, length, userdata in
+            // libfuse cancels the loop's threads when the session ends, some
+            // of them inside read: ThreadSanitizer reports every such thread
+            // and kills the process. Unmounting wakes every read with ENODEV,
+            // after which each thread leaves the loop by itself.
+            pthread_setcancelstate(Int32(PTHREAD_CANCEL_DISABLE), nil)
             while true {
                 bento_recorder_idle()
                 let n = Glibc.read(fd, buffer, length)

@@ -29,7 +29,7 @@ cc -O2 -pthread -o "$work/load" "$here/../mount/load.c" || { echo "cannot build 
 mkdir "$mnt" "$reports"
 # Every process writes its reports to reports/tsan.PID; the workers inherit
 # the setting. The suppressions name what is not ours to fix (tsan.supp).
-export TSAN_OPTIONS="log_path=$reports/tsan suppressions=$here/tsan.supp history_size=4"
+export TSAN_OPTIONS="log_path=$reports/tsan suppressions=$here/tsan.supp history_size=4 symbolize=0"
 "$bin/bento-upgraded" --image "$work/x.img" --mountpoint "$mnt" --module "$bin/libXV6Module.so" \
     --control-socket "$sock" --state-dir "$work/state" >"$log" 2>&1 &
 daemon=$!
