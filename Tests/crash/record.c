@@ -92,8 +92,9 @@ __attribute__((constructor)) static void init(void) {
     if (log_fd < 0) return;
     const char *drop = getenv("BENTO_RECORD_DROP_FLUSH");
     drop_every = drop ? atol(drop) : 0;
-    /* Children (none expected) must not record into the same log. */
-    unsetenv("LD_PRELOAD");
+    /* The daemon's worker processes inherit LD_PRELOAD and record too: the
+     * image is written by one worker at a time, so each process's sequence
+     * numbers, in the order of the log (O_APPEND), are the order of writes. */
 }
 
 /* Whether fd is the image (same_fs: or any file on the image's file system,
