@@ -168,7 +168,10 @@ final class MountSupervisor: @unchecked Sendable {
                 return s.stopping
             }
             if stopping || exit == .exited(0) {
-                if exit != .exited(0) { log.error("the worker of \(settings.mountpoint) ended with \(describe(exit)) while stopping") }
+                if exit != .exited(0) {
+                    log.error("the worker of \(settings.mountpoint) ended with \(describe(exit)) while stopping; flushing what it answered")
+                    flushAfterDeath()
+                }
                 end()
                 return
             }
@@ -181,6 +184,17 @@ final class MountSupervisor: @unchecked Sendable {
             deaths = deaths.filter { now - $0 < 10 } + [now]
             if deaths.count > 3 { usleep(UInt32(min(5.0, 0.05 * Double(1 << min(deaths.count, 7))) * 1e6)) }
         }
+    }
+
+    /// A worker died while the mount was going away: one more, without a
+    /// session, recovers the image from the disk and the operation journal
+    /// and commits it, so that no answered operation is lost.
+    private func flushAfterDeath() {
+        state.withLock { $0.origin = .flush }
+        guard let worker = try? spawnWorker() else { log.error("\(settings.mountpoint): could not start a worker to flush"); return }
+        if case .failed(let why)? = worker.firstReply(timeout: 120) { log.error("\(settings.mountpoint): flush after the worker's death failed: \(why)") }
+        let exit = worker.wait()
+        if exit != .exited(0) { log.error("\(settings.mountpoint): the flushing worker ended with \(describe(exit))") }
     }
 
     /// A worker on the mount's descriptors, with what the mount is now.

@@ -88,6 +88,25 @@ final class ServedMount: @unchecked Sendable {
         }
     }
 
+    /// For a mount whose worker died as it was unmounted: the module
+    /// recovers the image from the disk and the operation journal, which
+    /// holds every operation answered, and commits it all.
+    static func flush(_ start: WorkerStart, log: Logger) throws {
+        let module: LoadedModule
+        do { module = try ModuleLoader.load(path: start.settings.module) } catch { throw Failure("\(error)") }
+        let device: FileBlockDevice
+        do { device = try FileBlockDevice(fd: WorkerFD.image, path: start.settings.image, direct: true) } catch {
+            throw Failure("\(error)")
+        }
+        let cache = LRUBufferCache(device: device, capacity: start.settings.cacheMiB * 256)
+        let journal: SharedMemoryJournal
+        do { journal = try SharedMemoryJournal(adopting: WorkerFD.journal, cache: cache) } catch { throw Failure("\(error)") }
+        let superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: false) { log.info("\($0)") }
+        let fileSystem = try module.module.mount(superBlock)
+        try fileSystem.destroy()
+        log.info("\(start.settings.mountpoint): recovered and flushed after its worker died while unmounting")
+    }
+
     /// The state in WorkerFD.stateIn, if the supervisor passed one.
     private static func savedState() -> ExportedState? {
         guard let bytes = try? MemoryFile.contents(of: WorkerFD.stateIn) else { return nil }
@@ -105,7 +124,7 @@ final class ServedMount: @unchecked Sendable {
         case .restarted where importedStateBytes != nil:
             fields["state_bytes"] = "\(importedStateBytes!)"
             log.event(.adopted, "took \(settings.mountpoint) over after a restart: \(module) imported \(importedStateBytes!) bytes of state", fields)
-        case .restarted, .recovered:
+        case .restarted, .recovered, .flush:
             log.event(.recovered, "took \(settings.mountpoint) over after the previous process died: \(module) recovered it from the disk", fields)
         }
         if origin != .mounted {

@@ -33,6 +33,16 @@ public enum Worker {
             _exit(1)
         }
         recorder.record()
+        if start.origin == .flush {
+            do {
+                try ServedMount.flush(start, log: log)
+                try? channel.send(WorkerMessage(id: 0, WorkerReply.started(initRequest: nil, writebackCache: nil, version: "")))
+                _exit(0)
+            } catch {
+                try? channel.send(WorkerMessage(id: 0, WorkerReply.failed("\(error)")))
+                _exit(1)
+            }
+        }
         let mount: ServedMount
         do {
             mount = try ServedMount(start, log: log)

@@ -73,6 +73,9 @@ public struct WorkerStart: Codable, Sendable {
         /// A session whose server died: recovered from the disk and the
         /// operation journal.
         case recovered
+        /// No session any more (unmounted while its worker died): recover
+        /// from the disk and the operation journal, flush, and exit.
+        case flush
     }
 
     public var settings: MountSettings

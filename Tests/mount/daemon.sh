@@ -145,5 +145,27 @@ else
     fail "losetup"
 fi
 
+# A worker killed just as the daemon stops: another one recovers and
+# flushes what it had answered (the operation journal), so nothing is lost.
+"$bin/mkfs.xv6" --size 32M "$work/stop.img" >/dev/null && mkdir -p "$work/mstop"
+for round in 1 2 3; do
+    "$bin/bento-upgraded" --image "$work/stop.img" --mountpoint "$work/mstop" --module "$good" \
+        --control-socket "$work/stop.sock" --state-dir "$work/stop-state" >>"$work/stop.log" 2>&1 &
+    daemon=$!
+    for _ in $(seq 100); do stat -f "$work/mstop" | grep -q fuse && break; sleep 0.1; done
+    mkdir "$work/mstop/r$round" && for i in $(seq 100); do echo "$i" > "$work/mstop/r$round/f$i"; done
+    worker=$(pgrep -P "$daemon" -f -- --worker)
+    kill -TERM "$daemon"; kill -9 $worker
+    wait "$daemon"; daemon=
+done
+expect "worker killed at stop: fsck clean" "$bin/fsck.xv6" -n "$work/stop.img"
+"$bin/bento-upgraded" --image "$work/stop.img" --mountpoint "$work/mstop" --module "$good" \
+    --control-socket "$work/stop.sock" --state-dir "$work/stop-state" >>"$work/stop.log" 2>&1 &
+daemon=$!
+for _ in $(seq 100); do stat -f "$work/mstop" | grep -q fuse && break; sleep 0.1; done
+expect "worker killed at stop, three times: all 300 answered creates are there" \
+    test "$(cat "$work"/mstop/r*/f* | wc -l)" -eq 300
+kill -TERM "$daemon"; wait "$daemon"; daemon=
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
