@@ -22,7 +22,7 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev li
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test soak bench install install-systemd run clean
+.PHONY: all build deps test test-tsan soak bench install install-systemd run clean
 
 all: build
 
@@ -49,8 +49,19 @@ test: deps
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
 	Tests/install/install.sh
+	$(MAKE) -s test-tsan
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) Tests/systemd/e2e.sh
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) BENTO_E2E_CHECKS=Tests/systemd/containment.sh Tests/systemd/e2e.sh
+
+# The unit tests, and a mount through upgrades and a worker's death, under
+# ThreadSanitizer: any report fails (Tests/tsan/tsan.sh).
+TSAN = --sanitize=thread --scratch-path
+test-tsan: deps
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test $(TSAN) kmod/BentoKit/.build-tsan --package-path kmod/BentoKit
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test $(TSAN) kmod/xv6fs/.build-tsan --package-path kmod/xv6fs
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test $(TSAN) .build-tsan
+	@for p in $(PRODUCTS); do $(SWIFT) build $(TSAN) .build-tsan --product $$p || exit 1; done
+	Tests/tsan/tsan.sh .build-tsan/debug
 
 # The persistence test at length: 200 seeds per configuration, longer runs.
 soak: deps
@@ -112,4 +123,4 @@ $(IMAGE):
 	$(BIN)/mkfs.xv6 --size $(IMAGE_SIZE) $(IMAGE)
 
 clean:
-	rm -rf .build kmod/BentoKit/.build kmod/xv6fs/.build
+	rm -rf .build .build-tsan kmod/BentoKit/.build kmod/BentoKit/.build-tsan kmod/xv6fs/.build kmod/xv6fs/.build-tsan
