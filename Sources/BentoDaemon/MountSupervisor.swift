@@ -40,8 +40,8 @@ final class MountSupervisor: @unchecked Sendable {
     private let upgradeRunning = Mutex<Bool>(false)
     /// Called once the mount has ended after serving.
     var onFinish: (@Sendable () -> Void)?
-    /// Called when a fault of a version on probation sent the mount back
-    /// to the version before (after the worker on it serves).
+    /// Called when a version on probation failed and the mount goes back
+    /// to the version before (with the report for the history).
     var onAutoRollback: (@Sendable (UpgradeReport, _ failedModule: String) -> Void)?
 
     private struct State {

@@ -115,6 +115,8 @@ public final class Supervisor: @unchecked Sendable {
             if let stored { release(setting.mountpoint, stored) }
             return nil
         }
+        mount.onFinish = { [self] in mountFinished() }
+        mount.onAutoRollback = { [self, unowned mount] report, failed in autoRolledBack(mount, report, failedModule: failed) }
         do {
             try mount.start()
         } catch {
@@ -122,8 +124,6 @@ public final class Supervisor: @unchecked Sendable {
             log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
             return nil
         }
-        mount.onFinish = { [self] in mountFinished() }
-        mount.onAutoRollback = { [self, unowned mount] report, failed in autoRolledBack(mount, report, failedModule: failed) }
         store?.update(setting.mountpoint) { record in
             record = StateStore.MountRecord(module: mount.module, configModule: configured, previous: record?.previous,
                                             upgradingFrom: nil, failedModules: record?.failedModules)
