@@ -209,17 +209,15 @@ public final class Supervisor: @unchecked Sendable {
             log.error("reload: \(error); nothing changed")
             return ControlReply(ok: false, error: "\(error); nothing changed", reload: report)
         }
-        for mount in mounts {
-            let mountpoint = mount.settings.mountpoint
-            if let setting = wanted.first(where: { $0.mountpoint == mountpoint }), setting.sameMount(as: mount.settings) {
-                report.unchanged.append(mountpoint)
-                continue
-            }
+        let plan = ReloadPlan(serving: mounts.map(\.settings), wanted: wanted)
+        report.unchanged = plan.unchanged
+        for mountpoint in plan.stop {
+            guard let mount = mounts.first(where: { $0.settings.mountpoint == mountpoint }) else { continue }
             mounts.removeAll { $0 === mount }
             mount.stop()
             report.stopped.append(mountpoint)
         }
-        for setting in wanted where !mounts.contains(where: { $0.settings.mountpoint == setting.mountpoint }) {
+        for setting in plan.start {
             if let mount = start(setting, stored: nil) {
                 mounts.append(mount)
                 report.started.append(setting.mountpoint)
