@@ -84,27 +84,34 @@ struct Probation: Equatable {
     func secondsLeft(at now: Double) -> Double { max(0, until - now) }
 }
 
-/// The health gate: a version on probation that answers with more errors
-/// that say the file system failed (EIO, EUCLEAN, ENOSPC, ...) or much more
-/// slowly than the version before it did goes back, live.
+/// The health gate: a version on probation whose replies to some
+/// operation fail (EIO, EUCLEAN, ENOSPC, ...) more often than the version
+/// before did, or whose replies are much slower, goes back, live. Each
+/// operation is judged on its own: one that fails one read in ten must not
+/// hide among many good creates.
 struct HealthGate: Equatable {
-    /// Fault replies may rise by this share of all replies at most.
+    /// An operation's share of fault replies may rise this much at most.
     var maxFaultRateIncrease = 0.01
     /// The p99 latency may grow by this factor at most (and by 10 ms).
     var maxP99Factor = 4.0
-    /// Below this many requests since the upgrade, nothing is judged.
+    /// Below this many replies since the upgrade (all operations, or the
+    /// one operation judged), nothing is judged.
     var minRequests: UInt64 = 50
 
     /// Why `after` (since the upgrade) regressed from `before` (the old
     /// version's recent window), or nil.
     func regression(before: HealthSample, after: HealthSample) -> String? {
-        guard after.answered >= minRequests else { return nil }
-        if after.faults >= 3 && after.faultRate > before.faultRate + maxFaultRateIncrease {
-            return "health gate: \(percent(after.faultRate)) of \(after.answered) replies were errors such as EIO, "
-                + "\(percent(before.faultRate)) before the upgrade"
+        guard after.totalAnswered >= minRequests else { return nil }
+        for op in after.answered.indices where after.answered[op] >= minRequests / 2 && after.faults[op] >= 3 {
+            let now = after.faultRate(op), then = before.faultRate(op)
+            if now > then + maxFaultRateIncrease {
+                let name = op < RequestStats.operations.count ? RequestStats.operations[op] : "operation \(op)"
+                return "health gate: \(percent(now)) of \(after.answered[op]) \(name) replies were errors such as EIO, "
+                    + "\(percent(then)) before the upgrade"
+            }
         }
         let p99 = after.p99Micros, old = before.p99Micros
-        if before.answered >= minRequests && Double(p99) > max(Double(old) * maxP99Factor, Double(old) + 10_000) {
+        if before.totalAnswered >= minRequests && Double(p99) > max(Double(old) * maxP99Factor, Double(old) + 10_000) {
             return "health gate: p99 latency \(p99) µs, \(old) µs before the upgrade"
         }
         return nil

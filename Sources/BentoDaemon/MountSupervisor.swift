@@ -334,7 +334,9 @@ final class MountSupervisor: @unchecked Sendable {
                                   version: version, until: RequestStats.now() + seconds)
         if let (start, earlier) = healthNow() {
             probation.start = start
-            probation.before = start.since(earlier ?? HealthSample(answered: 0, faults: 0, buckets: start.buckets.map { _ in 0 }))
+            probation.before = start.since(earlier ?? HealthSample(answered: start.answered.map { _ in 0 },
+                                                                   faults: start.faults.map { _ in 0 },
+                                                                   buckets: start.buckets.map { _ in 0 }))
         }
         state.withLock { $0.probation = probation }
     }

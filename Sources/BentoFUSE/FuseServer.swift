@@ -192,7 +192,7 @@ public final class FuseServer: @unchecked Sendable {
             try body(fileSystem, Convert.context(req))
         } catch {
             let code = (error as? Errno)?.rawValue ?? EIO
-            stats.countError(code)
+            stats.countError(operation.rawValue, code)
             fuse_reply_err(req, code)
         }
     }

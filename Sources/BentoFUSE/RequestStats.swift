@@ -19,13 +19,15 @@ public final class RequestStats: Sendable {
     private let buckets: [ManagedAtomic<UInt64>]
     private let slowest = ManagedAtomic<UInt64>(0)
     private let retries = ManagedAtomic<UInt64>(0)
-    private let faults = ManagedAtomic<UInt64>(0)
+    /// Fault replies (faultErrors) by operation.
+    private let faults: [ManagedAtomic<UInt64>]
     public let started: Timespec
 
     public struct Timespec: Sendable { public let seconds: Double }
 
     public init() {
         counts = (0..<Self.operations.count).map { _ in ManagedAtomic(0) }
+        faults = (0..<Self.operations.count).map { _ in ManagedAtomic(0) }
         buckets = (0..<40).map { _ in ManagedAtomic(0) }
         started = Timespec(seconds: Self.now())
     }
@@ -62,14 +64,16 @@ public final class RequestStats: Sendable {
     /// health gate compares across an upgrade.
     public static let faultErrors: Set<Int32> = [EIO, EUCLEAN, ENOSPC, EROFS, ENOMEM, EFAULT, ENOTRECOVERABLE, EOVERFLOW]
 
-    /// Counts one reply with `error`, if it is a fault error.
+    /// Counts one reply to `operation` with `error`, if it is a fault error.
     @inline(__always)
-    func countError(_ error: Int32) {
-        if Self.faultErrors.contains(error) { faults.wrappingIncrement(ordering: .relaxed) }
+    func countError(_ operation: Int, _ error: Int32) {
+        if Self.faultErrors.contains(error) { faults[operation].wrappingIncrement(ordering: .relaxed) }
     }
 
-    /// Replies with a fault error so far.
-    public var faultReplies: UInt64 { faults.load(ordering: .relaxed) }
+    /// Requests answered so far, by operation number (Operation).
+    public var answeredByOperation: [UInt64] { counts.map { $0.load(ordering: .relaxed) } }
+    /// Replies with a fault error so far, by operation number.
+    public var faultsByOperation: [UInt64] { faults.map { $0.load(ordering: .relaxed) } }
 
     /// The latency histogram: bucket b counts requests of [2^b, 2^(b+1)) µs.
     public var latencyBuckets: [UInt64] { buckets.map { $0.load(ordering: .relaxed) } }

@@ -98,7 +98,8 @@ public enum Worker {
             return .handedOver(stateBytes: mount.handOver(quiesceTimeout: quiesceTimeout))
         case .health:
             let stats = mount.server.stats
-            return .health(HealthSample(answered: stats.answered, faults: stats.faultReplies, buckets: stats.latencyBuckets))
+            return .health(HealthSample(answered: stats.answeredByOperation, faults: stats.faultsByOperation,
+                                        buckets: stats.latencyBuckets))
         }
     }
 }

@@ -113,13 +113,15 @@ public enum WorkerRequest: Codable, Sendable {
 /// Cumulative counters of a worker's replies, for the health gate: the
 /// supervisor subtracts two samples to get a window.
 public struct HealthSample: Codable, Equatable, Sendable {
-    public var answered: UInt64
-    /// Replies with an error that says the file system failed (EIO, ...).
-    public var faults: UInt64
+    /// Requests answered, by operation (RequestStats' numbering).
+    public var answered: [UInt64]
+    /// Replies with an error that says the file system failed (EIO, ...),
+    /// by operation.
+    public var faults: [UInt64]
     /// Latency histogram (RequestStats.latencyBuckets).
     public var buckets: [UInt64]
 
-    public init(answered: UInt64, faults: UInt64, buckets: [UInt64]) {
+    public init(answered: [UInt64], faults: [UInt64], buckets: [UInt64]) {
         self.answered = answered
         self.faults = faults
         self.buckets = buckets
@@ -128,11 +130,16 @@ public struct HealthSample: Codable, Equatable, Sendable {
     /// What happened between `earlier` and this sample. A worker started
     /// since begins its counters at 0: then this sample alone is the window.
     public func since(_ earlier: HealthSample) -> HealthSample {
-        guard answered >= earlier.answered, faults >= earlier.faults, buckets.count == earlier.buckets.count,
-              zip(buckets, earlier.buckets).allSatisfy({ $0 >= $1 }) else { return self }
-        return HealthSample(answered: answered - earlier.answered, faults: faults - earlier.faults,
-                            buckets: zip(buckets, earlier.buckets).map { $0 - $1 })
+        func minus(_ a: [UInt64], _ b: [UInt64]) -> [UInt64]? {
+            guard a.count == b.count, zip(a, b).allSatisfy({ $0 >= $1 }) else { return nil }
+            return zip(a, b).map { $0 - $1 }
+        }
+        guard let answered = minus(answered, earlier.answered), let faults = minus(faults, earlier.faults),
+              let buckets = minus(buckets, earlier.buckets) else { return self }
+        return HealthSample(answered: answered, faults: faults, buckets: buckets)
     }
+
+    public var totalAnswered: UInt64 { answered.reduce(0, &+) }
 
     /// The 99th percentile latency, in µs (the upper bound of its bucket).
     public var p99Micros: UInt64 {
@@ -147,7 +154,11 @@ public struct HealthSample: Codable, Equatable, Sendable {
         return UInt64(1) << UInt64(buckets.count)
     }
 
-    public var faultRate: Double { answered == 0 ? 0 : Double(faults) / Double(answered) }
+    /// The share of operation `operation`'s replies that were faults.
+    public func faultRate(_ operation: Int) -> Double {
+        guard operation < answered.count, answered[operation] > 0 else { return 0 }
+        return Double(faults[operation]) / Double(answered[operation])
+    }
 }
 
 /// A worker's messages: its answer when started, and one reply a request.

@@ -73,35 +73,49 @@ struct ContainmentTests {
 
 struct HealthGateTests {
     let gate = HealthGate()
-    func sample(_ answered: UInt64, faults: UInt64 = 0, p99Bucket: Int = 6) -> HealthSample {
+    /// `reads` read replies and `creates` create replies (RequestStats'
+    /// operation numbers), `faults` of the reads failing; latencies all in
+    /// bucket `p99Bucket`.
+    func sample(reads: UInt64, faults: UInt64 = 0, creates: UInt64 = 0, p99Bucket: Int = 6) -> HealthSample {
+        var answered = [UInt64](repeating: 0, count: RequestStats.operations.count)
+        var failed = answered
+        answered[Operation.read.rawValue] = reads
+        answered[Operation.create.rawValue] = creates
+        failed[Operation.read.rawValue] = faults
         var buckets = [UInt64](repeating: 0, count: 40)
-        buckets[p99Bucket] = answered
-        return HealthSample(answered: answered, faults: faults, buckets: buckets)
+        buckets[p99Bucket] = reads + creates
+        return HealthSample(answered: answered, faults: failed, buckets: buckets)
     }
 
     @Test func moreErrorsThanBeforeRollBack() {
-        let why = gate.regression(before: sample(1000), after: sample(200, faults: 20))
-        #expect(why?.contains("10.0% of 200 replies were errors") == true)
+        let why = gate.regression(before: sample(reads: 1000), after: sample(reads: 200, faults: 20))
+        #expect(why?.contains("10.0% of 200 read replies were errors") == true)
+    }
+
+    @Test func aFailingOperationDoesNotHideAmongGoodOnes() {
+        // 20 failed reads in 5,200 replies is 0.4% overall, 10% of reads.
+        let why = gate.regression(before: sample(reads: 1000, creates: 5000), after: sample(reads: 200, faults: 20, creates: 5000))
+        #expect(why?.contains("read replies") == true)
     }
 
     @Test func asManyErrorsAsBeforeDoNot() {
-        #expect(gate.regression(before: sample(1000, faults: 100), after: sample(200, faults: 20)) == nil)
+        #expect(gate.regression(before: sample(reads: 1000, faults: 100), after: sample(reads: 200, faults: 20)) == nil)
     }
 
     @Test func tooFewRequestsSayNothing() {
-        #expect(gate.regression(before: sample(1000), after: sample(10, faults: 10)) == nil)
+        #expect(gate.regression(before: sample(reads: 1000), after: sample(reads: 10, faults: 10)) == nil)
     }
 
     @Test func muchSlowerRepliesRollBack() {
         // 2^6..2^7 µs before; 2^15 µs (33 ms) after.
-        #expect(gate.regression(before: sample(1000, p99Bucket: 6), after: sample(200, p99Bucket: 15)) != nil)
+        #expect(gate.regression(before: sample(reads: 1000, p99Bucket: 6), after: sample(reads: 200, p99Bucket: 15)) != nil)
         // Slower, but within 10 ms: noise at these scales.
-        #expect(gate.regression(before: sample(1000, p99Bucket: 6), after: sample(200, p99Bucket: 12)) == nil)
+        #expect(gate.regression(before: sample(reads: 1000, p99Bucket: 6), after: sample(reads: 200, p99Bucket: 12)) == nil)
     }
 
     @Test func samplesSubtract() {
-        let a = sample(100, faults: 1), b = sample(250, faults: 4)
-        #expect(b.since(a).answered == 150 && b.since(a).faults == 3)
+        let a = sample(reads: 100, faults: 1), b = sample(reads: 250, faults: 4)
+        #expect(b.since(a).totalAnswered == 150 && b.since(a).faults[Operation.read.rawValue] == 3)
     }
 }
 
@@ -109,8 +123,8 @@ struct HealthSampleTests {
     @Test func aRestartedWorkerStartsItsOwnWindow() {
         // The new worker's counters begin at 0, below the old one's: no
         // negative window (it used to wrap around and trap the supervisor).
-        let old = HealthSample(answered: 5000, faults: 2, buckets: [4000, 1000])
-        let fresh = HealthSample(answered: 40, faults: 0, buckets: [30, 10])
+        let old = HealthSample(answered: [5000], faults: [2], buckets: [4000, 1000])
+        let fresh = HealthSample(answered: [40], faults: [0], buckets: [30, 10])
         #expect(fresh.since(old) == fresh)
         #expect(fresh.since(old).p99Micros == 4)
     }
