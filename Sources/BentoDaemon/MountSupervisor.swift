@@ -134,7 +134,7 @@ final class MountSupervisor: @unchecked Sendable {
     /// The supervising thread: starts a worker, waits for it, and starts
     /// the next one when it dies, until the mount ends.
     private func supervise() {
-        var deaths: [Double] = []
+        var quickDeaths = 0
         var first = true
         while true {
             if state.withLock({ $0.stopping }) { end(); return }
@@ -162,6 +162,7 @@ final class MountSupervisor: @unchecked Sendable {
                 continue
             }
             if first { first = false; firstStart.signal() }
+            let served = RequestStats.now()
             let exit = worker.wait()
             let stopping = state.withLock { s -> Bool in
                 s.worker = nil
@@ -178,11 +179,11 @@ final class MountSupervisor: @unchecked Sendable {
             // Died: the next worker adopts the session and recovers, on
             // the version before if this one faulted on probation.
             afterDeath(of: worker, exit: exit)
-            // A worker that keeps dying at once is given a pause: never a
-            // busy loop, whatever the module does.
-            let now = RequestStats.now()
-            deaths = deaths.filter { now - $0 < 10 } + [now]
-            if deaths.count > 3 { usleep(UInt32(min(5.0, 0.05 * Double(1 << min(deaths.count, 7))) * 1e6)) }
+            // Workers that keep dying within a second of serving get a
+            // growing pause: never a busy loop, whatever the module does.
+            // One that served a while is replaced at once.
+            quickDeaths = RequestStats.now() - served < 1 ? quickDeaths + 1 : 0
+            if quickDeaths >= 3 { usleep(UInt32(min(5.0, 0.1 * Double(1 << min(quickDeaths - 3, 6))) * 1e6)) }
         }
     }
 
