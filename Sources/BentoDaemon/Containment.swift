@@ -25,8 +25,9 @@ enum Containment {
     /// - killedForHang: the supervisor killed it for a request past the limit.
     /// - inFlight: the recorder's slots at the death.
     /// - inFlightAtPreviousDeath: requests in flight when the worker before
-    ///   died: one in flight at both deaths is a culprit, whatever killed them
-    ///   (a fault the handler could not mark, or a kill it keeps drawing).
+    ///   died: when no request is marked, one in flight at both deaths is a
+    ///   culprit, whatever killed them (a fault the handler could not mark,
+    ///   or a kill it keeps drawing).
     /// - onProbation: the version that died was upgraded to within its
     ///   probation window, and the version before it is known.
     static func verdict(exit: WorkerProcess.Exit, killedForHang: Bool, inFlight: [FlightRecorder.Entry],
@@ -35,7 +36,9 @@ enum Containment {
         if case .signalled(let s) = exit { signal = s }
         let fault = killedForHang || signal.map { faultSignals.contains($0) } ?? false
         let marked = inFlight.filter { $0.fault != 0 }
-        let repeated = inFlight.filter { $0.fault == 0 && inFlightAtPreviousDeath.contains($0.unique) }
+        // Two deaths in a row explain an unmarked death; when the handler
+        // marked its request, the others in flight are known innocent.
+        let repeated = marked.isEmpty ? inFlight.filter { inFlightAtPreviousDeath.contains($0.unique) } : []
         let culprits = marked + repeated
         let what: String
         if killedForHang {

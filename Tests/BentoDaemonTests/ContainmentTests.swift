@@ -46,6 +46,15 @@ struct ContainmentTests {
         #expect(unmarked.culprits == [read] && unmarked.rollBack)
     }
 
+    @Test func aMarkedDeathSparesTheOthersInFlightTwice() {
+        // A poison that traps again right after the first death: the read
+        // the kernel resent is in flight at both deaths, but the handler
+        // named the culprit, so the read is retried, not quarantined.
+        let v = Containment.verdict(exit: .signalled(SIGILL), killedForHang: false, inFlight: [create, read],
+                                    inFlightAtPreviousDeath: [41], onProbation: false)
+        #expect(v.culprits == [create])
+    }
+
     @Test func aHangIsAFault() {
         var hung = write
         hung.fault = FlightRecorder.hang

@@ -6,7 +6,10 @@
 // compared is what reached the file system, not the page cache.
 //
 //   fsmodel run   DIR MODEL SEED OPS THREADS   (continues a saved model)
-//   fsmodel check DIR MODEL
+//   fsmodel check DIR MODEL [direct]
+//
+// `direct` reads with O_DIRECT: from the file system, never the kernel's
+// page cache, for where drop_caches cannot be written (a container).
 //
 // Each thread owns its own names (tT_N, links tT_lN), so the final state is
 // known whatever the interleaving across threads. Operations: pwrite,
@@ -312,14 +315,25 @@ static int load(const char *model, int want_threads) {
     return 1;
 }
 
+static int direct;
+
 // Reads a whole file through the mount; NULL with errno set on failure.
+// With O_DIRECT the buffer and each read are page aligned.
 static unsigned char *slurp(const char *path, size_t *size) {
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | (direct ? O_DIRECT : 0));
     if (fd < 0) return NULL;
-    size_t cap = 1 << 20, used = 0;
-    unsigned char *data = malloc(cap);
+    size_t cap = 4 << 20, used = 0;
+    unsigned char *data;
+    if (posix_memalign((void **)&data, 4096, cap) != 0) die("out of memory");
     for (;;) {
-        if (used == cap) data = realloc(data, cap *= 2);
+        if (used == cap) {
+            unsigned char *bigger;
+            if (posix_memalign((void **)&bigger, 4096, cap * 2) != 0) die("out of memory");
+            memcpy(bigger, data, used);
+            free(data);
+            data = bigger;
+            cap *= 2;
+        }
         ssize_t n = read(fd, data + used, cap - used);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) { int e = errno; free(data); close(fd); errno = e; return NULL; }
@@ -391,11 +405,12 @@ int main(int argc, char **argv) {
         save(argv[3]);
         return 0;
     }
-    if (argc == 4 && strcmp(argv[1], "check") == 0) {
+    if ((argc == 4 || (argc == 5 && strcmp(argv[4], "direct") == 0)) && strcmp(argv[1], "check") == 0) {
         dir = argv[2];
+        direct = argc == 5;
         load(argv[3], 0);
         return check();
     }
-    fprintf(stderr, "usage: fsmodel run DIR MODEL SEED OPS THREADS | fsmodel check DIR MODEL\n");
+    fprintf(stderr, "usage: fsmodel run DIR MODEL SEED OPS THREADS | fsmodel check DIR MODEL [direct]\n");
     return 2;
 }
