@@ -285,6 +285,9 @@ public final class Supervisor: @unchecked Sendable {
                                        quiesceTimeout: options.quiesceTimeout) { [store] from in
                 store?.update(mountpoint) { $0?.upgradingFrom = from }
             }
+            // Taken before the probation starts: its health gate may roll
+            // the version back at once, before --wait looks.
+            let upgradedTo = mount.module
             if mount.module != old {
                 store?.update(mountpoint) { record in
                     record?.module = mount.module
@@ -300,7 +303,7 @@ public final class Supervisor: @unchecked Sendable {
             store?.appendHistory(report)
             journal(report)
             if request.wait == true && report.result == UpgradeReport.upgraded {
-                report = waitOutProbation(of: mount, upgraded: report)
+                report = waitOutProbation(of: mount, upgradedTo: upgradedTo, upgraded: report)
             }
             let ok = report.result == (rollback ? UpgradeReport.rolledBack : UpgradeReport.upgraded)
             return ControlReply(ok: ok, error: report.error, upgrade: report)
@@ -328,8 +331,7 @@ public final class Supervisor: @unchecked Sendable {
 
     /// `upgrade --wait`: the answer once the probation is over: upgraded,
     /// or rolled back automatically and why.
-    private func waitOutProbation(of mount: MountSupervisor, upgraded: UpgradeReport) -> UpgradeReport {
-        let module = mount.module
+    private func waitOutProbation(of mount: MountSupervisor, upgradedTo module: String, upgraded: UpgradeReport) -> UpgradeReport {
         while mount.probation != nil && mount.module == module && !mount.hasEnded { usleep(100_000) }
         guard mount.module != module else { return upgraded }
         var report = upgraded
