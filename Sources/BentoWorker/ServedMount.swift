@@ -52,7 +52,11 @@ final class ServedMount: @unchecked Sendable {
         do { device = try FileBlockDevice(fd: WorkerFD.image, path: settings.image, direct: true) } catch { throw Failure("\(error)") }
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
         do { journal = try SharedMemoryJournal(adopting: WorkerFD.journal, cache: cache) } catch {
-            throw Failure("\(error)")
+            // Serve anyway, with a journal of this worker's own: what the
+            // unusable one held is lost, and so is what this one holds if
+            // this worker dies.
+            log.error("the operation journal is unusable (\(error)): operations answered since the last commit are lost")
+            do { journal = try SharedMemoryJournal(cache: cache) } catch { throw Failure("\(error)") }
         }
         let adopted = start.origin != .mounted
         superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: adopted) { [log] in log.info("\($0)") }
