@@ -76,7 +76,8 @@ struct Probation: Equatable {
     /// The module on probation.
     var module: String
     var version: String
-    /// CLOCK_MONOTONIC seconds when it ends.
+    /// CLOCK_MONOTONIC seconds when it began and when it ends.
+    var startedAt: Double
     var until: Double
     /// The health gate's reference: the old version's recent window, and
     /// the counters at the upgrade (nil: the gate has nothing to compare).
@@ -95,15 +96,20 @@ struct Probation: Equatable {
 struct HealthGate: Equatable {
     /// An operation's share of fault replies may rise this much at most.
     var maxFaultRateIncrease = 0.01
-    /// The p99 latency may grow by this factor at most (and by 10 ms).
+    /// The p99 latency may grow by this factor at most (and by 50 ms).
     var maxP99Factor = 4.0
     /// Below this many replies since the upgrade (all operations, or the
     /// one operation judged), nothing is judged.
     var minRequests: UInt64 = 50
+    /// Latency is judged only on a longer window: the first seconds after
+    /// an upgrade hold the requests that waited out its pause, and a
+    /// shared machine's fsyncs swing by tens of milliseconds.
+    var minLatencySeconds = 10.0
+    var minLatencyRequests: UInt64 = 1000
 
-    /// Why `after` (since the upgrade) regressed from `before` (the old
-    /// version's recent window), or nil.
-    func regression(before: HealthSample, after: HealthSample) -> String? {
+    /// Why `after` (since the upgrade, `elapsed` seconds ago) regressed from
+    /// `before` (the old version's recent window), or nil.
+    func regression(before: HealthSample, after: HealthSample, elapsed: Double) -> String? {
         guard after.totalAnswered >= minRequests else { return nil }
         for op in after.answered.indices where after.answered[op] >= minRequests / 2 && after.faults[op] >= 3 {
             let now = after.faultRate(op), then = before.faultRate(op)
@@ -113,8 +119,10 @@ struct HealthGate: Equatable {
                     + "\(percent(then)) before the upgrade"
             }
         }
+        guard elapsed >= minLatencySeconds, after.totalAnswered >= minLatencyRequests,
+              before.totalAnswered >= minLatencyRequests else { return nil }
         let p99 = after.p99Micros, old = before.p99Micros
-        if before.totalAnswered >= minRequests && Double(p99) > max(Double(old) * maxP99Factor, Double(old) + 10_000) {
+        if Double(p99) > max(Double(old) * maxP99Factor, Double(old) + 50_000) {
             return "health gate: p99 latency \(p99) µs, \(old) µs before the upgrade"
         }
         return nil

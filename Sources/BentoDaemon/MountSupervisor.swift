@@ -331,8 +331,9 @@ final class MountSupervisor: @unchecked Sendable {
     /// check within the probation sends the mount back to `previous`.
     func beginProbation(previous: String, previousVersion: String, module: String, version: String, seconds: Double) {
         guard seconds > 0 else { return }
+        let now = RequestStats.now()
         var probation = Probation(previous: previous, previousVersion: previousVersion, module: module,
-                                  version: version, until: RequestStats.now() + seconds)
+                                  version: version, startedAt: now, until: now + seconds)
         if let (start, earlier) = healthNow() {
             probation.start = start
             probation.before = start.since(earlier ?? HealthSample(answered: start.answered.map { _ in 0 },
@@ -374,7 +375,8 @@ final class MountSupervisor: @unchecked Sendable {
             }
             guard let probation = state.withLock({ $0.probation }), probation.isActive(at: now),
                   let start = probation.start, let before = probation.before,
-                  let why = gate.regression(before: before, after: sample.since(start)) else { continue }
+                  let why = gate.regression(before: before, after: sample.since(start), elapsed: now - probation.startedAt)
+            else { continue }
             rollBack(probation, because: why)
         }
     }

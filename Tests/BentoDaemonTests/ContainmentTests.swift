@@ -74,7 +74,8 @@ struct ContainmentTests {
     }
 
     @Test func probationEnds() {
-        let p = Probation(previous: "/m/1.so", previousVersion: "1.0.0", module: "/m/2.so", version: "2.0.1", until: 100)
+        let p = Probation(previous: "/m/1.so", previousVersion: "1.0.0", module: "/m/2.so", version: "2.0.1",
+                          startedAt: 40, until: 100)
         #expect(p.isActive(at: 99.9) && !p.isActive(at: 100))
         #expect(p.secondsLeft(at: 40) == 60 && p.secondsLeft(at: 200) == 0)
     }
@@ -97,29 +98,34 @@ struct HealthGateTests {
     }
 
     @Test func moreErrorsThanBeforeRollBack() {
-        let why = gate.regression(before: sample(reads: 1000), after: sample(reads: 200, faults: 20))
+        let why = gate.regression(before: sample(reads: 1000), after: sample(reads: 200, faults: 20), elapsed: 1)
         #expect(why?.contains("10.0% of 200 read replies were errors") == true)
     }
 
     @Test func aFailingOperationDoesNotHideAmongGoodOnes() {
         // 20 failed reads in 5,200 replies is 0.4% overall, 10% of reads.
-        let why = gate.regression(before: sample(reads: 1000, creates: 5000), after: sample(reads: 200, faults: 20, creates: 5000))
+        let why = gate.regression(before: sample(reads: 1000, creates: 5000), after: sample(reads: 200, faults: 20, creates: 5000), elapsed: 1)
         #expect(why?.contains("read replies") == true)
     }
 
     @Test func asManyErrorsAsBeforeDoNot() {
-        #expect(gate.regression(before: sample(reads: 1000, faults: 100), after: sample(reads: 200, faults: 20)) == nil)
+        #expect(gate.regression(before: sample(reads: 1000, faults: 100), after: sample(reads: 200, faults: 20), elapsed: 1) == nil)
     }
 
     @Test func tooFewRequestsSayNothing() {
-        #expect(gate.regression(before: sample(reads: 1000), after: sample(reads: 10, faults: 10)) == nil)
+        #expect(gate.regression(before: sample(reads: 1000), after: sample(reads: 10, faults: 10), elapsed: 1) == nil)
     }
 
-    @Test func muchSlowerRepliesRollBack() {
-        // 2^6..2^7 µs before; 2^15 µs (33 ms) after.
-        #expect(gate.regression(before: sample(reads: 1000, p99Bucket: 6), after: sample(reads: 200, p99Bucket: 15)) != nil)
-        // Slower, but within 10 ms: noise at these scales.
-        #expect(gate.regression(before: sample(reads: 1000, p99Bucket: 6), after: sample(reads: 200, p99Bucket: 12)) == nil)
+    @Test func muchSlowerRepliesRollBackOnALongEnoughWindow() {
+        // Under 128 µs before; under 262 ms after.
+        let before = sample(reads: 2000, p99Bucket: 6), slow = sample(reads: 2000, p99Bucket: 17)
+        #expect(gate.regression(before: before, after: slow, elapsed: 20) != nil)
+        // Not in the first seconds, which hold the upgrade's own pause.
+        #expect(gate.regression(before: before, after: slow, elapsed: 3) == nil)
+        // Nor on a few hundred requests.
+        #expect(gate.regression(before: before, after: sample(reads: 300, p99Bucket: 17), elapsed: 20) == nil)
+        // Slower, but within 50 ms: the noise of fsyncs on a shared machine.
+        #expect(gate.regression(before: before, after: sample(reads: 2000, p99Bucket: 14), elapsed: 20) == nil)
     }
 
     @Test func samplesSubtract() {
