@@ -22,10 +22,9 @@ ctl() { "$bin/bentoctl" --socket "$sock" "$@"; }
 cleanup() {
     [ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
     grep -q " $mnt " /proc/self/mountinfo && umount -l "$mnt"
-    rm -rf "$work"
+    if [ -n "${KEEP:-}" ]; then echo "     kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
 
 cc -O2 -Wall -pthread -o "$work/fsmodel" "$here/fsmodel.c" || { echo "cannot build fsmodel"; exit 1; }
 mkdir "$mnt"

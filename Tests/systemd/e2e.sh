@@ -11,7 +11,7 @@
 # Environment:
 #   BENTO_E2E_ROOT_CACHE=FILE.tar  reuse a debootstrapped root (written there if missing)
 #   BENTO_E2E_TIMEOUT=300          seconds the container may run
-#   BENTO_E2E_MIRROR=URL           Debian mirror for debootstrap
+#   BENTO_E2E_MIRROR=URL           Debian mirror for debootstrap (default: its own)
 #   KEEP=1                         leave the work dir (the root, the logs) for a look
 #   BENTO_E2E_CHECKS=FILE          run FILE in the container instead of checks.sh
 #                                  (bench/systemd.sh: restart and crash stalls)
@@ -20,7 +20,7 @@ set -u
 cd "$(dirname "$0")/../.."
 here=Tests/systemd
 limit=${BENTO_E2E_TIMEOUT:-300}
-mirror=${BENTO_E2E_MIRROR:-http://deb.debian.org/debian}
+mirror=${BENTO_E2E_MIRROR:-}
 passed=0 failed=0
 ok()   { passed=$((passed + 1)); echo "ok   $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1"; }
@@ -91,7 +91,7 @@ if [ -n "$cache" ] && [ -s "$cache" ]; then
     tar -C "$root" -xpf "$cache" && ok "root from $cache" || { fail "unpacking $cache"; summary; exit; }
 else
     if debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,fuse3,util-linux,procps \
-        bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+        bookworm "$root" ${mirror:+"$mirror"} >"$work/debootstrap.log" 2>&1; then
         ok "debootstrap minbase bookworm ($((SECONDS - t0)) s, $(du -sm "$root" | cut -f1) MB)"
         # Written aside and renamed: an interrupted run leaves no half cache.
         [ -n "$cache" ] && tar -C "$root" -cpf "$cache.new" . && mv "$cache.new" "$cache" && echo "     cached the root in $cache"

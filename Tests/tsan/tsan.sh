@@ -19,10 +19,9 @@ ctl() { "$bin/bentoctl" --socket "$sock" "$@"; }
 cleanup() {
     [ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
     grep -q " $mnt " /proc/self/mountinfo && umount -l "$mnt"
-    rm -rf "$work"
+    if [ -n "${KEEP:-}" ]; then echo "     kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
 
 cc -O2 -pthread -o "$work/load" "$here/../mount/load.c" || { echo "cannot build the load"; exit 1; }
 "$bin/mkfs.xv6" --size 256M "$work/x.img" >/dev/null
