@@ -136,8 +136,15 @@ final class MountSupervisor: @unchecked Sendable {
     private func supervise() {
         var quickDeaths = 0
         var first = true
+        /// A worker died and no later one has flushed what it answered.
+        var unflushed = false
         while true {
-            if state.withLock({ $0.stopping }) { end(); return }
+            if state.withLock({ $0.stopping }) {
+                // Unmounted while between workers: recover and flush anyway.
+                if unflushed { flushAfterDeath() }
+                end()
+                return
+            }
             let worker: WorkerProcess
             do { worker = try spawnWorker() } catch {
                 log.error("\(error)")
@@ -179,6 +186,7 @@ final class MountSupervisor: @unchecked Sendable {
             // Died: the next worker adopts the session and recovers, on
             // the version before if this one faulted on probation.
             afterDeath(of: worker, exit: exit)
+            unflushed = true
             // Workers that keep dying within a second of serving get a
             // growing pause: never a busy loop, whatever the module does.
             // One that served a while is replaced at once.
