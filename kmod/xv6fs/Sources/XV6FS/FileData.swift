@@ -114,9 +114,11 @@ extension Volume {
         var done = 0
         var blocksTouched = 0
         defer {
-            // Even a failed chunk keeps what it wrote and the blocks it mapped.
+            // Even a failed chunk keeps what it wrote and the blocks it mapped;
+            // the size grows only over bytes stored (a full disk must not
+            // leave a size that covers data it could not hold).
             let end = offset + UInt64(done)
-            if end > inode.disk.size { inode.disk.size = end }
+            if done > 0 && end > inode.disk.size { inode.disk.size = end }
             inode.disk.mtime = now
             inode.disk.ctime = now
             try? inodes.update(inode)
@@ -125,7 +127,14 @@ extension Volume {
             let position = offset + UInt64(done)
             let within = Int(position % bs)
             let count = min(data.count - done, Layout.blockSize - within)
-            let (block, fresh) = try map(inode, position / bs, allocate: true)
+            let mapped: (block: UInt32, fresh: Bool)
+            do { mapped = try map(inode, position / bs, allocate: true) } catch {
+                // Out of blocks part way: report what was stored, as a short
+                // write; the next call gets the error.
+                if done > 0 { break }
+                throw error
+            }
+            let (block, fresh) = mapped
             let whole = count == Layout.blockSize
             try cache.withMutableBlock(UInt64(block), fill: fresh || whole ? .zero : .read) { target in
                 UnsafeMutableRawBufferPointer(rebasing: target[within..<within + count])

@@ -292,6 +292,25 @@ import XV6Layout
         #expect(try h.statfs() == initial)
     }
 
+    // The kernel's writeback sends cached pages at their offsets: one that
+    // finds the disk full must not leave the size covering it.
+    @Test func writePastTheEndOnAFullDiskKeepsTheSize() throws {
+        let h = try Harness.fresh(blocks: 512)
+        let (e, open) = try h.fs.create(ctx, parent: root, name: "fill", mode: 0o644, flags: OpenFlags.writeOnly)
+        let chunk = pattern(65536, seed: 6)
+        var offset: UInt64 = 0
+        while (try? chunk.withUnsafeBytes({ try h.fs.write(ctx, ino: e.ino, handle: open.handle, offset: offset, data: $0) }))
+                .map({ offset += UInt64($0) }) != nil {}
+        let stored = try h.fs.getattr(ctx, ino: e.ino).size
+        #expect(stored == offset)
+        let failure = errno {
+            _ = try chunk.withUnsafeBytes { try h.fs.write(ctx, ino: e.ino, handle: open.handle, offset: offset + (1 << 20), data: $0) }
+        }
+        #expect(failure == .ENOSPC)
+        #expect(try h.fs.getattr(ctx, ino: e.ino).size == stored)
+        try h.fs.release(ctx, ino: e.ino, handle: open.handle)
+    }
+
     @Test func inodeTableFullIsENOSPC() throws {
         let h = try Harness.fresh(blocks: 1024, inodes: 16)
         var made = 0
