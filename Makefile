@@ -18,7 +18,8 @@ BIN       = .build/$(CONFIG)
 # The debootstrapped root of the end-to-end tests, kept between runs.
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
-DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat
+DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat \
+                   python3 e2fsprogs mount util-linux
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
@@ -45,6 +46,7 @@ test: deps
 	Tests/tools/mkfs-fsck.sh .build/debug
 	Tests/mount/posix.sh .build/debug
 	Tests/mount/persistence.sh .build/debug
+	Tests/mount/enospc.sh .build/debug
 	Tests/crash/crash.sh .build/debug
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug

@@ -29,12 +29,12 @@ enum Convert {
         Timespec(seconds: Int64(t.tv_sec), nanoseconds: UInt32(clamping: t.tv_nsec))
     }
 
-    static func entry(_ e: Entry, timeout: Double) -> fuse_entry_param {
+    static func entry(_ e: Entry, timeout: Double, attributeTimeout: Double? = nil) -> fuse_entry_param {
         var p = fuse_entry_param()
         p.ino = e.ino
         p.generation = e.generation
         p.attr = stat(e.attributes)
-        p.attr_timeout = timeout
+        p.attr_timeout = attributeTimeout ?? timeout
         p.entry_timeout = timeout
         return p
     }

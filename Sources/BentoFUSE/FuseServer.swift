@@ -16,7 +16,12 @@ public final class FuseServer: @unchecked Sendable {
     let timeout: Double
     /// Whether to ask for the kernel's writeback cache.
     let writebackCache: Bool
-    private var session: OpaquePointer?
+    /// Keeps cached writes from outrunning the disk (nil: not checked).
+    let space: SpaceGuard?
+    /// Flushes running before GETATTR checks, and how many may run at once.
+    let flushesRunning = Atomic<Int>(0)
+    private(set) var maxFlushes = 8
+    private(set) var session: OpaquePointer?
     public private(set) var fd: Int32 = -1
     /// What was agreed at INIT; nil until the kernel's INIT is answered.
     private let agreed = Mutex<Negotiated?>(nil)
@@ -52,10 +57,15 @@ public final class FuseServer: @unchecked Sendable {
     /// Hears of each quarantined request answered EIO (its unique id).
     public var onQuarantine: (@Sendable (UInt64) -> Void)?
 
-    public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true) {
+    public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true,
+                space: SpaceGuard? = nil) {
         self.fileSystem = fileSystem
         self.timeout = timeout
         self.writebackCache = writebackCache
+        self.space = space
+        // Before the first request: a new process (a restart, a worker
+        // after a death) must know at once whether writes are checked.
+        if space != nil { _ = try? lookAtFreeSpace(fileSystem, .root) }
     }
 
     public struct Failure: Error, CustomStringConvertible { public let description: String }
@@ -155,6 +165,7 @@ public final class FuseServer: @unchecked Sendable {
     /// file system is unmounted).
     public func run(maxThreads: Int = 16) -> Int32 {
         guard let session else { return -1 }
+        maxFlushes = max(1, maxThreads / 2)
         let config = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(config) }
         fuse_loop_cfg_set_clone_fd(config, 0)
@@ -198,7 +209,7 @@ public final class FuseServer: @unchecked Sendable {
     }
 
     func replyEntry(_ req: fuse_req_t?, _ entry: Entry) {
-        var p = Convert.entry(entry, timeout: timeout)
+        var p = Convert.entry(entry, timeout: timeout, attributeTimeout: attributeTimeout)
         fuse_reply_entry(req, &p)
     }
 
@@ -237,6 +248,10 @@ public final class FuseServer: @unchecked Sendable {
             | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
             | UInt32(FUSE_CAP_EXPORT_SUPPORT) | UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_MOVE)
         conn.pointee.want |= wanted & conn.pointee.capable
+        // The module is the only writer: the kernel need not check its cache
+        // against every attribute reply (which, with the uncacheable
+        // attributes of a nearly full disk, would ask before every read).
+        conn.pointee.want &= ~UInt32(FUSE_CAP_AUTO_INVAL_DATA)
         if !writebackCache { conn.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE) }
         conn.pointee.max_write = 1 << 20
         conn.pointee.max_readahead = 1 << 20

@@ -31,11 +31,15 @@ extension FuseServer {
             }
             fuse_reply_none(req)
         }
-        ops.getattr = { req, ino, _ in
+        // With a file handle, the kernel may be about to write(): while
+        // space is low, that write is checked here (SpaceChecks.swift).
+        ops.getattr = { req, ino, fi in
             let s = FuseServer.server(req)
+            let check = fi != nil && s.flushBeforeCheck(ino)
             s.handle(req, .getattr) { fs, ctx in
+                if check { try s.checkSpace(fs, ctx, ino: ino) }
                 var st = Convert.stat(try fs.getattr(ctx, ino: ino))
-                fuse_reply_attr(req, &st, s.timeout)
+                fuse_reply_attr(req, &st, s.attributeTimeout)
             }
         }
         ops.setattr = { req, ino, attr, toSet, fi in
@@ -43,7 +47,8 @@ extension FuseServer {
             s.handle(req, .setattr) { fs, ctx in
                 let handle = fi.map { $0.pointee.fh }
                 var st = Convert.stat(try fs.setattr(ctx, ino: ino, Convert.setAttributes(attr, toSet), handle: handle))
-                fuse_reply_attr(req, &st, s.timeout)
+                if toSet & FUSE_SET_ATTR_SIZE != 0 { s.noteSpaceFreed(fs, ctx) }
+                fuse_reply_attr(req, &st, s.attributeTimeout)
             }
         }
         ops.readlink = { req, ino in
@@ -75,6 +80,7 @@ extension FuseServer {
             let s = FuseServer.server(req)
             s.handle(req, .unlink) { fs, ctx in
                 try s.retrying(.ENOENT) { try fs.unlink(ctx, parent: parent, name: Convert.name(name)) } alreadyDone: {}
+                s.noteSpaceFreed(fs, ctx)
                 fuse_reply_err(req, 0)
             }
         }
@@ -103,6 +109,7 @@ extension FuseServer {
                     try fs.rename(ctx, parent: parent, name: Convert.name(name), newParent: newParent,
                                   newName: newName, flags: RenameFlags(rawValue: flags))
                 } alreadyDone: { _ = try s.madeBefore(fs, ctx, parent: newParent, name: newName, counted: false, otherwise: .ENOENT) }
+                s.noteSpaceFreed(fs, ctx)
                 fuse_reply_err(req, 0)
             }
         }
@@ -116,7 +123,14 @@ extension FuseServer {
         }
         ops.open = { req, ino, fi in
             let s = FuseServer.server(req)
-            s.handle(req, .open) { fs, ctx in s.replyOpen(req, fi, try fs.open(ctx, ino: ino, flags: s.moduleOpenFlags(fi))) }
+            s.handle(req, .open) { fs, ctx in
+                let open = try fs.open(ctx, ino: ino, flags: s.moduleOpenFlags(fi))
+                if FuseServer.writes(fi) { s.space?.opened(ino) }
+                s.replyOpen(req, fi, open)
+                // Attributes cached before space ran low: drop them, so that
+                // the first write() asks too.
+                if FuseServer.writes(fi), s.space?.isLow == true { s.notifyKernel(ino, flushingPages: false) }
+            }
         }
         ops.read = { req, ino, size, offset, fi in
             FuseServer.server(req).handle(req, .read) { fs, ctx in
@@ -127,7 +141,9 @@ extension FuseServer {
             }
         }
         ops.write = { req, ino, data, size, offset, fi in
-            FuseServer.server(req).handle(req, .write) { fs, ctx in
+            let s = FuseServer.server(req)
+            s.handle(req, .write) { fs, ctx in
+                defer { s.noteWrite(fs, ctx, ino: ino, bytes: size) }
                 let n = try fs.write(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, offset: UInt64(max(offset, 0)),
                                      data: UnsafeRawBufferPointer(start: data, count: size))
                 fuse_reply_write(req, n)
@@ -140,8 +156,11 @@ extension FuseServer {
             }
         }
         ops.release = { req, ino, fi in
-            FuseServer.server(req).handle(req, .release) { fs, ctx in
+            let s = FuseServer.server(req)
+            s.handle(req, .release) { fs, ctx in
+                if FuseServer.writes(fi) { s.space?.released(ino) }
                 try fs.release(ctx, ino: ino, handle: fi?.pointee.fh ?? 0)
+                s.noteSpaceFreed(fs, ctx)
                 fuse_reply_err(req, 0)
             }
         }
@@ -171,8 +190,12 @@ extension FuseServer {
                 fuse_reply_err(req, 0)
             }
         }
+        // What the kernel holds dirty is written back first, so that df
+        // counts it as used.
         ops.statfs = { req, ino in
-            FuseServer.server(req).handle(req, .statfs) { fs, ctx in
+            let s = FuseServer.server(req)
+            s.flushWriters()
+            s.handle(req, .statfs) { fs, ctx in
                 var v = Convert.statvfs(try fs.statfs(ctx, ino: ino))
                 fuse_reply_statfs(req, &v)
             }
@@ -194,7 +217,8 @@ extension FuseServer {
                     let entry = try s.madeBefore(fs, ctx, parent: parent, name: name, otherwise: .EEXIST)
                     return (entry, try fs.open(ctx, ino: entry.ino, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC)))
                 }
-                var p = Convert.entry(entry, timeout: s.timeout)
+                if FuseServer.writes(fi) { s.space?.opened(entry.ino) }
+                var p = Convert.entry(entry, timeout: s.timeout, attributeTimeout: s.attributeTimeout)
                 fi?.pointee.fh = open.handle
                 fi?.pointee.keep_cache = open.keepCache ? 1 : 0
                 fuse_reply_create(req, &p, fi)
@@ -233,7 +257,8 @@ extension FuseServer {
                     raw.withMemoryRebound(to: CChar.self) { cname -> Int in
                         if plus {
                             // No entry ("." and ".."): ino 0 tells the kernel not to link it.
-                            var p = e.entry.map { Convert.entry($0, timeout: timeout) } ?? fuse_entry_param()
+                            var p = e.entry.map { Convert.entry($0, timeout: timeout, attributeTimeout: attributeTimeout) }
+                                ?? fuse_entry_param()
                             if e.entry == nil { p.attr.st_ino = UInt(e.ino); p.attr.st_mode = e.type }
                             return fuse_add_direntry_plus(req, buffer + used, size - used, cname.baseAddress, &p, off_t(e.nextOffset))
                         }

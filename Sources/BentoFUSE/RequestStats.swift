@@ -62,7 +62,8 @@ public final class RequestStats: Sendable {
 
     /// Errors that say the file system failed, not the request: what the
     /// health gate compares across an upgrade.
-    public static let faultErrors: Set<Int32> = [EIO, EUCLEAN, ENOSPC, EROFS, ENOMEM, EFAULT, ENOTRECOVERABLE, EOVERFLOW]
+    /// Not ENOSPC: a full disk is no fault of the module's.
+    public static let faultErrors: Set<Int32> = [EIO, EUCLEAN, EROFS, ENOMEM, EFAULT, ENOTRECOVERABLE, EOVERFLOW]
 
     /// Counts one reply to `operation` with `error`, if it is a fault error.
     @inline(__always)

@@ -28,6 +28,8 @@ struct BentoUpgraded: ParsableCommand {
     @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
     @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache).") var writebackCache = true
+    @Flag(inversion: .prefixedNo, help: "Make write() fail with ENOSPC on a full disk, with the writeback cache (off only to measure its cost).")
+    var writeSpaceCheck = true
     @Option(help: "Seconds after an upgrade in which a fault or hang of the new version rolls back.")
     var probationSeconds = MountConfiguration.defaultProbationSeconds
     @Option(help: "Seconds a request may run before it is treated as a fault.")
@@ -69,9 +71,11 @@ struct BentoUpgraded: ParsableCommand {
         if let image, let mountpoint, let module {
             guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
-            return ([MountSettings(image: image, mountpoint: mountpoint, module: module, threads: threads,
-                                  cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache,
-                                  probationSeconds: Double(probationSeconds), hangLimitSeconds: Double(hangLimitSeconds))], nil)
+            var mount = MountSettings(image: image, mountpoint: mountpoint, module: module, threads: threads,
+                                      cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache,
+                                      probationSeconds: Double(probationSeconds), hangLimitSeconds: Double(hangLimitSeconds))
+            mount.writeSpaceCheck = writeSpaceCheck
+            return ([mount], nil)
         }
         let file = try BentoConfiguration.load(path: config)
         return (file.mounts.map {

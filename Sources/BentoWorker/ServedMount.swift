@@ -77,7 +77,10 @@ final class ServedMount: @unchecked Sendable {
             throw Failure("\(settings.image): \(descriptor.fileSystem) \(descriptor.version) cannot mount it: "
                           + "\(errno.map { "\($0)" } ?? "\(error)")" + (errno == .EUCLEAN ? " (run fsck)" : ""))
         }
-        server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache)
+        // An adopted session keeps what the kernel agreed at its first INIT.
+        let cachesWrites = adopted ? start.writebackCache ?? true : settings.writebackCache
+        server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache,
+                            space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil)
         server.quarantine = Set(start.quarantine)
         server.onQuarantine = { [log] unique in
             log.warning("request \(unique), quarantined after it faulted or hung a worker, answered EIO")
@@ -112,6 +115,15 @@ final class ServedMount: @unchecked Sendable {
     }
 
     /// The state in WorkerFD.stateIn, if the supervisor passed one.
+    /// The reserve: what the kernel may hold dirty for this mount, and room
+    /// for the metadata blocks (indirect tables, directories) it needs.
+    private static func spaceGuard(_ settings: MountSettings, log: Logger) -> SpaceGuard {
+        let dirty = DirtyLimit.bytes(mountpoint: settings.mountpoint)
+        let reserve = dirty + dirty / 64 + (1 << 20)
+        log.info("\(settings.mountpoint): writes are checked one by one below \(reserve >> 20) MiB free (the kernel may hold \(dirty >> 20) MiB dirty)")
+        return SpaceGuard(reserve: reserve)
+    }
+
     private static func savedState() -> ExportedState? {
         guard let bytes = try? MemoryFile.contents(of: WorkerFD.stateIn) else { return nil }
         return try? SavedState.decode(bytes)

@@ -30,6 +30,10 @@ public struct MountSettings: Codable, Equatable, Sendable {
     public var cacheMiB = 256
     public var allowOther = false
     public var writebackCache = true
+    /// With the writeback cache, check writes one by one once free space
+    /// falls to what the kernel may hold dirty (SpaceGuard); off only to
+    /// measure what the check costs.
+    public var writeSpaceCheck = true
     /// After an upgrade, how long a fault or a hang of the new version
     /// rolls the mount back to the version before.
     public var probationSeconds: Double = 60
