@@ -72,7 +72,8 @@ soak: deps
 
 # Benchmarks, each written under Docs/: the file system core in-process;
 # xv6 through FUSE side by side with passthrough_ll and ext4; live upgrade;
-# stalls of an upgrade, a restart and a crash under systemd.
+# stalls of an upgrade, a restart and a crash under systemd; what the
+# write-space check costs.
 bench: deps
 	$(SWIFT) run -c release --package-path kmod/xv6fs xv6-bench --markdown > Docs/benchmarks-inprocess.md
 	@cat Docs/benchmarks-inprocess.md
@@ -80,6 +81,7 @@ bench: deps
 	bench/upgrade.sh Docs/benchmarks-upgrade.md
 	bench/systemd.sh Docs/benchmarks-restart.md
 	bench/containment.sh Docs/benchmarks-containment.md
+	bench/space.sh Docs/benchmarks-space.md
 
 # Installs the programs, the module files and the Swift runtime libraries
 # they need (under lib/bento), so a host without the toolchain runs them.

@@ -101,6 +101,14 @@ reread python
 stored python two
 check "d['two']['size'] == $(python3 -c "import json,sys; print(json.loads(sys.argv[1])['two']['accepted'])" "$again")" "$got" \
     && ok "python: a single writer loses nothing it was told was written" || { fail "python: single writer's bytes"; echo "     $again"; }
+size=$(stat -c %s "$mnt/two")
+truncate -s $((size / 2)) "$mnt/two"
+free=$(free_bytes "$mnt")
+[ "$free" -ge $((size / 2 - 2 * MiB)) ] && ok "truncate: the space of the cut half is free again at once" \
+    || fail "truncate: $free bytes free after cutting $((size / 2))"
+again=$(cd "$mnt" && $fill write . 65536 three)
+check "d['three']['write_errno'] == 28 and d['three']['accepted'] >= $free - 2 * $MiB" "$again" \
+    && ok "truncate: the freed space takes new writes, up to ENOSPC" || { fail "truncate: fill after"; echo "     $again"; }
 
 echo "== eight writers at once, 1 MiB writes"
 fresh || exit 1
