@@ -42,8 +42,10 @@ let package = Package(
         // What each request thread of a worker is doing, in shared memory
         // that outlives the worker; the fault handler that marks it.
         .target(name: "CFlightRecorder"),
+        // The child process that has the kernel write dirty pages back.
+        .target(name: "CBentoFlusher"),
         .target(name: "BentoFUSE", dependencies: [
-            "CFuse3", "CFlightRecorder",
+            "CFuse3", "CFlightRecorder", "CBentoFlusher",
             .product(name: "BentoKit", package: "BentoKit"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),

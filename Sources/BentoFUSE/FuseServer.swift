@@ -1,4 +1,5 @@
 import BentoKit
+import CBentoFlusher
 import CFlightRecorder
 import CFuse3
 import Glibc
@@ -21,6 +22,8 @@ public final class FuseServer: @unchecked Sendable {
     /// Flushes running before GETATTR checks, and how many may run at once.
     let flushesRunning = Atomic<Int>(0)
     private(set) var maxFlushes = 8
+    /// The child that writes dirty pages back for the checks (nil: none).
+    private(set) var flusher: UnsafeMutablePointer<bento_flusher>?
     private(set) var session: OpaquePointer?
     public private(set) var fd: Int32 = -1
     /// What was agreed at INIT; nil until the kernel's INIT is answered.
@@ -74,6 +77,7 @@ public final class FuseServer: @unchecked Sendable {
     public func attach(fd: Int32) throws(Failure) {
         session = try makeSession(fd: fd)
         self.fd = fd
+        startFlusher()
     }
 
     /// Takes over the session of a mount another process served (a
@@ -101,6 +105,23 @@ public final class FuseServer: @unchecked Sendable {
         agree(Negotiated(initRequest: initRequest, writebackCache: writebackCache))
         self.session = session
         self.fd = fd
+        startFlusher()
+    }
+
+    /// Why the flusher could not start, if it could not: checks then go by
+    /// what the kernel writes back on its own.
+    public private(set) var flusherFailure: String?
+
+    private func startFlusher() {
+        guard space != nil else { return }
+        let child = UnsafeMutablePointer<bento_flusher>.allocate(capacity: 1)
+        let rc = bento_flusher_start(child, fd)
+        guard rc == 0 else {
+            child.deallocate()
+            flusherFailure = String(cString: strerror(-rc))
+            return
+        }
+        flusher = child
     }
 
     private func agree(_ negotiated: Negotiated) {

@@ -129,7 +129,7 @@ extension FuseServer {
                 s.replyOpen(req, fi, open)
                 // Attributes cached before space ran low: drop them, so that
                 // the first write() asks too.
-                if FuseServer.writes(fi), s.space?.isLow == true { s.notifyKernel(ino, flushingPages: false) }
+                if FuseServer.writes(fi), s.space?.isLow == true { s.notifyKernel(ino) }
             }
         }
         ops.read = { req, ino, size, offset, fi in

@@ -1,4 +1,5 @@
 import BentoKit
+import CBentoFlusher
 import CFuse3
 import Glibc
 
@@ -17,7 +18,7 @@ extension FuseServer {
         let stats = try fs.statfs(ctx, ino: InodeNumber(FUSE_ROOT_ID))
         let free = stats.availableBlocks * UInt64(stats.blockSize)
         guard let space else { return free }
-        for ino in space.looked(free: free) { notifyKernel(ino, flushingPages: false) }
+        for ino in space.looked(free: free) { notifyKernel(ino) }
         return free
     }
 
@@ -49,8 +50,7 @@ extension FuseServer {
             return true
         }
         defer { flushesRunning.wrappingSubtract(1, ordering: .releasing) }
-        notifyKernel(ino, flushingPages: true)
-        for other in space.writerInodes where other != ino { notifyKernel(other, flushingPages: true) }
+        writeBack([ino] + space.writerInodes.filter { $0 != ino })
         return true
     }
 
@@ -67,15 +67,28 @@ extension FuseServer {
     /// what the kernel holds dirty counts as used. Outside the gate.
     func flushWriters() {
         guard let space else { return }
-        for ino in space.writerInodes { notifyKernel(ino, flushingPages: true) }
+        writeBack(space.writerInodes)
     }
 
-    /// FUSE_NOTIFY_INVAL_INODE: the kernel drops the file's cached
-    /// attributes and, with `flushingPages`, writes its dirty pages back
-    /// (waiting for the WRITEs) and drops its cached pages.
-    func notifyKernel(_ ino: UInt64, flushingPages: Bool) {
+    /// Has the kernel write the files' dirty pages back (and drop their
+    /// cached pages), through the flusher child (CBentoFlusher.h says why
+    /// not from here); waits for that, 5 s at most, then goes on without.
+    func writeBack(_ inodes: [UInt64]) {
+        guard let flusher, !inodes.isEmpty else { return }
+        var rest = inodes[...]
+        while !rest.isEmpty {
+            let batch = Array(rest.prefix(Int(BENTO_FLUSH_BATCH)))
+            rest = rest.dropFirst(batch.count)
+            let rc = batch.withUnsafeBufferPointer { bento_flusher_flush(flusher, $0.baseAddress, Int32($0.count), 5000) }
+            if rc != 0 { return }
+        }
+    }
+
+    /// FUSE_NOTIFY_INVAL_INODE for the attributes only: the kernel drops
+    /// them and asks again (nothing waits).
+    func notifyKernel(_ ino: UInt64) {
         guard let session else { return }
-        _ = fuse_lowlevel_notify_inval_inode(session, ino, flushingPages ? 0 : -1, 0)
+        _ = fuse_lowlevel_notify_inval_inode(session, ino, -1, 0)
     }
 
     /// Whether open flags give write access.

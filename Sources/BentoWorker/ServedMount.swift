@@ -93,6 +93,9 @@ final class ServedMount: @unchecked Sendable {
         } else {
             try server.attach(fd: WorkerFD.fuse)
         }
+        if let why = server.flusherFailure {
+            log.warning("\(settings.mountpoint): no flusher process (\(why)): a full disk is checked less closely")
+        }
     }
 
     /// For a mount whose worker died as it was unmounted: the module
