@@ -50,7 +50,7 @@ w_rand4ks() {
     fio --name=r --filename="$mnt/f" --rw=randwrite --bs=4k --size=64M --runtime=10 --time_based \
         --fsync=1 --ioengine=psync --output-format=terse 2>/dev/null | awk -F';' '{ print $49 }'
 }
-# Near full: a 96 MiB image, 80 MiB written; all but the first ~40 MiB
+# Near full: a 96 MiB image, 80 MiB written; all but the first ~26 MiB
 # are below the reserve (what the kernel may hold dirty), so checked.
 w_nearfull() { mbps $((80 << 20)) "$(timed dd if=/dev/zero of="$mnt/f" bs=1M count=80 conv=fsync status=none)"; }
 

@@ -60,12 +60,16 @@ public final class FuseServer: @unchecked Sendable {
     /// Hears of each quarantined request answered EIO (its unique id).
     public var onQuarantine: (@Sendable (UInt64) -> Void)?
 
+    /// Where the file system is mounted: the flusher syncs it.
+    let mountpoint: String?
+
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true,
-                space: SpaceGuard? = nil) {
+                space: SpaceGuard? = nil, mountpoint: String? = nil) {
         self.fileSystem = fileSystem
         self.timeout = timeout
         self.writebackCache = writebackCache
         self.space = space
+        self.mountpoint = mountpoint
         // Before the first request: a new process (a restart, a worker
         // after a death) must know at once whether writes are checked.
         if space != nil { _ = try? lookAtFreeSpace(fileSystem, .root) }
@@ -113,9 +117,9 @@ public final class FuseServer: @unchecked Sendable {
     public private(set) var flusherFailure: String?
 
     private func startFlusher() {
-        guard space != nil else { return }
+        guard space != nil, let mountpoint else { return }
         let child = UnsafeMutablePointer<bento_flusher>.allocate(capacity: 1)
-        let rc = bento_flusher_start(child, fd)
+        let rc = bento_flusher_start(child, mountpoint)
         guard rc == 0 else {
             child.deallocate()
             flusherFailure = String(cString: strerror(-rc))

@@ -35,9 +35,9 @@ extension FuseServer {
         // space is low, that write is checked here (SpaceChecks.swift).
         ops.getattr = { req, ino, fi in
             let s = FuseServer.server(req)
-            let check = fi != nil && s.flushBeforeCheck(ino)
+            let writeBack = fi == nil ? nil : s.writeBackBeforeCheck()
             s.handle(req, .getattr) { fs, ctx in
-                if check { try s.checkSpace(fs, ctx, ino: ino) }
+                if let writeBack { try s.checkSpace(fs, ctx, ino: ino, writeBack) }
                 var st = Convert.stat(try fs.getattr(ctx, ino: ino))
                 fuse_reply_attr(req, &st, s.attributeTimeout)
             }

@@ -36,52 +36,47 @@ extension FuseServer {
     }
 
     /// Before a GETATTR that names a file handle, while checking: has the
-    /// kernel write back the dirty pages of every file open for writing
-    /// (this one's last write(), and what others wrote before checking
-    /// began), so that free space is counted after them. False when not
-    /// checking. When too many flushes run already (each holds a request
-    /// thread, and the WRITEs it waits for need others), the check goes by
+    /// kernel write back every dirty page of the mount (this file's last
+    /// write(), and what others wrote before checking began), so that free
+    /// space is counted after them. Nil when not checking. When half the
+    /// request threads wait for write-backs already (the WRITEs they wait
+    /// for need the others), goes on without one: the check then counts
     /// what the kernel sent by itself. Outside the gate: those WRITEs must
     /// pass it.
-    func flushBeforeCheck(_ ino: UInt64) -> Bool {
-        guard let space, space.isLow else { return false }
+    func writeBackBeforeCheck() -> WriteBack? {
+        guard let space, space.isLow else { return nil }
         guard flushesRunning.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue < maxFlushes else {
             flushesRunning.wrappingSubtract(1, ordering: .releasing)
-            return true
+            return .skipped
         }
         defer { flushesRunning.wrappingSubtract(1, ordering: .releasing) }
-        writeBack([ino] + space.writerInodes.filter { $0 != ino })
-        return true
+        return writeBack() ? .done : .failed
     }
 
-    /// Inside the gate, after `flushBeforeCheck`: ENOSPC if the write()
+    enum WriteBack { case done, skipped, failed }
+
+    /// Inside the gate, after `writeBackBeforeCheck`: ENOSPC if the write()
     /// that follows would not fit.
-    func checkSpace(_ fs: any FileSystem, _ ctx: RequestContext, ino: UInt64) throws {
+    func checkSpace(_ fs: any FileSystem, _ ctx: RequestContext, ino: UInt64, _ writeBack: WriteBack) throws {
         guard let space else { return }
         let free = try lookAtFreeSpace(fs, ctx)
         guard space.isLow else { return }
-        if !space.allows(ino, free: free) { throw Errno.ENOSPC }
+        if !space.allows(ino, free: free, dirtyKnown: writeBack != .failed) { throw Errno.ENOSPC }
     }
 
-    /// Before STATFS: writes back every file open for writing, so that
-    /// what the kernel holds dirty counts as used. Outside the gate.
+    /// Before STATFS: has the kernel write back what it holds dirty, so
+    /// that df counts it as used. Outside the gate.
     func flushWriters() {
-        guard let space else { return }
-        writeBack(space.writerInodes)
+        guard let space, !space.writerInodes.isEmpty else { return }
+        _ = writeBack()
     }
 
-    /// Has the kernel write the files' dirty pages back (and drop their
-    /// cached pages), through the flusher child (CBentoFlusher.h says why
-    /// not from here); waits for that, 5 s at most, then goes on without.
-    func writeBack(_ inodes: [UInt64]) {
-        guard let flusher, !inodes.isEmpty else { return }
-        var rest = inodes[...]
-        while !rest.isEmpty {
-            let batch = Array(rest.prefix(Int(BENTO_FLUSH_BATCH)))
-            rest = rest.dropFirst(batch.count)
-            let rc = batch.withUnsafeBufferPointer { bento_flusher_flush(flusher, $0.baseAddress, Int32($0.count), 5000) }
-            if rc != 0 { return }
-        }
+    /// Has the kernel write the mount's dirty pages back through the
+    /// flusher child (CBentoFlusher.h says why not from here); waits for
+    /// that 10 s at most. False if it did not happen.
+    func writeBack() -> Bool {
+        guard let flusher else { return false }
+        return bento_flusher_sync(flusher, 10_000) == 0
     }
 
     /// FUSE_NOTIFY_INVAL_INODE for the attributes only: the kernel drops

@@ -16,6 +16,9 @@ public final class SpaceGuard: Sendable {
     public let reserve: UInt64
     /// The most one write() is assumed to need (the kernel's largest WRITE).
     static let largestWrite: UInt64 = 1 << 20
+    /// Room kept beside the writes a check counts, for the blocks a module
+    /// adds now and then: an indirect table, a directory block, a record.
+    static let slack: UInt64 = 64 << 10
 
     struct Writer {
         /// Handles open for writing, as far as this process saw them open.
@@ -29,6 +32,9 @@ public final class SpaceGuard: Sendable {
         var lastWrite: UInt64 = 0
         /// Its last write() was refused for want of space.
         var refused = false
+        /// What it may write before it is checked again: as much as its last
+        /// write, or as it sent since its last check (its first, unchecked).
+        var pending: UInt64 { max(lastWrite, min(bytesReceived &- receivedAtCheck, SpaceGuard.largestWrite)) }
     }
     struct State {
         /// Free bytes at the last look (0: not looked yet).
@@ -37,6 +43,10 @@ public final class SpaceGuard: Sendable {
         var sinceLook: UInt64 = 0
         var writers: [UInt64: Writer] = [:]
         var looked = false
+        /// Free space used per byte written, as last seen (at least 1): a
+        /// module may store more than the data (xv6fs 2 records each write).
+        /// Falls back slowly, so that a burst is remembered a while.
+        var overhead = 1.0
     }
     private let state = Mutex(State())
     /// Checking until free space was looked at (the server does at once).
@@ -80,6 +90,10 @@ public final class SpaceGuard: Sendable {
     /// again for attributes when this turns checking on.
     public func looked(free: UInt64) -> [UInt64] {
         state.withLock {
+            if $0.looked, $0.sinceLook >= 4096, free < $0.free {
+                let seen = Double($0.free - free) / Double($0.sinceLook)
+                $0.overhead = min(4, max(1, seen, $0.overhead * 0.99))
+            }
             $0.free = free
             $0.sinceLook = 0
             let wasLow = isLow && $0.looked
@@ -94,13 +108,14 @@ public final class SpaceGuard: Sendable {
     }
 
     /// Whether the write() about to follow on `ino` may go on, with `free`
-    /// bytes free once the file's dirty pages were written back. A file
+    /// bytes free once the kernel's dirty pages were written back (when
+    /// not, `dirtyKnown` is false, and all it may hold counts). A file
     /// that sent nothing since its last check is not writing, or writes for
     /// the first time: it goes on (reads and seeks ask too) unless its last
     /// write was refused. Otherwise its next write is taken to be as large
     /// as its last, and must fit beside the last writes of every other file
     /// being written.
-    public func allows(_ ino: UInt64, free: UInt64) -> Bool {
+    public func allows(_ ino: UInt64, free: UInt64, dirtyKnown: Bool = true) -> Bool {
         state.withLock { state in
             guard var writer = state.writers[ino] else { return true }
             defer { state.writers[ino] = writer }
@@ -112,8 +127,9 @@ public final class SpaceGuard: Sendable {
                 writer.lastWrite = 0
             }
             guard writer.lastWrite > 0 else { return true }
-            let others = state.writers.reduce(UInt64(0)) { $0 + ($1.key == ino ? 0 : $1.value.lastWrite) }
-            writer.refused = free < others + writer.lastWrite
+            let others = state.writers.reduce(UInt64(0)) { $0 + ($1.key == ino ? 0 : $1.value.pending) }
+            let need = UInt64(Double(others + writer.lastWrite) * state.overhead) + Self.slack + (dirtyKnown ? 0 : reserve)
+            writer.refused = free < need
             return !writer.refused
         }
     }

@@ -80,7 +80,8 @@ final class ServedMount: @unchecked Sendable {
         // An adopted session keeps what the kernel agreed at its first INIT.
         let cachesWrites = adopted ? start.writebackCache ?? true : settings.writebackCache
         server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache,
-                            space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil)
+                            space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil,
+                            mountpoint: settings.mountpoint)
         server.quarantine = Set(start.quarantine)
         server.onQuarantine = { [log] unique in
             log.warning("request \(unique), quarantined after it faulted or hung a worker, answered EIO")
@@ -118,11 +119,13 @@ final class ServedMount: @unchecked Sendable {
     }
 
     /// The state in WorkerFD.stateIn, if the supervisor passed one.
-    /// The reserve: what the kernel may hold dirty for this mount, and room
-    /// for the metadata blocks (indirect tables, directories) it needs.
+    /// The reserve: what the kernel may hold dirty for this mount, with a
+    /// quarter more (writers overshoot the limit before the kernel throttles
+    /// them: 58 MiB dirty was seen against a 48 MiB limit, 8 writers), and
+    /// room for the metadata blocks (indirect tables, directories) it needs.
     private static func spaceGuard(_ settings: MountSettings, log: Logger) -> SpaceGuard {
         let dirty = DirtyLimit.bytes(mountpoint: settings.mountpoint)
-        let reserve = dirty + dirty / 64 + (1 << 20)
+        let reserve = dirty + dirty / 4 + (8 << 20)
         log.info("\(settings.mountpoint): writes are checked one by one below \(reserve >> 20) MiB free (the kernel may hold \(dirty >> 20) MiB dirty)")
         return SpaceGuard(reserve: reserve)
     }
