@@ -4,8 +4,8 @@ import CFuse3
 import Glibc
 
 /// How the server applies its SpaceGuard (see there): looking at free
-/// space, having the kernel write a file's dirty pages back, and refusing
-/// a write() that would not fit.
+/// space, having the kernel write the mount's dirty pages back, and
+/// refusing a write() that would not fit.
 extension FuseServer {
     /// How long the kernel may cache attributes: not at all while writes
     /// are checked one by one, so that each write() asks first.

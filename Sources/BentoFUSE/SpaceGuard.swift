@@ -8,7 +8,7 @@ import Synchronization
 ///   this mount, Docs/enospc.md), everything the kernel accepted fits.
 /// - Below it ("low"), attributes are answered uncacheable, so the kernel
 ///   asks for them (GETATTR with the file handle) before every write(). The
-///   server first has the kernel write back that file's dirty pages, then
+///   server first has the kernel write back the mount's dirty pages, then
 ///   asks here whether the write that follows may go on: ENOSPC if not.
 /// The policy is here; FuseServer does the asking and the notifications.
 public final class SpaceGuard: Sendable {
@@ -24,11 +24,11 @@ public final class SpaceGuard: Sendable {
         /// Handles open for writing, as far as this process saw them open.
         var handles = 0
         /// Bytes of WRITE requests received, and at the last check: between
-        /// two checks comes one write(), whether its pages came back by the
-        /// check's flush or by the kernel's own writeback.
+        /// two checks comes one write(), whether its pages came back by a
+        /// check's write-back or by the kernel's own.
         var bytesReceived: UInt64 = 0
         var receivedAtCheck: UInt64 = 0
-        /// What the file's last write() held (what its last flush sent).
+        /// What the file's last write() held (what it sent between checks).
         var lastWrite: UInt64 = 0
         /// Its last write() was refused for want of space.
         var refused = false

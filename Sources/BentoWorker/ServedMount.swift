@@ -95,7 +95,7 @@ final class ServedMount: @unchecked Sendable {
             try server.attach(fd: WorkerFD.fuse)
         }
         if let why = server.flusherFailure {
-            log.warning("\(settings.mountpoint): no flusher process (\(why)): a full disk is checked less closely")
+            log.warning("\(settings.mountpoint): no flusher process (\(why)): near a full disk, writes are refused while some room remains")
         }
     }
 
