@@ -60,16 +60,12 @@ public final class FuseServer: @unchecked Sendable {
     /// Hears of each quarantined request answered EIO (its unique id).
     public var onQuarantine: (@Sendable (UInt64) -> Void)?
 
-    /// Where the file system is mounted: the flusher syncs it.
-    let mountpoint: String?
-
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true,
-                space: SpaceGuard? = nil, mountpoint: String? = nil) {
+                space: SpaceGuard? = nil) {
         self.fileSystem = fileSystem
         self.timeout = timeout
         self.writebackCache = writebackCache
         self.space = space
-        self.mountpoint = mountpoint
         // Before the first request: a new process (a restart, a worker
         // after a death) must know at once whether writes are checked.
         if space != nil { _ = try? lookAtFreeSpace(fileSystem, .root) }
@@ -117,9 +113,9 @@ public final class FuseServer: @unchecked Sendable {
     public private(set) var flusherFailure: String?
 
     private func startFlusher() {
-        guard space != nil, let mountpoint else { return }
+        guard space != nil else { return }
         let child = UnsafeMutablePointer<bento_flusher>.allocate(capacity: 1)
-        let rc = bento_flusher_start(child, mountpoint)
+        let rc = bento_flusher_start(child, fd)
         guard rc == 0 else {
             child.deallocate()
             flusherFailure = String(cString: strerror(-rc))
@@ -234,7 +230,7 @@ public final class FuseServer: @unchecked Sendable {
     }
 
     func replyEntry(_ req: fuse_req_t?, _ entry: Entry) {
-        var p = Convert.entry(entry, timeout: timeout, attributeTimeout: attributeTimeout)
+        var p = Convert.entry(entry, timeout: timeout, attributeTimeout: attributeTimeout(entry.ino))
         fuse_reply_entry(req, &p)
     }
 

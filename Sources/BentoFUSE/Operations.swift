@@ -35,11 +35,13 @@ extension FuseServer {
         // space is low, that write is checked here (SpaceChecks.swift).
         ops.getattr = { req, ino, fi in
             let s = FuseServer.server(req)
-            let writeBack = fi == nil ? nil : s.writeBackBeforeCheck()
+            let writeBack = fi == nil ? nil : s.writeBackBeforeCheck(ino)
             s.handle(req, .getattr) { fs, ctx in
                 if let writeBack { try s.checkSpace(fs, ctx, ino: ino, writeBack) }
                 var st = Convert.stat(try fs.getattr(ctx, ino: ino))
-                fuse_reply_attr(req, &st, s.attributeTimeout)
+                // Asked with a handle while checking: maybe a writer this
+                // process has not seen open (a worker before it did).
+                fuse_reply_attr(req, &st, writeBack != nil ? 0 : s.attributeTimeout(ino))
             }
         }
         ops.setattr = { req, ino, attr, toSet, fi in
@@ -48,7 +50,7 @@ extension FuseServer {
                 let handle = fi.map { $0.pointee.fh }
                 var st = Convert.stat(try fs.setattr(ctx, ino: ino, Convert.setAttributes(attr, toSet), handle: handle))
                 if toSet & FUSE_SET_ATTR_SIZE != 0 { s.noteSpaceFreed(fs, ctx) }
-                fuse_reply_attr(req, &st, s.attributeTimeout)
+                fuse_reply_attr(req, &st, s.attributeTimeout(ino))
             }
         }
         ops.readlink = { req, ino in
@@ -218,7 +220,7 @@ extension FuseServer {
                     return (entry, try fs.open(ctx, ino: entry.ino, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC)))
                 }
                 if FuseServer.writes(fi) { s.space?.opened(entry.ino) }
-                var p = Convert.entry(entry, timeout: s.timeout, attributeTimeout: s.attributeTimeout)
+                var p = Convert.entry(entry, timeout: s.timeout, attributeTimeout: s.attributeTimeout(entry.ino))
                 fi?.pointee.fh = open.handle
                 fi?.pointee.keep_cache = open.keepCache ? 1 : 0
                 fuse_reply_create(req, &p, fi)
@@ -257,7 +259,7 @@ extension FuseServer {
                     raw.withMemoryRebound(to: CChar.self) { cname -> Int in
                         if plus {
                             // No entry ("." and ".."): ino 0 tells the kernel not to link it.
-                            var p = e.entry.map { Convert.entry($0, timeout: timeout, attributeTimeout: attributeTimeout) }
+                            var p = e.entry.map { Convert.entry($0, timeout: timeout, attributeTimeout: attributeTimeout($0.ino)) }
                                 ?? fuse_entry_param()
                             if e.entry == nil { p.attr.st_ino = UInt(e.ino); p.attr.st_mode = e.type }
                             return fuse_add_direntry_plus(req, buffer + used, size - used, cname.baseAddress, &p, off_t(e.nextOffset))

@@ -7,9 +7,13 @@ import Glibc
 /// space, having the kernel write the mount's dirty pages back, and
 /// refusing a write() that would not fit.
 extension FuseServer {
-    /// How long the kernel may cache attributes: not at all while writes
-    /// are checked one by one, so that each write() asks first.
-    var attributeTimeout: Double { space?.isLow == true ? 0 : timeout }
+    /// How long the kernel may cache a file's attributes: not at all for a
+    /// file open for writing while writes are checked one by one, so that
+    /// each write() asks first. Others keep them cached as always.
+    func attributeTimeout(_ ino: UInt64) -> Double {
+        guard let space, space.isLow, space.isWriter(ino) else { return timeout }
+        return 0
+    }
 
     /// Free bytes as the module counts them; tells the guard, and when that
     /// turns checking on, has the kernel drop the attributes of every file
@@ -36,21 +40,21 @@ extension FuseServer {
     }
 
     /// Before a GETATTR that names a file handle, while checking: has the
-    /// kernel write back every dirty page of the mount (this file's last
-    /// write(), and what others wrote before checking began), so that free
-    /// space is counted after them. Nil when not checking. When half the
+    /// kernel write back the dirty pages of every file open for writing
+    /// (this file's last write(), and what others wrote before checking
+    /// began), so that free space is counted after them. Nil when not checking. When half the
     /// request threads wait for write-backs already (the WRITEs they wait
     /// for need the others), goes on without one: the check then counts
     /// what the kernel sent by itself. Outside the gate: those WRITEs must
     /// pass it.
-    func writeBackBeforeCheck() -> WriteBack? {
+    func writeBackBeforeCheck(_ ino: UInt64) -> WriteBack? {
         guard let space, space.isLow else { return nil }
         guard flushesRunning.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue < maxFlushes else {
             flushesRunning.wrappingSubtract(1, ordering: .releasing)
             return .skipped
         }
         defer { flushesRunning.wrappingSubtract(1, ordering: .releasing) }
-        return writeBack() ? .done : .failed
+        return writeBack([ino] + space.writerInodes.filter { $0 != ino }) ? .done : .failed
     }
 
     enum WriteBack { case done, skipped, failed }
@@ -67,16 +71,24 @@ extension FuseServer {
     /// Before STATFS: has the kernel write back what it holds dirty, so
     /// that df counts it as used. Outside the gate.
     func flushWriters() {
-        guard let space, !space.writerInodes.isEmpty else { return }
-        _ = writeBack()
+        guard let space else { return }
+        _ = writeBack(space.writerInodes)
     }
 
-    /// Has the kernel write the mount's dirty pages back through the
-    /// flusher child (CBentoFlusher.h says why not from here); waits for
-    /// that 10 s at most. False if it did not happen.
-    func writeBack() -> Bool {
+    /// Has the kernel write the files' dirty pages back (and drop their
+    /// cached pages) through the flusher child (CBentoFlusher.h says why
+    /// not from here); waits for that 10 s at most. False if it did not
+    /// happen.
+    func writeBack(_ inodes: [UInt64]) -> Bool {
         guard let flusher else { return false }
-        return bento_flusher_sync(flusher, 10_000) == 0
+        var rest = inodes[...]
+        while !rest.isEmpty {
+            let batch = Array(rest.prefix(Int(BENTO_FLUSH_BATCH)))
+            rest = rest.dropFirst(batch.count)
+            let rc = batch.withUnsafeBufferPointer { bento_flusher_flush(flusher, $0.baseAddress, Int32($0.count), 10_000) }
+            guard rc == 0 else { return false }
+        }
+        return true
     }
 
     /// FUSE_NOTIFY_INVAL_INODE for the attributes only: the kernel drops

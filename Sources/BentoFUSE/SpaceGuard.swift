@@ -69,6 +69,10 @@ public final class SpaceGuard: Sendable {
         }
     }
 
+    /// Whether `ino` is open for writing (or was written through a handle
+    /// opened before this process).
+    public func isWriter(_ ino: UInt64) -> Bool { state.withLock { $0.writers[ino] != nil } }
+
     /// Files open for writing (their dirty pages are all the kernel holds:
     /// closing a file writes its pages back).
     public var writerInodes: [UInt64] { state.withLock { Array($0.writers.keys) } }

@@ -80,8 +80,7 @@ final class ServedMount: @unchecked Sendable {
         // An adopted session keeps what the kernel agreed at its first INIT.
         let cachesWrites = adopted ? start.writebackCache ?? true : settings.writebackCache
         server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache,
-                            space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil,
-                            mountpoint: settings.mountpoint)
+                            space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil)
         server.quarantine = Set(start.quarantine)
         server.onQuarantine = { [log] unique in
             log.warning("request \(unique), quarantined after it faulted or hung a worker, answered EIO")

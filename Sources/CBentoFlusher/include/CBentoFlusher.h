@@ -1,15 +1,20 @@
-// Has the kernel write a mount's dirty pages back, from a child process.
-// syncfs(2) on the mount waits, unkillably, until the WRITEs it sends are
-// answered. A worker thread waiting there when the worker dies would keep
-// it from ever exiting: those WRITEs are answered only by the next worker,
-// which is started once this one is gone. So the child waits, and the
-// worker waits for the child with a deadline.
+// Has the kernel write files' dirty pages back, from a child process.
+// FUSE_NOTIFY_INVAL_INODE with an offset writes an inode's dirty pages back
+// inside the write(2) that sends it, and waits, unkillably, until the
+// WRITEs are answered. (syncfs(2) does not wait for FUSE's writeback since
+// Linux 6.16 or so, so it cannot tell when the pages have arrived.) A worker thread waiting there when the worker dies
+// would keep it from ever exiting: those WRITEs are answered only by the
+// next worker, which is started once this one is gone. So the child waits,
+// and the worker waits for the child with a deadline.
 #ifndef CBENTOFLUSHER_H
 #define CBENTOFLUSHER_H
 
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/// Inodes one request may name.
+#define BENTO_FLUSH_BATCH 64
 
 struct bento_flusher {
     int socket;             // to the child (SOCK_SEQPACKET)
@@ -18,14 +23,12 @@ struct bento_flusher {
     pthread_mutex_t lock;   // one request at a time
 };
 
-/// Starts the child, which syncs the file system mounted at `mountpoint`
-/// (opened for each request: an open descriptor would keep the mount busy).
-/// 0 or -errno.
-int bento_flusher_start(struct bento_flusher *flusher, const char *mountpoint);
+/// Starts the child, which writes notifications to `fuse_fd`. 0 or -errno.
+int bento_flusher_start(struct bento_flusher *flusher, int fuse_fd);
 
-/// Has the child write the mount's dirty pages back and waits until it is
-/// done, at most `timeout_ms` (waiting for an earlier request included).
-/// 0, or -ETIMEDOUT, or the child's -errno.
-int bento_flusher_sync(struct bento_flusher *flusher, int timeout_ms);
+/// Has the child write back the dirty pages of `count` inodes (at most
+/// BENTO_FLUSH_BATCH) and waits until it is done, at most `timeout_ms`
+/// (waiting for an earlier request included). 0, or -ETIMEDOUT, or -errno.
+int bento_flusher_flush(struct bento_flusher *flusher, const uint64_t *inodes, int count, int timeout_ms);
 
 #endif
