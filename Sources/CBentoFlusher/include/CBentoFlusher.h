@@ -1,8 +1,8 @@
 // Has the kernel write files' dirty pages back, from a child process.
 // FUSE_NOTIFY_INVAL_INODE with an offset writes an inode's dirty pages back
 // inside the write(2) that sends it, and waits, unkillably, until the
-// WRITEs are answered. (syncfs(2) does not wait for FUSE's writeback since
-// Linux 6.16 or so, so it cannot tell when the pages have arrived.) A worker thread waiting there when the worker dies
+// WRITEs are answered. (syncfs(2) was tried: on Linux 6.18 it returned
+// before all of FUSE's WRITEs were answered.) A worker thread waiting there when the worker dies
 // would keep it from ever exiting: those WRITEs are answered only by the
 // next worker, which is started once this one is gone. So the child waits,
 // and the worker waits for the child with a deadline.
