@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 
 /// Keeps writes through the kernel's writeback cache from outrunning the
@@ -11,7 +12,7 @@ import Synchronization
 ///   server first has the kernel write back the mount's dirty pages, then
 ///   asks here whether the write that follows may go on: ENOSPC if not.
 /// The policy is here; FuseServer does the asking and the notifications.
-public final class SpaceGuard: Sendable {
+public final class SpaceGuard: @unchecked Sendable {
     /// Free bytes under which writes are checked one by one.
     public let reserve: UInt64
     /// The most one write() is assumed to need (the kernel's largest WRITE).
@@ -48,21 +49,38 @@ public final class SpaceGuard: Sendable {
         /// Falls back slowly, so that a burst is remembered a while.
         var overhead = 1.0
     }
-    private let state = Mutex(State())
+    /// Behind a pthread mutex, not a Mutex: ThreadSanitizer sees pthread
+    /// locks, and WRITEs come in on many threads at once.
+    private var stateValue = State()
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     /// Checking until free space was looked at (the server does at once).
     private let lowSpace = Atomic<Bool>(true)
 
-    public init(reserve: UInt64) { self.reserve = reserve }
+    public init(reserve: UInt64) {
+        self.reserve = reserve
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    private func withLock<R>(_ body: (inout State) -> R) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body(&stateValue)
+    }
 
     /// Whether writes are being checked one by one.
     public var isLow: Bool { lowSpace.load(ordering: .acquiring) }
 
     /// A handle open for writing on `ino`.
-    public func opened(_ ino: UInt64) { state.withLock { $0.writers[ino, default: Writer()].handles += 1 } }
+    public func opened(_ ino: UInt64) { withLock { $0.writers[ino, default: Writer()].handles += 1 } }
 
     /// A handle open for writing on `ino` was released.
     public func released(_ ino: UInt64) {
-        state.withLock {
+        withLock {
             guard var writer = $0.writers[ino] else { return }
             writer.handles -= 1
             $0.writers[ino] = writer.handles > 0 ? writer : nil
@@ -71,16 +89,16 @@ public final class SpaceGuard: Sendable {
 
     /// Whether `ino` is open for writing (or was written through a handle
     /// opened before this process).
-    public func isWriter(_ ino: UInt64) -> Bool { state.withLock { $0.writers[ino] != nil } }
+    public func isWriter(_ ino: UInt64) -> Bool { withLock { $0.writers[ino] != nil } }
 
     /// Files open for writing (their dirty pages are all the kernel holds:
     /// closing a file writes its pages back).
-    public var writerInodes: [UInt64] { state.withLock { Array($0.writers.keys) } }
+    public var writerInodes: [UInt64] { withLock { Array($0.writers.keys) } }
 
     /// Counts a WRITE request; true when free space should be looked at
     /// again (half the room above the reserve may be gone).
     public func received(_ ino: UInt64, bytes: UInt64) -> Bool {
-        state.withLock {
+        withLock {
             // A file written through a handle opened before this process
             // started is known from its first WRITE on (its release ends it).
             $0.writers[ino, default: Writer()].bytesReceived &+= bytes
@@ -93,7 +111,7 @@ public final class SpaceGuard: Sendable {
     /// Free space as the module counts it now. Returns the files to ask
     /// again for attributes when this turns checking on.
     public func looked(free: UInt64) -> [UInt64] {
-        state.withLock {
+        withLock {
             if $0.looked, $0.sinceLook >= 4096, free < $0.free {
                 let seen = Double($0.free - free) / Double($0.sinceLook)
                 $0.overhead = min(4, max(1, seen, $0.overhead * 0.99))
@@ -120,7 +138,7 @@ public final class SpaceGuard: Sendable {
     /// as its last, and must fit beside the last writes of every other file
     /// being written.
     public func allows(_ ino: UInt64, free: UInt64, dirtyKnown: Bool = true) -> Bool {
-        state.withLock { state in
+        withLock { state in
             guard var writer = state.writers[ino] else { return true }
             defer { state.writers[ino] = writer }
             let sent = writer.bytesReceived &- writer.receivedAtCheck
