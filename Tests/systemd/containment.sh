@@ -54,7 +54,8 @@ check "systemctl start bento-upgraded (two mounts)" timeout 60 systemctl start "
 pid=$(prop MainPID) restarts=$(prop NRestarts)
 check "both mounts serve 1.0.0" bash -c "$(declare -f version_of serves); serves $a 1.0.0 && serves $b 1.0.0"
 [ "$(systemctl is-active "$unit")" = active ] || finish
-workers() { pgrep -f -- 'bento-upgraded --worker'; }
+# The daemon's children (each worker has a flusher child of its own).
+workers() { pgrep -P "$(prop MainPID)" -f -- 'bento-upgraded --worker'; }
 confined() {
     local w n=0
     for w in $(workers); do

@@ -47,9 +47,9 @@ for i in 1 2 3 4 5 6; do
 done
 expect "6 live upgrades under load" test $upgraded -eq 6
 # A worker killed from outside: the supervisor starts the next one.
-before=$(pgrep -f -- '--worker')
+before=$(pgrep -P "$daemon" -f -- '--worker')
 kill -9 $before
-for _ in $(seq 300); do now=$(pgrep -f -- '--worker'); [ -n "$now" ] && [ "$now" != "$before" ] && break; sleep 0.1; done
+for _ in $(seq 300); do now=$(pgrep -P "$daemon" -f -- '--worker'); [ -n "$now" ] && [ "$now" != "$before" ] && break; sleep 0.1; done
 expect "a new worker after kill -9 of the worker" test -n "$now" -a "$now" != "$before"
 sleep 3
 touch "$mnt/load/STOP"
