@@ -117,7 +117,6 @@ final class ServedMount: @unchecked Sendable {
         log.info("\(start.settings.mountpoint): recovered and flushed after its worker died while unmounting")
     }
 
-    /// The state in WorkerFD.stateIn, if the supervisor passed one.
     /// The reserve: what the kernel may hold dirty for this mount, with a
     /// quarter more (writers overshoot the limit before the kernel throttles
     /// them: 58 MiB dirty was seen against a 48 MiB limit, 8 writers), and
@@ -129,6 +128,7 @@ final class ServedMount: @unchecked Sendable {
         return SpaceGuard(reserve: reserve)
     }
 
+    /// The state in WorkerFD.stateIn, if the supervisor passed one.
     private static func savedState() -> ExportedState? {
         guard let bytes = try? MemoryFile.contents(of: WorkerFD.stateIn) else { return nil }
         return try? SavedState.decode(bytes)
