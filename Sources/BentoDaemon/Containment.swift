@@ -89,7 +89,7 @@ struct Probation: Equatable {
 }
 
 /// The health gate: a version on probation whose replies to some
-/// operation fail (EIO, EUCLEAN, ENOSPC, ...) more often than the version
+/// operation fail (EIO, EUCLEAN, EROFS, ...) more often than the version
 /// before did, or whose replies are much slower, goes back, live. Each
 /// operation is judged on its own: one that fails one read in ten must not
 /// hide among many good creates.
