@@ -290,6 +290,7 @@ public final class FuseServer: @unchecked Sendable {
             // and kills the process. Unmounting wakes every read with ENODEV,
             // after which each thread leaves the loop by itself.
             pthread_setcancelstate(Int32(PTHREAD_CANCEL_DISABLE), nil)
+            if let buffer { ReadBuffer.prefault(buffer, length) }
             while true {
                 bento_recorder_idle()
                 let n = Glibc.read(fd, buffer, length)

@@ -29,3 +29,31 @@ enum ThreadBuffer {
         return buffer.memory
     }
 }
+
+/// The buffer libfuse gives each loop thread to read requests into, with
+/// its pages mapped before the first read. The kernel copies a request in
+/// by pinning the buffer's pages; a page not yet mapped needs a fault,
+/// which fails while the process is being killed, and the kernel then ends
+/// that request with EIO instead of leaving it for the next worker to be
+/// resent (seen as an EIO from close or fsync when a worker died).
+enum ReadBuffer {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Maps the pages of `buffer` once per thread and buffer.
+    static func prefault(_ buffer: UnsafeMutableRawPointer, _ length: Int) {
+        let done: UnsafeMutableRawPointer? = pthread_getspecific(key)
+        guard done != buffer else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: buffer) & ~(page - 1)
+        let end = Int(bitPattern: buffer) + length
+        // MADV_POPULATE_WRITE (Linux 5.14); on older kernels, one write per page.
+        if madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 23) != 0 {
+            for offset in stride(from: 0, to: length, by: page) { buffer.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self) }
+        }
+        pthread_setspecific(key, buffer)
+    }
+}
