@@ -475,7 +475,12 @@ final class MountSupervisor: @unchecked Sendable {
                                  error: "the worker of \(settings.mountpoint) died during the \(action.rawValue); it comes back on \(module)")
         }
         if report.result == UpgradeReport.upgraded || (action == .rollback && report.result == UpgradeReport.rolledBack) {
-            module = report.module ?? path
+            // The version on probation, if any, no longer serves: its
+            // probation ends here (the caller starts the new one's).
+            state.withLock { s in
+                s.module = report.module ?? path
+                s.probation = nil
+            }
         }
         return report
     }

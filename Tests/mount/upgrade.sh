@@ -80,8 +80,31 @@ expect "provenance names pid and executable" \
 expect "provenance file is root's alone" test "$(stat -c '%a %u' "$mnt/.provenance")" = "600 0"
 expect "rollback" ctl rollback "$mnt"
 expect "serving 1.0.0 after rollback" test "$(version)" = 1.0.0
+expect "the rollback ended 2.0.0's probation" bash -c "! $bin/bentoctl --socket $sock status --json | grep -q '\"probation\"'"
 expect "provenance still readable under 1.0.0" grep -q "made-by-touch" "$mnt/.provenance"
 expect "history lists the upgrades" test "$(ctl history "$mnt" | wc -l)" -ge "$rounds"
+
+# Worker deaths under load: a version that traps on one create, forced in
+# without probation, dies three times in a row per round; each poison create
+# fails alone. Requests other threads were reading as a worker died must be
+# resent to the next one, not lost (seen as EIO from close or fsync).
+mkdir "$mnt/deaths"
+"$work/load" "$mnt/deaths" 4 600 > "$work/deaths.out" 2> "$work/deaths.err" &
+loadpid=$!
+sleep 1
+created=0 deaths_before=$(grep -c 'died: SIGILL' "$log")
+for i in $(seq 10); do
+    ctl upgrade "$mnt" "$bin/libFixtureFaultyTrap.so" --force --probation 0 >/dev/null || echo "     round $i: upgrade to 2.0.1 failed"
+    for _ in 1 2 3; do touch "$mnt/poison" 2>/dev/null && created=$((created + 1)); done
+    ctl rollback "$mnt" >/dev/null || echo "     round $i: rollback failed"
+done
+touch "$mnt/deaths/STOP"
+wait $loadpid; loadstatus=$?
+cat "$work/deaths.out"; head -5 "$work/deaths.err"
+expect "30 poison creates: each failed" test "$created" -eq 0
+expect "30 worker deaths" test $(($(grep -c 'died: SIGILL' "$log") - deaths_before)) -eq 30
+expect "through 30 worker deaths the load saw no failed system call and no wrong byte" test $loadstatus -eq 0
+expect "serving 1.0.0 after the deaths" test "$(version)" = 1.0.0 -a "$(cat "$mnt/fixed/2")" = 2
 
 # Refusals: each leaves 1.0.0 serving, I/O never paused.
 echo "not a module" > "$work/text.so"
