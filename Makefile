@@ -13,7 +13,7 @@ XV6FS2_VERSION := 2.0.0
 PRODUCTS := bento-upgraded bentoctl XV6Module XV6Module2 mkfs.xv6 fsck.xv6
 # Module files that fail upgrades on purpose: built for the tests only.
 FIXTURES := FixtureImportFails FixtureOtherFileSystem FixtureNoCommonFormat FixtureSlowImport \
-            FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads
+            FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads FixtureCopiedTable
 BIN       = .build/$(CONFIG)
 # The debootstrapped root of the end-to-end tests, kept between runs.
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar

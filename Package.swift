@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "FixtureFaultyTrap", type: .dynamic, targets: ["FixtureFaultyTrap"]),
         .library(name: "FixtureFaultyHang", type: .dynamic, targets: ["FixtureFaultyHang"]),
         .library(name: "FixtureFaultyReads", type: .dynamic, targets: ["FixtureFaultyReads"]),
+        .library(name: "FixtureCopiedTable", type: .dynamic, targets: ["FixtureCopiedTable"]),
     ],
     dependencies: [
         .package(path: "kmod/BentoKit"),
@@ -100,6 +101,8 @@ let package = Package(
                 swiftSettings: [.define("FIXTURE_HANG")]),
         .target(name: "FixtureFaultyReads", dependencies: faulty, path: "Tests/Fixtures/FaultyReads",
                 swiftSettings: [.define("FIXTURE_READS")]),
+        .target(name: "FixtureCopiedTable", dependencies: faulty, path: "Tests/Fixtures/CopiedTable",
+                swiftSettings: [.define("FIXTURE_COPIES")]),
         .testTarget(name: "BentoHostTests", dependencies: [
             "BentoHost",
             .product(name: "BentoKit", package: "BentoKit"),

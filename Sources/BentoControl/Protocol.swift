@@ -267,6 +267,15 @@ public struct UpgradeReport: Codable, Equatable, Sendable {
     public var pauseMicros: UInt64?
     /// Size of the state handed from the old instance to the new one.
     public var stateBytes: UInt64?
+    /// Its format, e.g. "xv6fs/3".
+    public var stateFormat: String?
+    /// What the kernel held at the swap (inodes it had looked up or opened,
+    /// open handles): the host's table, left in place for the new version.
+    public var heldInodes: UInt64?
+    public var heldHandles: UInt64?
+    /// The table went through the state instead (a version that keeps its
+    /// own): correct, but the pause grows with it.
+    public var tableCopied: Bool?
     /// Why it was not upgraded.
     public var error: String?
     /// When it happened, RFC 3339 in UTC ("2025-01-31T12:00:00Z").

@@ -63,7 +63,12 @@ public enum TextReport {
             line = action.rawValue + (mount.isEmpty ? "" : " of" + mount) + " refused"
         }
         if let pause = report.pauseMicros { line += ", paused \(micros(pause))" }
-        if let state = report.stateBytes { line += ", state \(bytes(state))" }
+        if let state = report.stateBytes { line += ", state \(bytes(state))" + (report.stateFormat.map { " (\($0))" } ?? "") }
+        if let inodes = report.heldInodes, let handles = report.heldHandles {
+            line += report.tableCopied == true
+                ? ", \(inodes) inodes and \(handles) handles copied through the state (slow: a version that keeps its own table)"
+                : ", \(inodes) inodes and \(handles) handles kept in place"
+        }
         if let error = report.error { line += " (\(error))" }
         for phase in report.phases ?? [] {
             let name = phase.phase.rawValue

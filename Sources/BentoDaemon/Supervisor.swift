@@ -364,6 +364,10 @@ public final class Supervisor: @unchecked Sendable {
         for phase in report.phases ?? [] { fields["\(phase.phase.rawValue)_us"] = "\(phase.micros)" }
         if let pause = report.pauseMicros { fields["pause_us"] = "\(pause)" }
         if let bytes = report.stateBytes { fields["state_bytes"] = "\(bytes)" }
+        if let format = report.stateFormat { fields["state_format"] = format }
+        if let inodes = report.heldInodes { fields["held_inodes"] = "\(inodes)" }
+        if let handles = report.heldHandles { fields["held_handles"] = "\(handles)" }
+        if let copied = report.tableCopied { fields["table_copied"] = "\(copied)" }
         if let error = report.error { fields["error"] = error }
         let versions = "\(report.fromVersion ?? "?") to \(report.toVersion ?? "?")"
         switch (report.action, report.result) {

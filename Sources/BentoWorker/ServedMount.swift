@@ -61,11 +61,13 @@ final class ServedMount: @unchecked Sendable {
         let adopted = start.origin != .mounted
         superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: adopted) { [log] in log.info("\($0)") }
         var fileSystem: (any FileSystem)?
-        if start.origin == .restarted, let state = Self.savedState() {
+        if start.origin == .restarted, let (state, references) = Self.savedState() {
             do {
+                if let references { superBlock.references.replace(with: references) }
                 fileSystem = try module.module.restore(superBlock, from: state)
                 importedStateBytes = state.bytes.count
             } catch {
+                superBlock.references.replace(with: .init())
                 log.warning("the state the previous process saved (\(state.format)) could not be imported: \(error); recovering from the disk instead")
             }
         }
@@ -129,7 +131,7 @@ final class ServedMount: @unchecked Sendable {
     }
 
     /// The state in WorkerFD.stateIn, if the supervisor passed one.
-    private static func savedState() -> ExportedState? {
+    private static func savedState() -> (ExportedState, KernelReferences.Snapshot?)? {
         guard let bytes = try? MemoryFile.contents(of: WorkerFD.stateIn) else { return nil }
         return try? SavedState.decode(bytes)
     }
@@ -210,7 +212,7 @@ final class ServedMount: @unchecked Sendable {
                 try server.fileSystem.sync()
                 guard let format = module.handoverFormat(to: module) else { return nil }
                 let state = try server.fileSystem.exportState(format: format)
-                try MemoryFile.write(SavedState.encode(state), to: WorkerFD.stateOut)
+                try MemoryFile.write(SavedState.encode(state, references: superBlock.references.snapshot()), to: WorkerFD.stateOut)
                 return state.bytes.count
             } catch {
                 log.warning("state not exported (\(error)): the next process recovers from the disk")
@@ -221,20 +223,50 @@ final class ServedMount: @unchecked Sendable {
 }
 
 /// Exported state as it waits in a memfd for the next process: format
-/// name, format version, bytes.
+/// name, format version, bytes; then the host's table of what the kernel
+/// holds (lookup counts, open handles), which no module state carries.
 public enum SavedState {
-    public static func encode(_ state: ExportedState) -> [UInt8] {
-        var record = StateWriter(capacity: state.bytes.count + 64)
+    public static func encode(_ state: ExportedState, references: KernelReferences.Snapshot) -> [UInt8] {
+        var record = StateWriter(capacity: state.bytes.count + 64 + 24 * references.counts.count + 40 * references.files.count)
         record.write(state.format.name)
         record.write(state.format.version)
         record.write(bytes: state.bytes)
+        record.write(references.nextHandle)
+        record.write(UInt64(references.counts.count))
+        for (ino, counts) in references.counts {
+            record.write(ino); record.write(counts.lookups); record.write(counts.opens)
+        }
+        record.write(UInt64(references.files.count))
+        for (handle, file) in references.files {
+            record.write(handle); record.write(file.ino); record.write(file.flags); record.write(file.isDirectory)
+            record.write(file.opener.uid); record.write(file.opener.gid); record.write(file.opener.pid)
+        }
         return record.bytes
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> ExportedState {
+    /// The state, and the table (nil from a process that saved none).
+    public static func decode(_ bytes: [UInt8]) throws -> (ExportedState, KernelReferences.Snapshot?) {
         var reader = StateReader(bytes)
         let format = StateFormat(name: try reader.readString(), version: try reader.read())
-        return ExportedState(format: format, bytes: try reader.readBytes())
+        let state = ExportedState(format: format, bytes: try reader.readBytes())
+        guard !reader.isAtEnd else { return (state, nil) }
+        var table = KernelReferences.Snapshot(nextHandle: try reader.read())
+        let inodes = try reader.readCount(minimumSize: 24)
+        table.counts.reserveCapacity(inodes)
+        for _ in 0..<inodes {
+            let ino: InodeNumber = try reader.read()
+            table.counts[ino] = KernelReferences.Counts(lookups: try reader.read(), opens: try reader.read())
+        }
+        let handles = try reader.readCount(minimumSize: 33)
+        table.files.reserveCapacity(handles)
+        for _ in 0..<handles {
+            let handle: FileHandle = try reader.read()
+            table.files[handle] = KernelReferences.OpenFile(
+                ino: try reader.read(), flags: try reader.read(), isDirectory: try reader.read(),
+                opener: RequestContext(uid: try reader.read(), gid: try reader.read(), pid: try reader.read()))
+        }
+        guard reader.isAtEnd else { throw Errno.EINVAL }
+        return (state, table)
     }
 }
 

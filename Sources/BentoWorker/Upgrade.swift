@@ -82,6 +82,8 @@ extension ServedMount {
         }
         let state: ExportedState
         let instance: any FileSystem
+        let references = superBlock.references
+        let copiesBefore = references.copies
         do {
             state = try server.fileSystem.exportState(format: format)
             lap(.export)
@@ -89,6 +91,7 @@ extension ServedMount {
             return resumeOld(after: .export, "\(old.descriptor.version) could not export its state: \(error)")
         }
         report.stateBytes = UInt64(state.bytes.count)
+        report.stateFormat = "\(state.format)"
         do {
             instance = try next.module.restore(superBlock, from: state)
             lap(.`import`)
@@ -97,12 +100,20 @@ extension ServedMount {
                 + "\(old.descriptor.version) serves on from the same state")
         }
 
-        // 5. Resume on the new instance.
+        // 5. Resume on the new instance. The old one is let go only after
+        // the gate reopens: freeing what it cached (an inode object per
+        // inode the kernel holds) grows with the state.
+        let retired = server.fileSystem
         server.fileSystem = instance
         loaded = next
         server.gate.reopen()
         lap(.resume)
         report.pauseMicros = pause()
+        withExtendedLifetime(retired) {}
+        let held = references.size
+        report.heldInodes = UInt64(held.inodes)
+        report.heldHandles = UInt64(held.handles)
+        report.tableCopied = references.copies != copiesBefore
         report.result = action == .upgrade ? UpgradeReport.upgraded : UpgradeReport.rolledBack
         return report
     }

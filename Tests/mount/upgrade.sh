@@ -27,6 +27,7 @@ trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
 cc -O2 -pthread -o "$work/load" "$(dirname "$0")/load.c" || { echo "cannot build the load"; exit 1; }
+cc -O2 -o "$work/hold" "$(dirname "$0")/hold.c" || { echo "cannot build hold"; exit 1; }
 "$bin/mkfs.xv6" --size 2G --inodes 131072 "$work/x.img" >/dev/null
 mkdir "$mnt"
 "$bin/bento-upgraded" --image "$work/x.img" --mountpoint "$mnt" --module "$v1" \
@@ -39,6 +40,14 @@ expect "serving 1.0.0" test "$(version)" = 1.0.0
 mkdir "$mnt/fixed" && for i in $(seq 50); do echo "$i" > "$mnt/fixed/$i"; done
 ls -i "$mnt/fixed" | sort > "$work/inodes.before"
 exec 7<>"$mnt/fixed/1"
+
+# 15,000 files held open through every upgrade: the host's table keeps
+# their handles and lookup counts in place (Docs/upgrade.md).
+held=15000
+coproc HOLD { "$work/hold" "$mnt/held" "$held" open; }
+read -r -t 300 ready <&"${HOLD[0]}"
+expect "$held files held open ($ready)" test "$ready" = "ready $held"
+hold_check() { echo check >&"${HOLD[1]}" && read -r -t 300 answer <&"${HOLD[0]}" && echo "$answer" && [ "$answer" = "ok $held" ]; }
 
 # Upgrades under load.
 mkdir "$mnt/load"
@@ -66,6 +75,20 @@ expect "the load saw no failed system call and no wrong byte" test $loadstatus -
 expect "the load did work" test "$(grep -o 'ops=[0-9]*' "$work/load.out" | cut -d= -f2)" -gt 1000
 sort -n "$work/pauses" | awk '{ a[NR] = $1 } END { if (NR) printf "     pause over %d upgrades: median %d us, p99 %d us, max %d us\n", NR, a[int((NR + 1) / 2)], a[int(NR * 0.99 + 0.5)], a[NR] }'
 expect "a file held open across all upgrades still works" bash -c "echo again >&7 && grep -q again '$mnt/fixed/1'"
+expect "each of the $held held fds still reads and writes its own file, each path finds its inode" hold_check
+out=$(ctl upgrade "$mnt" "$v2" --json); [ "$(version)" = 2.0.0 ] || out=$(ctl upgrade "$mnt" "$v1" --json)
+expect "the report: $held handles kept in place, not copied" \
+    bash -c "grep -qE '\"heldHandles\" *: *1[0-9]{4}' <<<'$out' && grep -qE '\"tableCopied\" *: *false' <<<'$out'"
+# A version that speaks only the formats of earlier builds: the table
+# travels through the state, slower, and says so.
+out=$(ctl upgrade "$mnt" "$bin/libFixtureCopiedTable.so" --json)
+expect "to a version that copies the table: upgraded" grep -qE '"result" *: *"upgraded"' <<<"$out"
+expect "  the report says the table was copied" grep -qE '"tableCopied" *: *true' <<<"$out"
+expect "  the state carries the $held handles" test "$(grep -o '"stateBytes" *: *[0-9]*' <<<"$out" | grep -o '[0-9]*$')" -gt $((held * 29))
+expect "  the held fds still work" hold_check
+expect "  and back to 1.0.0 the same way" bash -c "$bin/bentoctl --socket $sock upgrade $mnt $v1 --force --json | grep -qE '\"tableCopied\" *: *true'"
+expect "  the held fds still work" hold_check
+echo quit >&"${HOLD[1]}"; wait "$HOLD_PID"
 exec 7>&-
 ls -i "$mnt/fixed" | sort > "$work/inodes.after"
 expect "inode numbers unchanged" cmp "$work/inodes.before" "$work/inodes.after"

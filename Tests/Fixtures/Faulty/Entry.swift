@@ -8,19 +8,31 @@ import XV6FS2
 //   FIXTURE_TRAP   xv6fs 2.0.1: a create of "poison" traps (fatalError)
 //   FIXTURE_HANG   xv6fs 2.0.2: a create of "poison" never returns
 //   FIXTURE_READS  xv6fs 2.0.3: one read in ten fails with EIO
+//   FIXTURE_COPIES xv6fs 2.0.4: no fault, but speaks only the state formats
+//                  of earlier builds (1 and 2), which copy the host's table
+//                  of lookups and handles through the state: the slow path
 // Upgrade to them from 1.0.0: they carry the XV6FS2 module, as
 // xv6fs-2.0.0.so does.
 #if FIXTURE_TRAP
 private let version = SemanticVersion(2, 0, 1)
 #elseif FIXTURE_HANG
 private let version = SemanticVersion(2, 0, 2)
+#elseif FIXTURE_COPIES
+private let version = SemanticVersion(2, 0, 4)
 #else
 private let version = SemanticVersion(2, 0, 3)
 #endif
 
 final class FaultyModule: BentoModule {
     let inner = Xv6Module(version: version, provenance: true)
+    #if FIXTURE_COPIES
+    var descriptor: ModuleDescriptor {
+        let copied = [Xv6Module.copiedProvenanceStateFormat, Xv6Module.copiedStateFormat]
+        return ModuleDescriptor(fileSystem: Xv6Module.fileSystemName, version: version, exportFormats: copied, importFormats: copied)
+    }
+    #else
     var descriptor: ModuleDescriptor { inner.descriptor }
+    #endif
     func mount(_ superBlock: SuperBlock) throws -> any FileSystem { FaultyFileSystem(try inner.mount(superBlock)) }
     func restore(_ superBlock: SuperBlock, from state: ExportedState) throws -> any FileSystem {
         FaultyFileSystem(try inner.restore(superBlock, from: state))

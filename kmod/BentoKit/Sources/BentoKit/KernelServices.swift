@@ -75,6 +75,9 @@ public final class SuperBlock {
     /// later mount with this flag off). It stays set for the life of the
     /// host process, through live upgrades.
     public let kernelMayHoldInodes: Bool
+    /// What the kernel holds: lookup counts, open handles. The host keeps it
+    /// for the life of the mount's process, through upgrades.
+    public let references = KernelReferences()
 
     @_spi(Host)
     public init(cache: any BufferCache, log: @escaping @Sendable (String) -> Void = { _ in }) {

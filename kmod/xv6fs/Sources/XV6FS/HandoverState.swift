@@ -1,13 +1,18 @@
 import BentoKit
 import XV6Layout
 
-/// What one xv6fs instance hands the next in an upgrade: state format
-/// "xv6fs" version 1, and version 2 which appends the provenance recorder's
-/// state (version 1 drops it: the records themselves are on disk already). The buffer cache stays in the host, so the log's open
-/// transaction travels as block numbers only: its blocks are still pinned
-/// and dirty in the cache. Inodes travel as reference counts only; their
-/// contents are read back lazily from the (warm) cache. Directory indexes
-/// are rebuilt on first use.
+/// What one xv6fs instance hands the next in an upgrade. The buffer cache
+/// stays in the host, so the log's open transaction travels as block
+/// numbers only: its blocks are still pinned and dirty in the cache. Inode
+/// contents are read back lazily from the (warm) cache, and directory
+/// indexes are rebuilt on first use. Lookup counts and open handles stay in
+/// the host's table (`SuperBlock.references`), which both instances share.
+///
+/// Formats ("xv6fs", version): 3 is the file system's own state, a few
+/// hundred bytes whatever the kernel holds; 4 adds the provenance
+/// recorder's. 1 and 2 are the same with the host's table copied in, for
+/// versions that kept lookup counts and handles in their own memory: they
+/// still work, and their size and time grow with the table.
 struct HandoverState {
     var uuid: (UInt64, UInt64)
     var log: WriteAheadLog.State
@@ -16,13 +21,19 @@ struct HandoverState {
     var inodeHint: UInt32
     var freeInodes: UInt64
     var failed: Bool
-    var nextHandle: FileHandle
-    var handles: [(FileHandle, Xv6FileSystem.OpenHandle)]
-    var references: [(ino: UInt32, lookups: UInt64, opens: Int)]
-    /// Format 2 only: where /.provenance is.
+    /// Formats 3 and 4 only: the exporter recorded every operation of the
+    /// open transaction in the host's operation journal, so the journal
+    /// needs no refill in the pause (formats 1 and 2 always refill it).
+    var journaled = false
+    /// Formats 1 and 2 only: the host's table, copied.
+    var references: KernelReferences.Snapshot?
+    /// Formats 2 and 4 only: where /.provenance is.
     var provenanceIno: UInt32?
 
-    init(_ fs: Xv6FileSystem) {
+    static func carriesReferences(_ format: StateFormat) -> Bool { format.version <= 2 }
+    static func carriesProvenance(_ format: StateFormat) -> Bool { format.version % 2 == 0 }
+
+    init(_ fs: Xv6FileSystem, format: StateFormat) {
         let v = fs.volume
         uuid = v.sb.uuid
         log = v.log.state
@@ -31,29 +42,34 @@ struct HandoverState {
         inodeHint = v.inodes.hint
         freeInodes = v.inodes.freeCount
         failed = fs.failed
-        nextHandle = fs.nextHandle
-        handles = fs.handles.map { ($0.key, $0.value) }
-        references = v.inodes.references
+        journaled = fs.superBlock.journal != nil
+        references = Self.carriesReferences(format) ? fs.references.snapshot() : nil
         provenanceIno = fs.provenance?.fileIno
     }
 
     func encoded(format: StateFormat) -> [UInt8] {
-        var w = StateWriter(capacity: 128 + 16 * (log.blocks.count + handles.count + references.count))
+        let table = references ?? KernelReferences.Snapshot()
+        var w = StateWriter(capacity: 128 + 8 * log.blocks.count + 40 * (table.files.count + table.counts.count))
         w.write(uuid.0); w.write(uuid.1)
         w.write(log.sequence); w.write(log.installUnflushed)
         w.write(UInt64(log.blocks.count))
         for b in log.blocks { w.write(b) }
         w.write(blockHint); w.write(freeBlocks); w.write(inodeHint); w.write(freeInodes)
         w.write(failed)
-        w.write(nextHandle)
-        w.write(UInt64(handles.count))
-        for (fh, h) in handles {
-            w.write(fh); w.write(h.ino); w.write(h.flags); w.write(h.isDirectory)
-            w.write(h.opener.uid); w.write(h.opener.gid); w.write(h.opener.pid)
+        if !Self.carriesReferences(format) { w.write(journaled) }
+        if Self.carriesReferences(format) {
+            w.write(table.nextHandle)
+            w.write(UInt64(table.files.count))
+            for (fh, f) in table.files {
+                w.write(fh); w.write(UInt32(truncatingIfNeeded: f.ino)); w.write(f.flags); w.write(f.isDirectory)
+                w.write(f.opener.uid); w.write(f.opener.gid); w.write(f.opener.pid)
+            }
+            w.write(UInt64(table.counts.count))
+            for (ino, c) in table.counts {
+                w.write(UInt32(truncatingIfNeeded: ino)); w.write(c.lookups); w.write(Int64(truncatingIfNeeded: c.opens))
+            }
         }
-        w.write(UInt64(references.count))
-        for r in references { w.write(r.ino); w.write(r.lookups); w.write(Int64(r.opens)) }
-        if format == Xv6Module.provenanceStateFormat { w.write(provenanceIno ?? 0) }
+        if Self.carriesProvenance(format) { w.write(provenanceIno ?? 0) }
         return w.bytes
     }
 
@@ -67,23 +83,26 @@ struct HandoverState {
         log = .init(sequence: sequence, blocks: blocks, installUnflushed: unflushed)
         blockHint = try r.read(); freeBlocks = try r.read(); inodeHint = try r.read(); freeInodes = try r.read()
         failed = try r.read()
-        nextHandle = try r.read()
-        handles = []
-        for _ in 0..<(try r.readCount(minimumSize: 29)) {
-            let fh: FileHandle = try r.read()
-            let handle = Xv6FileSystem.OpenHandle(ino: try r.read(), flags: try r.read(), isDirectory: try r.read(),
-                                                  opener: RequestContext(uid: try r.read(), gid: try r.read(), pid: try r.read()))
-            handles.append((fh, handle))
+        if !Self.carriesReferences(format) { journaled = try r.read() }
+        if Self.carriesReferences(format) {
+            var table = KernelReferences.Snapshot(nextHandle: try r.read())
+            for _ in 0..<(try r.readCount(minimumSize: 29)) {
+                let fh: FileHandle = try r.read()
+                let ino: UInt32 = try r.read()
+                table.files[fh] = KernelReferences.OpenFile(
+                    ino: InodeNumber(ino), flags: try r.read(), isDirectory: try r.read(),
+                    opener: RequestContext(uid: try r.read(), gid: try r.read(), pid: try r.read()))
+            }
+            for _ in 0..<(try r.readCount(minimumSize: 20)) {
+                let ino: UInt32 = try r.read()
+                let lookups: UInt64 = try r.read()
+                let opens: Int64 = try r.read()
+                guard opens >= 0 else { throw Errno.EINVAL }
+                table.counts[InodeNumber(ino)] = KernelReferences.Counts(lookups: lookups, opens: UInt64(opens))
+            }
+            references = table
         }
-        references = []
-        for _ in 0..<(try r.readCount(minimumSize: 20)) {
-            let ino: UInt32 = try r.read()
-            let lookups: UInt64 = try r.read()
-            let opens: Int64 = try r.read()
-            guard opens >= 0 else { throw Errno.EINVAL }
-            references.append((ino, lookups, Int(opens)))
-        }
-        if format == Xv6Module.provenanceStateFormat {
+        if Self.carriesProvenance(format) {
             let ino: UInt32 = try r.read()
             provenanceIno = ino == 0 ? nil : ino
         }
@@ -96,10 +115,14 @@ struct HandoverState {
         guard log.blocks.count <= Int(sb.logBlocks),
               log.blocks.allSatisfy({ $0 >= UInt64(sb.inodeStart) && $0 < sb.totalBlocks }),
               freeBlocks <= sb.totalBlocks, freeInodes < UInt64(sb.inodeCount),
-              handles.allSatisfy({ $0.1.ino >= Layout.rootInode && $0.1.ino < sb.inodeCount }),
-              references.allSatisfy({ $0.ino >= Layout.rootInode && $0.ino < sb.inodeCount }),
+              references.map({ Self.inodesValid($0, sb) }) ?? true,
               provenanceIno.map({ $0 >= Layout.rootInode && $0 < sb.inodeCount }) ?? true
         else { throw Errno.EINVAL }
+    }
+
+    private static func inodesValid(_ table: KernelReferences.Snapshot, _ sb: Superblock) -> Bool {
+        func valid(_ ino: InodeNumber) -> Bool { ino >= InodeNumber(Layout.rootInode) && ino < InodeNumber(sb.inodeCount) }
+        return table.files.values.allSatisfy { valid($0.ino) } && table.counts.keys.allSatisfy(valid)
     }
 
     /// An instance that carries on where the exporting one stopped.
@@ -112,18 +135,15 @@ struct HandoverState {
         volume.blocks.freeCount = freeBlocks
         volume.inodes.hint = inodeHint
         volume.inodes.freeCount = freeInodes
-        var pending: [UInt32: (lookups: UInt64, opens: Int)] = [:]
-        pending.reserveCapacity(references.count)
-        for r in references { pending[r.ino] = (r.lookups, r.opens) }
-        volume.inodes.pendingReferences = pending
         let fs = Xv6FileSystem(superBlock: superBlock, volume: volume)
         fs.failed = failed
-        fs.nextHandle = nextHandle
-        fs.handles = Dictionary(handles, uniquingKeysWith: { a, _ in a })
+        // A copied table (formats 1 and 2) replaces the host's: the
+        // exporter kept its own, and the host's may be stale.
+        if let references { superBlock.references.replace(with: references) }
         // Last: the exporter may have kept no journal. Should this need a
         // commit and the commit fail, the new instance carries on failed
         // (as after any device error) rather than hand a changed log back.
-        if !failed {
+        if !failed && !journaled {
             do {
                 try volume.log.resynchronizeJournal()
             } catch {

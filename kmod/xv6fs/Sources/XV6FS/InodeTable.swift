@@ -5,10 +5,6 @@ import XV6Layout
 final class Inode {
     let ino: UInt32
     var disk: DiskInode
-    /// References the kernel holds (lookup-like answers not yet forgotten).
-    var lookups: UInt64 = 0
-    /// Open file and directory handles.
-    var opens: Int = 0
     /// A directory's name index, built on first use.
     var directory: DirectoryIndex?
 
@@ -20,7 +16,6 @@ final class Inode {
     var isDirectory: Bool { disk.isDirectory }
     /// Still referenced although no directory names it any more.
     var isOrphan: Bool { disk.nlink == 0 }
-    var inUse: Bool { lookups > 0 || opens > 0 }
 }
 
 /// The inode table on disk and the inode cache in front of it.
@@ -32,10 +27,6 @@ final class InodeTable {
     /// Where the next search for a free inode starts.
     var hint: UInt32 = Layout.rootInode + 1
     var freeCount: UInt64 = 0
-    /// Reference counts another instance handed over for inodes not read
-    /// yet: applied when the inode is first loaded, so a restore need not
-    /// decode every referenced inode during the upgrade pause.
-    var pendingReferences: [UInt32: (lookups: UInt64, opens: Int)] = [:]
 
     init(cache: any BufferCache, superblock: Superblock, log: WriteAheadLog) {
         self.cache = cache
@@ -58,10 +49,6 @@ final class InodeTable {
         }
         guard !disk.isFree else { throw Errno.ENOENT }
         let inode = Inode(ino: ino, disk: disk)
-        if let references = pendingReferences.removeValue(forKey: ino) {
-            inode.lookups = references.lookups
-            inode.opens = references.opens
-        }
         inodes[ino] = inode
         return inode
     }
@@ -145,15 +132,6 @@ final class InodeTable {
         }
         freeCount = free
         return orphans
-    }
-
-    /// References held on inodes, cached or handed over and not loaded yet.
-    var references: [(ino: UInt32, lookups: UInt64, opens: Int)] {
-        var all = pendingReferences.map { (ino: $0.key, lookups: $0.value.lookups, opens: $0.value.opens) }
-        for inode in inodes.values where inode.inUse {
-            all.append((inode.ino, inode.lookups, inode.opens))
-        }
-        return all
     }
 }
 

@@ -5,20 +5,12 @@ import XV6Layout
 /// under one lock; operations that change the disk run in a log
 /// transaction (large writes and truncations in several).
 public final class Xv6FileSystem: FileSystem {
-    struct OpenHandle {
-        var ino: UInt32
-        var flags: Int32
-        var isDirectory: Bool
-        /// Who opened it: with the kernel's writeback cache, writes arrive
-        /// from the kernel (pid 0), and provenance names the opener instead.
-        var opener: RequestContext
-    }
-
     let superBlock: SuperBlock
     let volume: Volume
     let lock = Lock()
-    var handles: [FileHandle: OpenHandle] = [:]
-    var nextHandle: FileHandle = 1
+    /// Lookup counts and open handles: the host's, shared by every instance
+    /// of this mount (an upgrade moves none of it).
+    var references: KernelReferences { superBlock.references }
     /// Set after a device error: the disk may be behind memory, so no
     /// further change is accepted.
     var failed = false
@@ -63,7 +55,6 @@ public final class Xv6FileSystem: FileSystem {
         try volume.blocks.countFree()
         let orphans = try volume.inodes.scan()
         let fs = Xv6FileSystem(superBlock: superBlock, volume: volume)
-        fs.nextHandle = Self.firstHandle()
         guard try volume.inodes.get(Layout.rootInode).isDirectory else { throw Errno.EUCLEAN }
         let keep = superBlock.kernelMayHoldInodes
         try fs.lock.withLock {
@@ -75,15 +66,6 @@ public final class Xv6FileSystem: FileSystem {
                                 : "xv6fs: reclaimed \(orphans.count) orphan inodes")
         }
         return fs
-    }
-
-    /// Where a mount starts numbering file handles: at random in a 2^62
-    /// range. After the host process dies the kernel keeps the open files
-    /// the dead instance handed out and releases them later; a handle of
-    /// this instance must not be one of those, or that release would close
-    /// it. Two runs of even 2^32 handles collide with a chance of 2^-29.
-    static func firstHandle() -> FileHandle {
-        FileHandle.random(in: (1 << 32)..<(1 << 62))
     }
 
     // MARK: Helpers (called with the lock held)
@@ -143,7 +125,7 @@ public final class Xv6FileSystem: FileSystem {
 
     /// A lookup-like answer: counts one kernel reference.
     private func entry(_ inode: Inode) -> Entry {
-        inode.lookups += 1
+        references.lookedUp(InodeNumber(inode.ino))
         return Entry(attributes: attributes(inode), generation: UInt64(inode.disk.generation))
     }
 
@@ -152,7 +134,7 @@ public final class Xv6FileSystem: FileSystem {
     /// session), counts reaching zero prove nothing: the inode stays an
     /// orphan until the kernel's FORGET (see `forget`).
     private func reclaimIfUnused(_ inode: Inode) throws {
-        if inode.isOrphan && !inode.inUse && !superBlock.kernelMayHoldInodes { try reclaim(inode) }
+        if inode.isOrphan && !references.isHeld(InodeNumber(inode.ino)) && !superBlock.kernelMayHoldInodes { try reclaim(inode) }
     }
 
     /// Frees an orphan's blocks, in as many transactions as that takes, then
@@ -284,23 +266,20 @@ public final class Xv6FileSystem: FileSystem {
 
     public func forget(ino: InodeNumber, count: UInt64) {
         lock.withLock {
+            let held = references.forgot(ino, count: count)
             guard let node = try? inode(ino) else { return }
-            node.lookups -= min(node.lookups, count)
-            if superBlock.kernelMayHoldInodes && node.isOrphan && node.lookups == 0 {
+            if superBlock.kernelMayHoldInodes && node.isOrphan && held.lookups == 0 {
                 // The kernel forgets an inode when it evicts it, with its
                 // whole lookup count (ours is part of it), and evicts it only
                 // once no file is open on it: every open file has been
                 // released, though a RELEASE may still be on its way. So
                 // nobody holds it any more. Handles of ours on it go too:
                 // their late RELEASE must not touch a reused inode number.
-                if node.opens > 0 {
-                    handles = handles.filter { $0.value.ino != node.ino }
-                    node.opens = 0
-                }
+                if held.opens > 0 { references.closeAll(on: ino) }
                 do { try reclaim(node) } catch { superBlock.log("xv6fs: reclaiming inode \(ino) failed: \(error)") }
                 return
             }
-            guard !node.inUse else { return }
+            guard !held.isHeld else { return }
             if node.isOrphan {
                 do { try reclaim(node) } catch { superBlock.log("xv6fs: reclaiming inode \(ino) failed: \(error)") }
             } else if !node.isDirectory {
@@ -551,11 +530,7 @@ public final class Xv6FileSystem: FileSystem {
     // MARK: FileSystem: files
 
     private func openHandle(_ node: Inode, flags: Int32, isDirectory: Bool, by ctx: RequestContext) -> FileHandle {
-        let handle = nextHandle
-        nextHandle += 1
-        handles[handle] = OpenHandle(ino: node.ino, flags: flags, isDirectory: isDirectory, opener: ctx)
-        node.opens += 1
-        return handle
+        references.open(.init(ino: InodeNumber(node.ino), flags: flags, isDirectory: isDirectory, opener: ctx))
     }
 
     private static func writable(_ flags: Int32) -> Bool {
@@ -610,7 +585,7 @@ public final class Xv6FileSystem: FileSystem {
                 }
             }
             if done > 0 {
-                let writer = ctx.pid == 0 ? handles[handle]?.opener ?? ctx : ctx
+                let writer = ctx.pid == 0 ? references.file(handle)?.opener ?? ctx : ctx
                 observer?(writer, .write(ino: node.ino, offset: offset, count: done))
             }
             return done
@@ -620,9 +595,8 @@ public final class Xv6FileSystem: FileSystem {
     public func flush(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws {}
 
     private func closeHandle(_ handle: FileHandle) throws {
-        guard let open = handles.removeValue(forKey: handle) else { throw Errno.EBADF }
-        guard let node = try? volume.inodes.get(open.ino) else { return }
-        node.opens = max(0, node.opens - 1)
+        guard let (open, _) = references.close(handle) else { throw Errno.EBADF }
+        guard let node = try? inode(open.ino) else { return }
         try reclaimIfUnused(node)
     }
 
@@ -651,13 +625,12 @@ public final class Xv6FileSystem: FileSystem {
                 var item = DirectoryEntry(ino: InodeNumber(child), nextOffset: position + 1,
                                           type: UInt32(type) << 12, name: FileName(name))
                 let counted = plus && !Self.isDotOrDotDot(name)
-                var node: Inode?
                 if counted {
-                    node = try volume.inodes.get(child)
-                    item.entry = Entry(attributes: attributes(node!), generation: UInt64(node!.disk.generation))
+                    let node = try volume.inodes.get(child)
+                    item.entry = Entry(attributes: attributes(node), generation: UInt64(node.disk.generation))
                 }
                 guard emit(item) else { return false }
-                node?.lookups += 1
+                if counted { references.lookedUp(InodeNumber(child)) }
                 return true
             }
         }
@@ -719,9 +692,9 @@ public final class Xv6FileSystem: FileSystem {
 
     public func exportState(format: StateFormat) throws -> ExportedState {
         try lock.withLock {
-            let speaks = provenance == nil ? [Xv6Module.stateFormat] : [Xv6Module.provenanceStateFormat, Xv6Module.stateFormat]
-            guard speaks.contains(format) else { throw Errno.EINVAL }
-            return ExportedState(format: format, bytes: HandoverState(self).encoded(format: format))
+            guard provenance != nil || !HandoverState.carriesProvenance(format),
+                  format.name == Xv6Module.fileSystemName, (1...4).contains(format.version) else { throw Errno.EINVAL }
+            return ExportedState(format: format, bytes: HandoverState(self, format: format).encoded(format: format))
         }
     }
 }

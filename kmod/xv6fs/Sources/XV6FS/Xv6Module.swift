@@ -4,19 +4,27 @@ import BentoKit
 /// Version 1 is the plain file system; version 2 adds provenance.
 public final class Xv6Module: BentoModule, Sendable {
     public static let fileSystemName = "xv6fs"
-    /// The plain file system's state (see HandoverState).
-    public static let stateFormat = StateFormat(name: "xv6fs", version: 1)
-    /// Version 1's state plus the provenance recorder's.
-    public static let provenanceStateFormat = StateFormat(name: "xv6fs", version: 2)
+    /// The plain file system's state (see HandoverState); lookup counts and
+    /// handles stay in the host's table.
+    public static let stateFormat = StateFormat(name: "xv6fs", version: 3)
+    /// That state plus the provenance recorder's.
+    public static let provenanceStateFormat = StateFormat(name: "xv6fs", version: 4)
+    /// The same two with the host's table copied in: what earlier builds,
+    /// which kept their own table, export and import.
+    public static let copiedStateFormat = StateFormat(name: "xv6fs", version: 1)
+    public static let copiedProvenanceStateFormat = StateFormat(name: "xv6fs", version: 2)
 
     public let descriptor: ModuleDescriptor
     let recordsProvenance: Bool
 
     public init(version: SemanticVersion, provenance: Bool = false) {
         recordsProvenance = provenance
-        // Version 2 also speaks version 1's format, both ways, so that an
-        // upgrade to it and a rollback from it both carry the state.
-        let formats = provenance ? [Self.provenanceStateFormat, Self.stateFormat] : [Self.stateFormat]
+        // Version 2 also speaks version 1's formats, both ways, so that an
+        // upgrade to it and a rollback from it both carry the state; both
+        // prefer the formats that leave the host's table in place.
+        let formats = provenance
+            ? [Self.provenanceStateFormat, Self.stateFormat, Self.copiedProvenanceStateFormat, Self.copiedStateFormat]
+            : [Self.stateFormat, Self.copiedStateFormat]
         descriptor = ModuleDescriptor(fileSystem: Self.fileSystemName, version: version,
                                       exportFormats: formats, importFormats: formats)
     }

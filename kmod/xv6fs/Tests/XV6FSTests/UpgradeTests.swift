@@ -7,19 +7,47 @@ import XV6Layout
 /// The upgrade API with the xv6 module: an instance exports its in-memory
 /// state, and a new instance over the same superblock carries on from it.
 @Suite struct UpgradeTests {
-    let format = StateFormat(name: "xv6fs", version: 1)
+    let format = Xv6Module.stateFormat
 
     @Test func descriptorNamesTheHandoverFormat() {
         let next = Xv6Module(version: SemanticVersion(1, 0, 1))
         #expect(module.descriptor.fileSystem == "xv6fs")
         #expect(module.descriptor.sdkABIVersion == BentoABI.version)
-        #expect(module.descriptor.handoverFormat(to: next.descriptor) == format)
+        #expect(module.descriptor.handoverFormat(to: next.descriptor) == StateFormat(name: "xv6fs", version: 3))
         var other = next.descriptor
+        // An earlier build, which kept its own table: the copied format.
+        other.importFormats = [StateFormat(name: "xv6fs", version: 1)]
+        #expect(module.descriptor.handoverFormat(to: other) == StateFormat(name: "xv6fs", version: 1))
         other.importFormats = [StateFormat(name: "xv6fs", version: 2)]
         #expect(module.descriptor.handoverFormat(to: other) == nil)
+        let v2 = Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true)
+        #expect(v2.descriptor.handoverFormat(to: v2.descriptor) == StateFormat(name: "xv6fs", version: 4))
+        #expect(v2.descriptor.handoverFormat(to: next.descriptor) == StateFormat(name: "xv6fs", version: 3))
     }
 
-    @Test func openFilesPendingLogAndOrphansCarryOver() throws {
+    /// The host keeps the table of lookups and handles: the state that
+    /// travels is the same size with 5,000 files open and 5,000 more looked
+    /// up as with none. The copied format carries the table, and grows.
+    @Test func theStateDoesNotGrowWithWhatTheKernelHolds() throws {
+        let h = try Harness.fresh(blocks: 16384, inodes: 16384)
+        let empty = try h.fs.exportState(format: format).bytes.count
+        let emptyCopied = try h.fs.exportState(format: Xv6Module.copiedStateFormat).bytes.count
+        for i in 0..<10_000 {
+            let (entry, open) = try h.fs.create(ctx, parent: root, name: FileName("f\(i)"), mode: 0o644, flags: 0)
+            if i % 2 == 0 { try h.fs.release(ctx, ino: entry.ino, handle: open.handle) }
+        }
+        try h.fs.fsync(ctx, ino: root, handle: 0, dataOnly: false)
+        #expect(h.superBlock.references.size == (10_000, 5_000))
+        #expect(try h.fs.exportState(format: format).bytes.count == empty)
+        #expect(try h.fs.exportState(format: Xv6Module.copiedStateFormat).bytes.count > emptyCopied + 10_000 * 20)
+    }
+
+    /// Formats 3 (the table stays in the host) and 1 (copied into the
+    /// state, for an earlier build that kept its own): with format 1 the
+    /// next instance gets a superblock whose table is empty, as an earlier
+    /// build's successor would, and must fill it from the state.
+    @Test(arguments: [Xv6Module.stateFormat, Xv6Module.copiedStateFormat])
+    func openFilesPendingLogAndOrphansCarryOver(format: StateFormat) throws {
         let h = try Harness.fresh()
         let fs = h.fs
         let free = try h.statfs().freeBlocks
@@ -38,7 +66,11 @@ import XV6Layout
         let state = try fs.exportState(format: format)
         #expect(state.format == format)
         #expect(state.bytes.count < 4096)  // block numbers and counts, not contents
-        let next = try module.restore(h.superBlock, from: state)
+        let copied = format == Xv6Module.copiedStateFormat
+        let superBlock = copied ? SuperBlock(cache: h.superBlock.cache) : h.superBlock
+        #expect(superBlock.references.size == (copied ? (0, 0) : (3, 3)))
+        let next = try module.restore(superBlock, from: state)
+        #expect(superBlock.references.size == (3, 3))
 
         // The held file reads and writes on through its old handle.
         var back = [UInt8](repeating: 0, count: data.count)
