@@ -1,7 +1,7 @@
 // Makes the kernel hold many inodes of a mount, for the upgrade tests and
 // benchmarks: N files in DIR (made if missing, 1,000 per subdirectory),
-// each either held open (mode "open") or only looked up by stat (mode
-// "stat"). Then it answers commands on stdin, one per line:
+// each either held open (mode "open", each file holding its own line of
+// text) or only looked up by stat (mode "stat", empty files). Then it answers commands on stdin, one per line:
 //   check  every file: stat by path finds the inode it had; with "open",
 //          each fd reads its own file's text, takes a write at offset 64
 //          and reads it back. Prints "ok N" or "bad: ..." for the first fault.
@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
         struct stat st;
         if (stat(file_path(dir, i), &st) != 0) {
             int fd = open(path, O_CREAT | O_WRONLY, 0644);
-            int len = text(i, buf);
+            int len = opened ? text(i, buf) : 0;
             if (fd < 0 || write(fd, buf, len) != len || close(fd) != 0 || stat(path, &st) != 0) { perror(path); return 1; }
         }
         inos[i] = st.st_ino;

@@ -122,6 +122,8 @@ if cc -O2 -pthread -o "$libexec/load" Tests/mount/load.c 2>"$work/cc.log"; then 
 else fail "build the load"; note <"$work/cc.log"; summary; exit; fi
 if cc -O2 -pthread -o "$libexec/fsmodel" Tests/mount/fsmodel.c 2>"$work/cc.log"; then ok "build fsmodel"
 else fail "build fsmodel"; note <"$work/cc.log"; summary; exit; fi
+if cc -O2 -o "$libexec/hold" Tests/mount/hold.c 2>"$work/cc.log"; then ok "build hold"
+else fail "build hold"; note <"$work/cc.log"; summary; exit; fi
 # libfuse's passthrough_ll: the image of the watchdog check lives on it, and
 # stopping it makes the module's block I/O hang.
 ex=/usr/share/doc/libfuse3-dev/examples
