@@ -61,13 +61,14 @@ loaded() {
     echo "$label, $kind: load $(cat "$work/load.out")" >>"$work/rows"
 }
 
-# point LABEL MODE N: the kernel holds N more files (MODE open or stat), an
+# point LABEL MODE N: the kernel holds N files (MODE open or stat; the files of
+# earlier points of that mode are among them, so the inodes held only grow), an
 # 8-thread load runs, then the upgrades of both kinds.
 : >"$work/rows"
 point() {
     local label=$1 mode=$2 n=$3 ready
     if [ "$n" -gt 0 ]; then
-        coproc HOLD { "$work/hold" "$mnt/$mode-$n" "$n" "$mode"; }
+        coproc HOLD { "$work/hold" "$mnt/$mode" "$n" "$mode"; }
         read -r -t 1800 ready <&"${HOLD[0]}"
         [ "$ready" = "ready $n" ] || { echo "hold $mode $n: $ready" >&2; exit 1; }
     fi

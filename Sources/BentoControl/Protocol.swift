@@ -196,6 +196,10 @@ public struct MountStatus: Codable, Equatable, Sendable {
     public var probation: ProbationStatus?
     /// Requests quarantined after they faulted or hung a worker.
     public var quarantined: Int?
+    /// What the kernel holds: inodes it looked up or opened, open handles
+    /// (the host's table, which upgrades and restarts leave in place).
+    public var heldInodes: UInt64?
+    public var heldHandles: UInt64?
 
     public init(mountpoint: String, image: String, module: ModuleInfo, state: MountState,
                 uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,

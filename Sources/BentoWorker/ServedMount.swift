@@ -194,6 +194,9 @@ final class ServedMount: @unchecked Sendable {
                                  operations: server.stats.operationCounts, resentRetries: server.stats.resendRetries,
                                  latencyMicros: LatencySummary(p50: latency.p50, p90: latency.p90, p99: latency.p99, max: latency.max))
         status.inFlight = server.gate.count
+        let held = superBlock.references.size
+        status.heldInodes = UInt64(held.inodes)
+        status.heldHandles = UInt64(held.handles)
         return status
     }
 

@@ -441,12 +441,22 @@ struct ControlProtocolTests {
 
             """)
         #expect(TextReport.status([]) == "no mounts\n")
+        var holding = ControlServerTests.mount
+        holding.heldInodes = 1200
+        holding.heldHandles = 35
+        #expect(TextReport.status([holding]).contains("max 2.1 ms\n  kernel    holds 1200 inodes, 35 open handles\n"))
     }
 
     @Test func upgradeAndHistoryText() {
         let upgraded = UpgradeReport(result: .upgraded, action: .upgrade, mountpoint: "/mnt/bento", fromVersion: "1.0.0",
                                      toVersion: "2.0.0", pauseMicros: 12_345, stateBytes: 4096, time: "2025-01-31T12:00:00Z")
         #expect(TextReport.upgrade(upgraded) == "upgraded /mnt/bento: 1.0.0 -> 2.0.0, paused 12.3 ms, state 4.0 KiB\n")
+        var kept = upgraded
+        kept.stateFormat = "xv6fs/3"; kept.heldInodes = 100_000; kept.heldHandles = 15_000; kept.tableCopied = false
+        #expect(TextReport.upgrade(kept) == "upgraded /mnt/bento: 1.0.0 -> 2.0.0, paused 12.3 ms, state 4.0 KiB (xv6fs/3), "
+                + "100000 inodes and 15000 handles kept in place\n")
+        kept.tableCopied = true
+        #expect(TextReport.upgrade(kept).contains("handles copied through the state (slow: a version that keeps its own table)"))
         let refused = UpgradeReport(result: .refused, mountpoint: "/mnt/bento", error: "ABI version 2, need 1")
         #expect(TextReport.upgrade(refused) == "upgrade of /mnt/bento refused (ABI version 2, need 1)\n")
         let failed = UpgradeReport(result: .rolledBack, action: .upgrade, mountpoint: "/mnt/bento", fromVersion: "1.0.0",

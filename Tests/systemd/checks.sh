@@ -149,7 +149,10 @@ check "still serving after the refusal" write_read "$a/after-refusal" refused
 
 # --- systemctl restart under load: the mount stays ------------------------
 
-id=$(mount_id "$a") pid=$(prop MainPID)
+# The open handles the kernel holds on $a, from bentoctl status's text: the
+# host's table, which a restart saves and loads.
+handles_of() { bentoctl status | awk -v m="$1" '$0 == m { want = 1; next } want && $1 == "kernel" { print $5; exit }'; }
+id=$(mount_id "$a") pid=$(prop MainPID) handles=$(handles_of "$a")
 jmark
 start_load restart
 t0=$(date +%s%N)
@@ -162,6 +165,8 @@ check "restart: the load saw no failed call and no wrong byte" load_ok restart
 check "restart: the mount never went away (mount ID $id)" test "$(mount_id "$a")" = "$id"
 check "restart: MainPID changed ($pid -> $(prop MainPID))" test "$(prop MainPID)" != "$pid" -a "$(prop MainPID)" != 0
 check "restart: held fds work" held_works after-restart
+check "restart: the kernel's open handles came along ($handles before, $(handles_of "$a") after)" \
+    test -n "$handles" -a "$handles" -gt 0 -a "$(handles_of "$a")" = "$handles"
 check "journal: state handed to the fd store" jhas 18d570c3852048cb8fbaa11b449e227c
 check "journal: mount adopted after the restart" jhas 76c628d37044406a9f7ef865b89e5ca2
 
