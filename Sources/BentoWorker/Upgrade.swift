@@ -1,4 +1,5 @@
 import BentoControl
+import BentoFUSE
 import BentoHost
 import BentoKit
 import Foundation
@@ -33,9 +34,8 @@ extension ServedMount {
         let old = loaded
         let action = report.action ?? .upgrade
         var report = report
-        var lapStart = DispatchTime.now().uptimeNanoseconds
-        func lap(_ phase: UpgradePhase) {
-            let now = DispatchTime.now().uptimeNanoseconds
+        var lapStart = Gate.now()
+        func lap(_ phase: UpgradePhase, at now: UInt64 = Gate.now()) {
             phases.append(PhaseTiming(phase: phase, micros: (now - lapStart) / 1000))
             lapStart = now
         }
@@ -61,8 +61,7 @@ extension ServedMount {
         lap(.preflight)
 
         // 2. Quiesce.
-        let closed = DispatchTime.now().uptimeNanoseconds
-        func pause() -> UInt64 { (DispatchTime.now().uptimeNanoseconds - closed) / 1000 }
+        let closed = Gate.now()
         guard server.gate.close(timeoutNanoseconds: UInt64(quiesceTimeout * 1e9)) else {
             lap(.quiesce)
             report.error = "requests still running after the \(Int(quiesceTimeout * 1000)) ms quiesce deadline: "
@@ -74,11 +73,11 @@ extension ServedMount {
         // 3. Export. 4. Import. A failure in either: the old instance,
         // which still owns its state, resumes.
         func resumeOld(after phase: UpgradePhase, _ why: String) -> UpgradeReport {
-            server.gate.reopen()
-            lap(phase)
+            let opened = server.gate.reopen()
+            lap(phase, at: opened)
             report.result = action == .upgrade ? UpgradeReport.rolledBack : UpgradeReport.refused
             report.error = why
-            report.pauseMicros = pause()
+            report.pauseMicros = (opened - closed) / 1000
             return report
         }
         let state: ExportedState
@@ -107,9 +106,9 @@ extension ServedMount {
         let retired = server.fileSystem
         server.fileSystem = instance
         loaded = next
-        server.gate.reopen()
-        lap(.resume)
-        report.pauseMicros = pause()
+        let opened = server.gate.reopen()
+        lap(.resume, at: opened)
+        report.pauseMicros = (opened - closed) / 1000
         withExtendedLifetime(retired) {}
         let held = references.size
         report.heldInodes = UInt64(held.inodes)
