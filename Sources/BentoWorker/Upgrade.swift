@@ -12,8 +12,8 @@ import Glibc
 extension ServedMount {
     /// Swaps the module serving this mount for the one at `path`.
     /// `action` is .upgrade or .rollback; `quiesceTimeout` in seconds;
-    /// `onPhase` hears of each phase once the gate is open again (logging
-    /// inside the pause would lengthen it), with the report.
+    /// `onPhase` hears of each phase as it ends (with the report so far),
+    /// inside the pause for quiesce, export and import: it must not block.
     func upgrade(to path: String, action: UpgradeAction, quiesceTimeout: Double,
                  onPhase: (PhaseTiming, UpgradeReport) -> Void = { _, _ in }) -> UpgradeReport {
         var phases: [PhaseTiming] = []
@@ -21,16 +21,15 @@ extension ServedMount {
                                    module: path, fromVersion: "\(loaded.descriptor.version)",
                                    time: ISO8601DateFormatter().string(from: Date()))
         let ran: Void? = upgrading.withLockIfAvailable { _ in
-            report = attempt(to: path, report: report, quiesceTimeout: quiesceTimeout, phases: &phases)
+            report = attempt(to: path, report: report, quiesceTimeout: quiesceTimeout, phases: &phases, onPhase: onPhase)
         }
         if ran == nil { report.error = "an upgrade of \(settings.mountpoint) is already running" }
         report.phases = phases
-        for phase in phases { onPhase(phase, report) }
         return report
     }
 
     private func attempt(to path: String, report: UpgradeReport, quiesceTimeout: Double,
-                         phases: inout [PhaseTiming]) -> UpgradeReport {
+                         phases: inout [PhaseTiming], onPhase: (PhaseTiming, UpgradeReport) -> Void) -> UpgradeReport {
         let old = loaded
         let action = report.action ?? .upgrade
         var report = report
@@ -38,6 +37,7 @@ extension ServedMount {
         func lap(_ phase: UpgradePhase, at now: UInt64 = Gate.now()) {
             phases.append(PhaseTiming(phase: phase, micros: (now - lapStart) / 1000))
             lapStart = now
+            onPhase(phases.last!, report)
         }
 
         // 1. Preflight: everything that can be checked while I/O flows.

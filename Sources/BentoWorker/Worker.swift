@@ -8,6 +8,9 @@ import Logging
 /// The worker process of one mount (`bento-upgraded --worker`, started by
 /// the supervisor with the descriptors of WorkerFD): serves the mount until
 /// it goes away, and answers the supervisor's requests meanwhile.
+/// Where upgrade phases are logged: off the upgrading thread, in order.
+private let phaseLog = DispatchQueue(label: "bento.upgrade-phase-log")
+
 public enum Worker {
     public static func run(log: Logger) -> Never {
         // Dies with the supervisor: the mount then waits in the fd store for
@@ -87,11 +90,16 @@ public enum Worker {
         case .status:
             return .status(mount.status)
         case .upgrade(let module, let action, let quiesceTimeout):
+            // Each phase is logged as it ends, so that the journal shows how
+            // far an interrupted upgrade got; from another thread, so that
+            // writing the entry does not lengthen the pause.
             let report = mount.upgrade(to: module, action: action, quiesceTimeout: quiesceTimeout) { phase, report in
-                mount.log.event(.upgradePhase, "\(action.rawValue) of \(mount.settings.mountpoint): \(phase.phase.rawValue) took \(phase.micros) µs",
-                                ["from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
-                                 "module": report.module ?? "", "action": action.rawValue, "phase": phase.phase.rawValue,
-                                 "phase_us": "\(phase.micros)"])
+                phaseLog.async {
+                    mount.log.event(.upgradePhase, "\(action.rawValue) of \(mount.settings.mountpoint): \(phase.phase.rawValue) took \(phase.micros) µs",
+                                    ["from_version": report.fromVersion ?? "", "to_version": report.toVersion ?? "",
+                                     "module": report.module ?? "", "action": action.rawValue, "phase": phase.phase.rawValue,
+                                     "phase_us": "\(phase.micros)"])
+                }
             }
             return .upgraded(report)
         case .handOver(let quiesceTimeout):
