@@ -68,24 +68,17 @@ public final class Gate: @unchecked Sendable {
         return true
     }
 
-    /// Opens the gate; returns when it opened (`Gate.now()`): the end of
-    /// the pause, before the waiting requests wake (on a busy machine they
-    /// may run before this call returns).
+    /// Opens the gate; returns when it opened (`RequestStats.nanoseconds()`):
+    /// the end of the pause, before the waiting requests wake (on a busy
+    /// machine they may run before this call returns).
     @discardableResult
     public func reopen() -> UInt64 {
         pthread_mutex_lock(mutex)
         closed = false
-        let opened = Self.now()
+        let opened = RequestStats.nanoseconds()
         pthread_cond_broadcast(changed)
         pthread_mutex_unlock(mutex)
         return opened
-    }
-
-    /// CLOCK_MONOTONIC, in nanoseconds.
-    public static func now() -> UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
     }
 
     /// Requests inside now (for tests and status).

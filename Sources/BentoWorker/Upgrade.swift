@@ -33,8 +33,8 @@ extension ServedMount {
         let old = loaded
         let action = report.action ?? .upgrade
         var report = report
-        var lapStart = Gate.now()
-        func lap(_ phase: UpgradePhase, at now: UInt64 = Gate.now()) {
+        var lapStart = RequestStats.nanoseconds()
+        func lap(_ phase: UpgradePhase, at now: UInt64 = RequestStats.nanoseconds()) {
             phases.append(PhaseTiming(phase: phase, micros: (now - lapStart) / 1000))
             lapStart = now
             onPhase(phases.last!, report)
@@ -61,7 +61,7 @@ extension ServedMount {
         lap(.preflight)
 
         // 2. Quiesce.
-        let closed = Gate.now()
+        let closed = RequestStats.nanoseconds()
         guard server.gate.close(timeoutNanoseconds: UInt64(quiesceTimeout * 1e9)) else {
             lap(.quiesce)
             report.error = "requests still running after the \(Int(quiesceTimeout * 1000)) ms quiesce deadline: "

@@ -5,12 +5,12 @@ import Foundation
 import Glibc
 import Logging
 
-/// The worker process of one mount (`bento-upgraded --worker`, started by
-/// the supervisor with the descriptors of WorkerFD): serves the mount until
-/// it goes away, and answers the supervisor's requests meanwhile.
 /// Where upgrade phases are logged: off the upgrading thread, in order.
 private let phaseLog = DispatchQueue(label: "bento.upgrade-phase-log")
 
+/// The worker process of one mount (`bento-upgraded --worker`, started by
+/// the supervisor with the descriptors of WorkerFD): serves the mount until
+/// it goes away, and answers the supervisor's requests meanwhile.
 public enum Worker {
     public static func run(log: Logger) -> Never {
         // Dies with the supervisor: the mount then waits in the fd store for

@@ -48,16 +48,15 @@ struct HandoverState {
     }
 
     func encoded(format: StateFormat) -> [UInt8] {
-        let table = references ?? KernelReferences.Snapshot()
-        var w = StateWriter(capacity: 128 + 8 * log.blocks.count + 40 * (table.files.count + table.counts.count))
+        var w = StateWriter(capacity: 128 + 8 * log.blocks.count + 40 * ((references?.files.count ?? 0) + (references?.counts.count ?? 0)))
         w.write(uuid.0); w.write(uuid.1)
         w.write(log.sequence); w.write(log.installUnflushed)
         w.write(UInt64(log.blocks.count))
         for b in log.blocks { w.write(b) }
         w.write(blockHint); w.write(freeBlocks); w.write(inodeHint); w.write(freeInodes)
         w.write(failed)
-        if !Self.carriesReferences(format) { w.write(journaled) }
-        if Self.carriesReferences(format) {
+        // `references` is there exactly for the formats that carry it.
+        if let table = references {
             w.write(table.nextHandle)
             w.write(UInt64(table.files.count))
             for (fh, f) in table.files {
@@ -68,6 +67,8 @@ struct HandoverState {
             for (ino, c) in table.counts {
                 w.write(UInt32(truncatingIfNeeded: ino)); w.write(c.lookups); w.write(Int64(truncatingIfNeeded: c.opens))
             }
+        } else {
+            w.write(journaled)
         }
         if Self.carriesProvenance(format) { w.write(provenanceIno ?? 0) }
         return w.bytes
@@ -83,8 +84,9 @@ struct HandoverState {
         log = .init(sequence: sequence, blocks: blocks, installUnflushed: unflushed)
         blockHint = try r.read(); freeBlocks = try r.read(); inodeHint = try r.read(); freeInodes = try r.read()
         failed = try r.read()
-        if !Self.carriesReferences(format) { journaled = try r.read() }
-        if Self.carriesReferences(format) {
+        if !Self.carriesReferences(format) {
+            journaled = try r.read()
+        } else {
             var table = KernelReferences.Snapshot(nextHandle: try r.read())
             for _ in 0..<(try r.readCount(minimumSize: 29)) {
                 let fh: FileHandle = try r.read()
