@@ -60,6 +60,12 @@ final class MountSupervisor: @unchecked Sendable {
         /// The worker was killed by us for a hung request.
         var killedForHang = false
         var probation: Probation?
+        /// An auto-rollback is under way: the probation has ended, its
+        /// outcome not yet known to `probationOutcome`.
+        var rollingBack = false
+        /// The last probation's auto-rollback, once done (cleared when a
+        /// probation begins).
+        var autoRollback: UpgradeReport?
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -277,6 +283,7 @@ final class MountSupervisor: @unchecked Sendable {
             if verdict.rollBack, let probation {
                 s.module = probation.previous
                 s.probation = nil
+                s.rollingBack = true
             }
             return (verdict, probation, failed)
         }
@@ -303,8 +310,31 @@ final class MountSupervisor: @unchecked Sendable {
                                        module: probation.previous, fromVersion: probation.version,
                                        toVersion: probation.previousVersion, error: "\(probation.version) failed on probation: \(verdict.cause)",
                                        time: Self.timestamp())
-            onAutoRollback?(report, probation.module)
+            finishAutoRollback(report, failedModule: probation.module)
         }
+    }
+
+    /// The history first, then the outcome `--wait` returns.
+    private func finishAutoRollback(_ report: UpgradeReport, failedModule: String) {
+        onAutoRollback?(report, failedModule)
+        state.withLock { s in
+            s.autoRollback = report
+            s.rollingBack = false
+        }
+    }
+
+    /// Waits until the probation of `module` has ended, and its rollback
+    /// if any: nil when the version stayed, or the auto-rollback's report.
+    func probationOutcome(of module: String) -> UpgradeReport? {
+        while !hasEnded {
+            let now = RequestStats.now()
+            let (busy, rollback) = state.withLock { s in
+                ((s.probation.map { $0.module == module && $0.isActive(at: now) } ?? false) || s.rollingBack, s.autoRollback)
+            }
+            if !busy { return rollback }
+            usleep(100_000)
+        }
+        return nil
     }
 
     static func timestamp() -> String {
@@ -348,7 +378,10 @@ final class MountSupervisor: @unchecked Sendable {
                                                                    faults: start.faults.map { _ in 0 },
                                                                    buckets: start.buckets.map { _ in 0 }))
         }
-        state.withLock { $0.probation = probation }
+        state.withLock { s in
+            s.probation = probation
+            s.autoRollback = nil
+        }
     }
 
     /// Health samples of the worker serving now: (time, pid, counters),
@@ -392,7 +425,10 @@ final class MountSupervisor: @unchecked Sendable {
     /// The health gate's rollback: live, like `bentoctl rollback`; if the
     /// failing version cannot hand its state over, its worker is replaced.
     private func rollBack(_ probation: Probation, because why: String) {
-        state.withLock { $0.probation = nil }
+        state.withLock { s in
+            s.probation = nil
+            s.rollingBack = true
+        }
         var report = upgrade(to: probation.previous, action: .rollback, quiesceTimeout: 1) { _ in }
         if report.result != UpgradeReport.rolledBack {
             log.error("\(settings.mountpoint): the live rollback failed (\(report.error ?? "?")); replacing the worker")
@@ -412,7 +448,7 @@ final class MountSupervisor: @unchecked Sendable {
                   + "(\(why)); rolled back to \(probation.previousVersion)",
                   ["from_module": probation.module, "to_module": probation.previous, "cause": why,
                    "from_version": probation.version, "to_version": probation.previousVersion])
-        onAutoRollback?(report, probation.module)
+        finishAutoRollback(report, failedModule: probation.module)
     }
 
     /// The probation now, if any: the version and the seconds left.

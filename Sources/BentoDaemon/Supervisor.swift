@@ -332,12 +332,11 @@ public final class Supervisor: @unchecked Sendable {
     /// `upgrade --wait`: the answer once the probation is over: upgraded,
     /// or rolled back automatically and why.
     private func waitOutProbation(of mount: MountSupervisor, upgradedTo module: String, upgraded: UpgradeReport) -> UpgradeReport {
-        while mount.probation != nil && mount.module == module && !mount.hasEnded { usleep(100_000) }
-        guard mount.module != module else { return upgraded }
+        let rollback = mount.probationOutcome(of: module)
+        guard rollback != nil || mount.module != module else { return upgraded }
         var report = upgraded
         report.result = UpgradeReport.rolledBack
-        report.error = store?.history(mountpoint: mount.settings.mountpoint).last(where: { $0.action == .autoRollback })?.error
-            ?? "rolled back automatically during its probation"
+        report.error = rollback?.error ?? "rolled back during its probation"
         return report
     }
 
