@@ -23,17 +23,22 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev li
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test test-tsan soak bench install install-systemd run clean
+VERSION ?= 0.9.0
+
+.PHONY: all build deps deb test test-tsan soak bench install install-systemd run clean
 
 all: build
 
-deps:
-	@command -v $(SWIFT) >/dev/null || { echo "make: no Swift toolchain found (expected in /opt/swift)"; exit 1; }
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Installs those of the Debian packages $(1) that are missing.
+apt_install = @missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "make: installing Debian packages: $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+
+deps:
+	@command -v $(SWIFT) >/dev/null || { echo "make: no Swift toolchain found (expected in /opt/swift)"; exit 1; }
+	$(call apt_install,$(DEBIAN_PACKAGES))
 
 build: deps
 	@for p in $(PRODUCTS); do $(SWIFT) build -c $(CONFIG) --product $$p || exit 1; done
@@ -101,6 +106,19 @@ install: build
 	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
 	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
 	$(MAKE) -s install-systemd
+
+# The Debian package, bento_$(VERSION)_amd64.deb, in the tree: debian/rules
+# runs `make build` and `make install PREFIX=/usr`; lintian checks it.
+DEB = bento_$(VERSION)_amd64.deb
+deb: deps
+	$(call apt_install,debhelper fakeroot dpkg-dev lintian)
+	@date=$$(git log -1 --format=%aD 2>/dev/null || date -R); \
+	printf 'bento (%s) unstable; urgency=medium\n\n  * Release %s: see Docs/release-notes.md.\n\n -- %s  %s\n' \
+		"$(VERSION)" "$(VERSION)" "Bento developers <bento@bento.invalid>" "$$date" > debian/changelog
+	rm -f $(DEB)
+	dpkg-checkbuilddeps
+	DEB_OUT=$(CURDIR) CONFIG=$(CONFIG) debian/rules binary
+	lintian --fail-on error $(DEB)
 
 # The service around the daemon: unit, journal catalog, tmpfiles.d entry for
 # /run/bento, modules-load.d entry for fuse, and the docs they point at.

@@ -75,7 +75,7 @@ public final class Supervisor: @unchecked Sendable {
             if let mount = start(setting, stored: stored.removeValue(forKey: setting.mountpoint)) { mounts.append(mount) }
         }
         for (mountpoint, leftover) in stored { release(mountpoint, leftover) }
-        guard !mounts.isEmpty else { throw MountSupervisor.Failure("no mount could be served") }
+        guard !mounts.isEmpty || settings.isEmpty else { throw MountSupervisor.Failure("no mount could be served") }
         ready.signal()
         ServiceManager.ready(status: statusLine())
         startWatchdog()

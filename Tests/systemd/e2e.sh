@@ -16,6 +16,8 @@
 #   BENTO_E2E_CHECKS=FILE          run FILE in the container instead of checks.sh
 #                                  (bench/systemd.sh: restart and crash stalls)
 #   CONFIG=release                 install the release build (default: debug)
+#   BENTO_E2E_DEB=FILE.deb         no make install: the checks (BENTO_E2E_CHECKS,
+#                                  Tests/systemd/package.sh) install this package
 set -u
 cd "$(dirname "$0")/../.."
 here=Tests/systemd
@@ -102,7 +104,12 @@ fi
 
 # --- What the project installs, and the test's own files --------------------
 config=${CONFIG:-debug}
-if make -s install CONFIG=$config DESTDIR="$root" PREFIX=/usr/local >"$work/install.log" 2>&1; then
+deb=${BENTO_E2E_DEB:-}
+if [ -n "$deb" ]; then
+    mkdir -p "$root/usr/local/libexec/bento-test"
+    if cp "$deb" "$root/usr/local/libexec/bento-test/"; then ok "the package ${deb##*/} is in the root"
+    else fail "the package $deb is in the root"; summary; exit; fi
+elif make -s install CONFIG=$config DESTDIR="$root" PREFIX=/usr/local >"$work/install.log" 2>&1; then
     ok "make install CONFIG=$config DESTDIR=root PREFIX=/usr/local"
 else
     fail "make install CONFIG=$config DESTDIR=root PREFIX=/usr/local"; note 30 <"$work/install.log"; summary; exit
@@ -114,7 +121,7 @@ for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl \
     lib/tmpfiles.d/bento.conf lib/modules-load.d/bento.conf; do
     if [ -e "$p/$f" ]; then ok "installed $f"; else fail "installed $f"; fi
 done
-[ -e "$p/lib/systemd/system/bento-upgraded.service" ] || { echo "     no unit installed: nothing to boot for"; summary; exit; }
+[ -n "$deb" ] || [ -e "$p/lib/systemd/system/bento-upgraded.service" ] || { echo "     no unit installed: nothing to boot for"; summary; exit; }
 
 libexec=$p/libexec/bento-test
 mkdir -p "$libexec" "$work/results"
@@ -134,7 +141,7 @@ install -m 0755 "${BENTO_E2E_CHECKS:-$here/checks.sh}" "$libexec/checks.sh"
 install -m 0644 "$here/lib.sh" "$libexec/lib.sh"
 # A module whose import takes 5 s (then fails): a crash in mid-upgrade.
 # Versions that trap, hang or fail reads: the containment checks.
-for f in SlowImport:slow-import FaultyTrap:trap FaultyHang:hang FaultyReads:reads; do
+[ -n "$deb" ] || for f in SlowImport:slow-import FaultyTrap:trap FaultyHang:hang FaultyReads:reads; do
     if install -m 0644 .build/$config/libFixture${f%%:*}.so "$libexec/${f#*:}.so" \
         && patchelf --set-rpath /usr/local/lib/bento "$libexec/${f#*:}.so"; then ok "install the ${f#*:} fixture module"
     else fail "install the ${f#*:} fixture module"; fi
@@ -195,6 +202,6 @@ read -r cp cf < <(sed -n 's/^container: \([0-9]*\) passed, \([0-9]*\) failed.*/\
 passed=$((passed + ${cp:-0})) failed=$((failed + ${cf:-0}))
 # Nothing of the run mounted on the host: under the work dir, or the
 # container's FUSE mounts leaked out.
-leaked=$(awk -v w="$work/" 'index($5, w) == 1 || ($5 ~ /\/(mnt\/([abw]|pt)|srv\/[ab])$/ && / - fuse/) { print $5 }' /proc/self/mountinfo)
+leaked=$(awk -v w="$work/" 'index($5, w) == 1 || ($5 ~ /\/(mnt\/([abw]|pt)|srv\/[abp])$/ && / - fuse/) { print $5 }' /proc/self/mountinfo)
 if [ -z "$leaked" ]; then ok "no mount of the run left on the host"; else fail "no mount of the run left on the host"; echo "$leaked" | note; fi
 summary
