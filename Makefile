@@ -6,6 +6,11 @@ CONFIG   ?= release
 IMAGE    ?= bento.img
 IMAGE_SIZE ?= 256M
 MOUNTPOINT ?= /mnt/bento
+# The release number, from the one line the tools' --version prints too.
+VERSION := $(shell sed -n 's/^public let bentoVersion = "\(.*\)"$$/\1/p' kmod/BentoKit/Sources/BentoVersion/BentoVersion.swift)
+ifeq ($(VERSION),)
+$(error make: no bentoVersion line in kmod/BentoKit/Sources/BentoVersion/BentoVersion.swift)
+endif
 XV6FS_VERSION := 1.0.0
 XV6FS2_VERSION := 2.0.0
 
@@ -23,7 +28,7 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev li
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test test-tsan soak bench install install-systemd run clean
+.PHONY: all build deps test test-tsan soak bench install install-systemd run clean version
 
 all: build
 
@@ -125,6 +130,10 @@ run: build $(IMAGE)
 
 $(IMAGE):
 	$(BIN)/mkfs.xv6 --size $(IMAGE_SIZE) $(IMAGE)
+
+# The release number (`make -s version`), e.g. for a package's file name.
+version:
+	@echo $(VERSION)
 
 clean:
 	rm -rf .build .build-tsan kmod/BentoKit/.build kmod/BentoKit/.build-tsan kmod/xv6fs/.build kmod/xv6fs/.build-tsan
