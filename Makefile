@@ -24,21 +24,24 @@ BIN       = .build/$(CONFIG)
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat \
-                   python3 e2fsprogs mount util-linux
+                   python3 e2fsprogs mount util-linux groff-base
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test test-tsan soak bench install install-systemd run clean version
+.PHONY: all build deps test test-tsan soak bench install install-systemd install-docs man run clean version
 
 all: build
 
-deps:
-	@command -v $(SWIFT) >/dev/null || { echo "make: no Swift toolchain found (expected in /opt/swift)"; exit 1; }
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Installs those of the Debian packages $(1) that are missing.
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "make: installing Debian packages: $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+
+deps:
+	@command -v $(SWIFT) >/dev/null || { echo "make: no Swift toolchain found (expected in /opt/swift)"; exit 1; }
+	@$(call apt_install,$(DEBIAN_PACKAGES))
 
 build: deps
 	@for p in $(PRODUCTS); do $(SWIFT) build -c $(CONFIG) --product $$p || exit 1; done
@@ -105,7 +108,7 @@ install: build
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
 	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
 	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
-	$(MAKE) -s install-systemd
+	$(MAKE) -s install-systemd install-docs
 
 # The service around the daemon: unit, journal catalog, tmpfiles.d entry for
 # /run/bento, modules-load.d entry for fuse, and the docs they point at.
@@ -121,6 +124,42 @@ install-systemd:
 	install -m 0644 Docs/systemd.md Docs/upgrade.md $(DESTDIR)$(PREFIX)/share/doc/bento/
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/bento.toml.example > $(DESTDIR)$(PREFIX)/share/doc/bento/bento.toml.example
 	@if [ -z "$(DESTDIR)" ] && command -v journalctl >/dev/null; then journalctl --update-catalog || true; fi
+
+# Man pages, and the tools' shell completions, which the built tools write.
+MANDIR = $(DESTDIR)$(PREFIX)/share/man
+TOOLS = bento-upgraded bentoctl mkfs.xv6 fsck.xv6
+install-docs:
+	@for page in Docs/man/*.[0-9]; do \
+		dir=$(MANDIR)/man$${page##*.}; name=$${page##*/}; \
+		install -d $$dir && sed 's|@PREFIX@|$(PREFIX)|g' $$page > $$dir/$$name && gzip -9nf $$dir/$$name || exit 1; \
+	done
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	@for tool in $(TOOLS); do \
+		$(BIN)/$$tool --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool && \
+		$(BIN)/$$tool --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_$$tool && \
+		$(BIN)/$$tool --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$tool.fish || exit 1; \
+	done
+
+# Regenerates the tools' man pages in Docs/man after their options change:
+# the option lists come from swift-argument-parser's generate-manual plugin,
+# the rest from Docs/man/src (Docs/man/assemble.py). The pages are committed,
+# so that installing needs no plugin. Every page must pass mandoc's lint.
+MAN_DATE ?= $(shell git log -1 --format=%cs)
+man_page = python3 Docs/man/assemble.py $(1)/.build/plugins/GenerateManual/outputs/$(2)/$(3).8 Docs/man/src/$(3).8.in \
+	$(1)/.build/debug/$(3) "Bento $(VERSION)" > Docs/man/$(3).8.tmp && mv Docs/man/$(3).8.tmp Docs/man/$(3).8
+man: deps
+	@$(call apt_install,mandoc groff-base)
+	$(SWIFT) package generate-manual --configuration debug --section 8 --date $(MAN_DATE)
+	$(SWIFT) package --package-path kmod/xv6fs generate-manual --configuration debug --section 8 --date $(MAN_DATE)
+	$(call man_page,.,BentoUpgraded,bento-upgraded)
+	$(call man_page,.,BentoCtl,bentoctl)
+	$(call man_page,kmod/xv6fs,MkfsXV6,mkfs.xv6)
+	$(call man_page,kmod/xv6fs,FsckXV6,fsck.xv6)
+	sed -i 's/^\.Os.*/.Os Bento $(VERSION)/' Docs/man/bento.toml.5 Docs/man/bento-modules.7
+	mandoc -T lint -W warning Docs/man/*.[0-9]
+	@warnings=$$(for page in Docs/man/*.[0-9]; do groff -mandoc -ww -z $$page 2>&1; done); \
+	if [ -n "$$warnings" ]; then echo "$$warnings"; exit 1; fi
 
 # The main job: serve the default image in the foreground until Ctrl-C.
 run: build $(IMAGE)
