@@ -28,7 +28,7 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev li
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test test-tsan soak bench install install-systemd install-docs man run clean version
+.PHONY: all build deps test test-tsan soak bench install install-systemd install-docs man diagrams run clean version
 
 all: build
 
@@ -122,6 +122,8 @@ install-systemd:
 	install -m 0644 systemd/bento.tmpfiles.conf $(SYSTEMD_LIB)/tmpfiles.d/bento.conf
 	install -m 0644 kmod/modules-load.d/bento.conf $(SYSTEMD_LIB)/modules-load.d/bento.conf
 	install -m 0644 Docs/systemd.md Docs/upgrade.md $(DESTDIR)$(PREFIX)/share/doc/bento/
+	install -d $(DESTDIR)$(PREFIX)/share/doc/bento/diagrams
+	install -m 0644 Docs/diagrams/*.svg $(DESTDIR)$(PREFIX)/share/doc/bento/diagrams/
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/bento.toml.example > $(DESTDIR)$(PREFIX)/share/doc/bento/bento.toml.example
 	@if [ -z "$(DESTDIR)" ] && command -v journalctl >/dev/null; then journalctl --update-catalog || true; fi
 
@@ -160,6 +162,12 @@ man: deps
 	mandoc -T lint -W warning Docs/man/*.[0-9]
 	@warnings=$$(for page in Docs/man/*.[0-9]; do groff -mandoc -ww -z $$page 2>&1; done); \
 	if [ -n "$$warnings" ]; then echo "$$warnings"; exit 1; fi
+
+# The pictures in Docs/upgrade.md and Docs/systemd.md, from their graphviz
+# sources; the SVGs are committed.
+diagrams:
+	@$(call apt_install,graphviz)
+	for f in Docs/diagrams/*.dot; do dot -Tsvg $$f -o $${f%.dot}.svg || exit 1; done
 
 # The main job: serve the default image in the foreground until Ctrl-C.
 run: build $(IMAGE)
