@@ -28,7 +28,7 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev li
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test test-tsan soak bench install install-systemd install-docs man diagrams run clean version
+.PHONY: all build deps test test-tsan soak bench install install-systemd install-docs man diagrams plots run clean version
 
 all: build
 
@@ -81,8 +81,10 @@ soak: deps
 # Benchmarks, each written under Docs/: the file system core in-process;
 # xv6 through FUSE side by side with passthrough_ll and ext4; live upgrade;
 # stalls of an upgrade, a restart and a crash under systemd; what the
-# write-space check costs.
+# write-space check costs; then plots of the pauses, stalls and ratios
+# (Docs/plots, bench/plot.sh).
 bench: deps
+	@$(call apt_install,gnuplot-nox)
 	$(SWIFT) run -c release --package-path kmod/xv6fs xv6-bench --markdown > Docs/benchmarks-inprocess.md
 	@cat Docs/benchmarks-inprocess.md
 	bench/run.sh Docs/benchmarks.md
@@ -90,6 +92,7 @@ bench: deps
 	bench/systemd.sh Docs/benchmarks-restart.md
 	bench/containment.sh Docs/benchmarks-containment.md
 	bench/space.sh Docs/benchmarks-space.md
+	bench/plot.sh Docs
 
 # Installs the programs, the module files and the Swift runtime libraries
 # they need (under lib/bento), so a host without the toolchain runs them.
@@ -168,6 +171,12 @@ man: deps
 diagrams:
 	@$(call apt_install,graphviz)
 	for f in Docs/diagrams/*.dot; do dot -Tsvg $$f -o $${f%.dot}.svg || exit 1; done
+
+# Redraws Docs/plots from the benchmark reports in Docs (bench/plot.sh),
+# without running the benchmarks.
+plots:
+	@$(call apt_install,gnuplot-nox)
+	bench/plot.sh Docs
 
 # The main job: serve the default image in the foreground until Ctrl-C.
 run: build $(IMAGE)
