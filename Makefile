@@ -6,6 +6,11 @@ CONFIG   ?= release
 IMAGE    ?= bento.img
 IMAGE_SIZE ?= 256M
 MOUNTPOINT ?= /mnt/bento
+# The release number, from the one line the tools' --version prints too.
+VERSION := $(shell sed -n 's/^public let bentoVersion = "\(.*\)"$$/\1/p' kmod/BentoKit/Sources/BentoVersion/BentoVersion.swift)
+ifeq ($(VERSION),)
+$(error make: no bentoVersion line in kmod/BentoKit/Sources/BentoVersion/BentoVersion.swift)
+endif
 XV6FS_VERSION := 1.0.0
 XV6FS2_VERSION := 2.0.0
 
@@ -19,18 +24,16 @@ BIN       = .build/$(CONFIG)
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat \
-                   python3 e2fsprogs mount util-linux
+                   python3 e2fsprogs mount util-linux groff-base
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-VERSION ?= 0.9.0
-
-.PHONY: all build deps deb test test-tsan soak bench install install-systemd run clean
+.PHONY: all build deps deb test test-tsan soak bench install install-systemd install-docs man diagrams plots run clean version
 
 all: build
 
 # Installs those of the Debian packages $(1) that are missing.
-apt_install = @missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "make: installing Debian packages: $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
@@ -38,7 +41,7 @@ apt_install = @missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo 
 
 deps:
 	@command -v $(SWIFT) >/dev/null || { echo "make: no Swift toolchain found (expected in /opt/swift)"; exit 1; }
-	$(call apt_install,$(DEBIAN_PACKAGES))
+	@$(call apt_install,$(DEBIAN_PACKAGES))
 
 build: deps
 	@for p in $(PRODUCTS); do $(SWIFT) build -c $(CONFIG) --product $$p || exit 1; done
@@ -78,8 +81,10 @@ soak: deps
 # Benchmarks, each written under Docs/: the file system core in-process;
 # xv6 through FUSE side by side with passthrough_ll and ext4; live upgrade;
 # stalls of an upgrade, a restart and a crash under systemd; what the
-# write-space check costs.
+# write-space check costs; then plots of the pauses, stalls and ratios
+# (Docs/plots, bench/plot.sh).
 bench: deps
+	@$(call apt_install,gnuplot-nox)
 	$(SWIFT) run -c release --package-path kmod/xv6fs xv6-bench --markdown > Docs/benchmarks-inprocess.md
 	@cat Docs/benchmarks-inprocess.md
 	bench/run.sh Docs/benchmarks.md
@@ -87,6 +92,7 @@ bench: deps
 	bench/systemd.sh Docs/benchmarks-restart.md
 	bench/containment.sh Docs/benchmarks-containment.md
 	bench/space.sh Docs/benchmarks-space.md
+	bench/plot.sh Docs
 
 # Installs the programs, the module files and the Swift runtime libraries
 # they need (under lib/bento), so a host without the toolchain runs them.
@@ -105,13 +111,13 @@ install: build
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
 	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
 	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
-	$(MAKE) -s install-systemd
+	$(MAKE) -s install-systemd install-docs
 
 # The Debian package, bento_$(VERSION)_amd64.deb, in the tree: debian/rules
 # runs `make build` and `make install PREFIX=/usr`; lintian checks it.
 DEB = bento_$(VERSION)_amd64.deb
 deb: deps
-	$(call apt_install,debhelper fakeroot dpkg-dev lintian)
+	@$(call apt_install,debhelper fakeroot dpkg-dev lintian)
 	@date=$$(git log -1 --format=%aD 2>/dev/null || date -R); \
 	printf 'bento (%s) unstable; urgency=medium\n\n  * Release %s: see Docs/release-notes.md.\n\n -- %s  %s\n' \
 		"$(VERSION)" "$(VERSION)" "Bento developers <bento@bento.invalid>" "$$date" > debian/changelog
@@ -132,8 +138,58 @@ install-systemd:
 	install -m 0644 systemd/bento.tmpfiles.conf $(SYSTEMD_LIB)/tmpfiles.d/bento.conf
 	install -m 0644 kmod/modules-load.d/bento.conf $(SYSTEMD_LIB)/modules-load.d/bento.conf
 	install -m 0644 Docs/systemd.md Docs/upgrade.md $(DESTDIR)$(PREFIX)/share/doc/bento/
+	install -d $(DESTDIR)$(PREFIX)/share/doc/bento/diagrams
+	install -m 0644 Docs/diagrams/*.svg $(DESTDIR)$(PREFIX)/share/doc/bento/diagrams/
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/bento.toml.example > $(DESTDIR)$(PREFIX)/share/doc/bento/bento.toml.example
 	@if [ -z "$(DESTDIR)" ] && command -v journalctl >/dev/null; then journalctl --update-catalog || true; fi
+
+# Man pages, and the tools' shell completions, which the built tools write.
+MANDIR = $(DESTDIR)$(PREFIX)/share/man
+TOOLS = bento-upgraded bentoctl mkfs.xv6 fsck.xv6
+install-docs:
+	@for page in Docs/man/*.[0-9]; do \
+		dir=$(MANDIR)/man$${page##*.}; name=$${page##*/}; \
+		install -d $$dir && sed 's|@PREFIX@|$(PREFIX)|g' $$page > $$dir/$$name && gzip -9nf $$dir/$$name || exit 1; \
+	done
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	@for tool in $(TOOLS); do \
+		$(BIN)/$$tool --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool && \
+		$(BIN)/$$tool --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_$$tool && \
+		$(BIN)/$$tool --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$tool.fish || exit 1; \
+	done
+
+# Regenerates the tools' man pages in Docs/man after their options change:
+# the option lists come from swift-argument-parser's generate-manual plugin,
+# the rest from Docs/man/src (Docs/man/assemble.py). The pages are committed,
+# so that installing needs no plugin. Every page must pass mandoc's lint.
+MAN_DATE ?= $(shell git log -1 --format=%cs)
+man_page = python3 Docs/man/assemble.py $(1)/.build/plugins/GenerateManual/outputs/$(2)/$(3).8 Docs/man/src/$(3).8.in \
+	$(1)/.build/debug/$(3) "Bento $(VERSION)" > Docs/man/$(3).8.tmp && mv Docs/man/$(3).8.tmp Docs/man/$(3).8
+man: deps
+	@$(call apt_install,mandoc groff-base)
+	$(SWIFT) package generate-manual --configuration debug --section 8 --date $(MAN_DATE)
+	$(SWIFT) package --package-path kmod/xv6fs generate-manual --configuration debug --section 8 --date $(MAN_DATE)
+	$(call man_page,.,BentoUpgraded,bento-upgraded)
+	$(call man_page,.,BentoCtl,bentoctl)
+	$(call man_page,kmod/xv6fs,MkfsXV6,mkfs.xv6)
+	$(call man_page,kmod/xv6fs,FsckXV6,fsck.xv6)
+	sed -i 's/^\.Os.*/.Os Bento $(VERSION)/' Docs/man/bento.toml.5 Docs/man/bento-modules.7
+	mandoc -T lint -W warning Docs/man/*.[0-9]
+	@warnings=$$(for page in Docs/man/*.[0-9]; do groff -mandoc -ww -z $$page 2>&1; done); \
+	if [ -n "$$warnings" ]; then echo "$$warnings"; exit 1; fi
+
+# The pictures in Docs/upgrade.md and Docs/systemd.md, from their graphviz
+# sources; the SVGs are committed.
+diagrams:
+	@$(call apt_install,graphviz)
+	for f in Docs/diagrams/*.dot; do dot -Tsvg $$f -o $${f%.dot}.svg || exit 1; done
+
+# Redraws Docs/plots from the benchmark reports in Docs (bench/plot.sh),
+# without running the benchmarks.
+plots:
+	@$(call apt_install,gnuplot-nox)
+	bench/plot.sh Docs
 
 # The main job: serve the default image in the foreground until Ctrl-C.
 run: build $(IMAGE)
@@ -143,6 +199,10 @@ run: build $(IMAGE)
 
 $(IMAGE):
 	$(BIN)/mkfs.xv6 --size $(IMAGE_SIZE) $(IMAGE)
+
+# The release number (`make -s version`), e.g. for a package's file name.
+version:
+	@echo $(VERSION)
 
 clean:
 	rm -rf .build .build-tsan kmod/BentoKit/.build kmod/BentoKit/.build-tsan kmod/xv6fs/.build kmod/xv6fs/.build-tsan

@@ -73,6 +73,7 @@ let package = Package(
         .testTarget(name: "BentoDaemonTests", dependencies: ["BentoDaemon", "BentoWorker"]),
         .executableTarget(name: "BentoUpgraded", dependencies: [
             "BentoConfig", "BentoControl", "BentoDaemon", "BentoSystemd", "BentoWorker",
+            .product(name: "BentoVersion", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -81,7 +82,8 @@ let package = Package(
         // The control socket's JSON protocol: server side for the daemon, client for bentoctl.
         .target(name: "BentoControl"),
         .executableTarget(name: "BentoCtl", dependencies: [
-            "BentoControl", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BentoControl", .product(name: "BentoVersion", package: "BentoKit"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BentoConfigTests", dependencies: ["BentoConfig"]),
         .testTarget(name: "BentoControlTests", dependencies: ["BentoControl"]),

@@ -505,6 +505,8 @@ mkdir -p "$(dirname "$out")"
     fi
     echo "## Results"
     echo
+    echo "![xv6 speed divided by passthrough_ll's and ext4's for each workload (bench/plot.sh)](plots/side-by-side.svg)"
+    echo
     report md
     if ls "$W"/status.* >/dev/null 2>&1; then
         echo

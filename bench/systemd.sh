@@ -40,6 +40,8 @@ grep -E '^(FAIL|load failed|     )' "$log" | head -20
         echo "| $kind | $(echo "$stall" | wc -l) | $(median "$stall") | $(echo "$stall" | tail -1) | $(median "$took") | $(echo "$took" | tail -1) |"
     done
     echo
+    echo "![The longest system call around each event, every round and the median (bench/plot.sh)](plots/restart-stalls.svg)"
+    echo
     echo "- **none**: no event: the load's longest call anyway (fsync of the image,"
     echo "  scheduling on 2 cores): the floor the other rows stand on."
     echo "- **upgrade**: \`bentoctl upgrade\` between xv6fs 1.0.0 and 2.0.0, in process: the"

@@ -87,6 +87,8 @@ pct() { sed -n "$(( ($1 * n + 99) / 100 ))p" "$work/sorted"; }
     echo "The load: \`$loadline\` (no failed call and no wrong byte is the pass condition)."
     echo "The Bento paper reports 10-15 ms of service interruption per upgrade."
     echo
+    echo "![The share of upgrades that paused at most a given time (bench/plot.sh)](plots/upgrade-pauses.svg)"
+    echo
     echo "## Warm handover"
     echo
     echo "Reading a 4,000-file, 64 MiB working set once, with the kernel's page cache dropped first, so that"
@@ -117,5 +119,7 @@ pct() { sed -n "$(( ($1 * n + 99) / 100 ))p" "$work/sorted"; }
     echo "host's table held at the swap (the load's own files and directories included)."
     echo
     cat "$work/scaling.md"
+    echo
+    echo "![Median pause against the inodes the kernel holds, table kept in place or copied (bench/plot.sh)](plots/upgrade-pause-vs-held.svg)"
 } > "$out"
 cat "$out"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BentoControl
+import BentoVersion
 import Foundation
 
 /// bentoctl: asks bento-upgraded over its control socket (root only).
@@ -7,6 +8,7 @@ struct Bentoctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bentoctl",
         abstract: "Control bento-upgraded: status, live upgrades, rollbacks.",
+        version: bentoVersion,
         subcommands: [Status.self, Upgrade.self, Rollback.self, History.self, Reload.self])
 
     @OptionGroup var global: GlobalOptions

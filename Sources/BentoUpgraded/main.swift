@@ -3,6 +3,7 @@ import BentoConfig
 import BentoControl
 import BentoDaemon
 import BentoSystemd
+import BentoVersion
 import BentoWorker
 import Glibc
 import Logging
@@ -12,7 +13,8 @@ struct BentoUpgraded: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bento-upgraded",
         abstract: "Serve Bento file system modules through FUSE.",
-        discussion: "Serves the mounts in the config file, or the one mount given with --image, --mountpoint and --module.")
+        discussion: "Serves the mounts in the config file, or the one mount given with --image, --mountpoint and --module.",
+        version: bentoVersion)
 
     @Option(help: "The config file.") var config = BentoConfiguration.defaultPath
     @Option(help: "The control socket bentoctl talks to (default: the config's, else \(ControlProtocol.defaultSocketPath)).")

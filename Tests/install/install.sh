@@ -17,15 +17,49 @@ for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl lib/bento/
 done
 check "runtime libraries shipped" test -e "$p/lib/bento/libswiftCore.so"
 
+# Man pages: installed compressed, with the prefix filled in, rendering
+# without a warning, and listing every option the installed tool's --help
+# shows (a page not regenerated after an option was added fails here).
+version=$(make -s version)
+declare -A tool_of=([man8/bento-upgraded.8]=sbin/bento-upgraded [man8/bentoctl.8]=bin/bentoctl
+                    [man8/mkfs.xv6.8]=sbin/mkfs.xv6 [man8/fsck.xv6.8]=sbin/fsck.xv6)
+for page in man8/bento-upgraded.8 man8/bentoctl.8 man8/mkfs.xv6.8 man8/fsck.xv6.8 man5/bento.toml.5 man7/bento-modules.7; do
+    gz=$p/share/man/$page.gz
+    check "man page $page installed" gzip -t "$gz"
+    check "man page $page has the prefix" bash -c '! zgrep -q @PREFIX@ "$1"' _ "$gz"
+    check "man page $page renders without warnings" bash -c 'test -z "$(zcat "$1" | groff -mandoc -ww -z 2>&1)"' _ "$gz"
+    check "man page $page names version $version" bash -c 'zcat "$1" | grep -qx ".Os Bento $2"' _ "$gz" "$version"
+    tool=${tool_of[$page]:-}
+    [ -n "$tool" ] || continue
+    text=$(zcat "$gz" | groff -mandoc -Tascii -P-cbou 2>/dev/null)
+    missing=$("$p/$tool" --help | grep -o -- '--[a-z][a-z-]*' | sort -u | while read -r option; do
+        grep -q -- "$option" <<<"$text" || echo "$option"; done)
+    check "man page $page lists every option of --help${missing:+ (missing: $missing)}" test -z "$missing"
+done
+
+for tool in sbin/bento-upgraded bin/bentoctl sbin/mkfs.xv6 sbin/fsck.xv6; do
+    check "$tool --version prints $version" test "$("$p/$tool" --version 2>&1)" = "$version"
+done
+
+# Shell completions, written by the installed tools themselves.
+for tool in bento-upgraded bentoctl mkfs.xv6 fsck.xv6; do
+    check "bash completion for $tool" grep -q "complete .*$tool" "$p/share/bash-completion/completions/$tool"
+    check "zsh completion for $tool" grep -q "^#compdef $tool" "$p/share/zsh/vendor-completions/_$tool"
+    check "fish completion for $tool" grep -q "complete -c '*$tool" "$p/share/fish/vendor_completions.d/$tool.fish"
+done
+
 # In a namespace without /opt/swift: format, check, serve, write, unmount.
-unshare -m bash -s "$p" "$root" >"$root/run.log" 2>&1 <<'INNER'
+unshare -m bash -s "$p" "$root" "$version" >"$root/run.log" 2>&1 <<'INNER'
 set -eu
-p=$1 root=$2
+p=$1 root=$2 version=$3
 mount -t tmpfs none /opt/swift
 test ! -e /opt/swift/usr/lib/swift/linux/libswiftCore.so
 "$p/sbin/mkfs.xv6" --size 32M "$root/x.img"
 "$p/sbin/fsck.xv6" -n "$root/x.img"
 "$p/bin/bentoctl" --help >/dev/null
+for tool in sbin/bento-upgraded bin/bentoctl sbin/mkfs.xv6 sbin/fsck.xv6; do
+    test "$("$p/$tool" --version)" = "$version"
+done
 mkdir -p "$root/mnt"
 "$p/sbin/bento-upgraded" --image "$root/x.img" --mountpoint "$root/mnt" --module "$p/lib/bento/modules/xv6fs-1.0.0.so" \
     --control-socket "$root/control.sock" --state-dir "$root/state" &

@@ -40,11 +40,13 @@ let package = Package(
         .executableTarget(name: "MkfsXV6", dependencies: [
             "XV6Layout", "XV6ToolSupport",
             .product(name: "BentoServices", package: "BentoKit"),
+            .product(name: "BentoVersion", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "FsckXV6", dependencies: [
             "XV6Check", "XV6ToolSupport",
             .product(name: "BentoServices", package: "BentoKit"),
+            .product(name: "BentoVersion", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // In-process benchmark of the file system core on a RAM device.

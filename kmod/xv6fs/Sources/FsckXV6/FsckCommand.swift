@@ -1,6 +1,7 @@
 import XV6ToolSupport
 import ArgumentParser
 import BentoServices
+import BentoVersion
 import Glibc
 import XV6Check
 
@@ -16,7 +17,8 @@ struct FsckCommand: ParsableCommand {
 
             Exit status, as fsck(8), added up when several apply: 0 clean, 1 errors \
             corrected, 4 errors left uncorrected, 8 operational error, 16 usage error.
-            """)
+            """,
+        version: bentoVersion)
 
     @Flag(name: .customShort("n"), help: "Check only: open the image read-only and change nothing.")
     var noChanges = false

@@ -2,6 +2,7 @@ import XV6ToolSupport
 import ArgumentParser
 import BentoKit
 import BentoServices
+import BentoVersion
 import Glibc
 import XV6Layout
 
@@ -15,7 +16,8 @@ struct MkfsCommand: ParsableCommand {
             resized to --size if given, else keeps its size. A block device is used whole, \
             or its first --size bytes. An existing xv6 file system is only overwritten with \
             --force. Exit status: 0 on success, 1 on failure.
-            """)
+            """,
+        version: bentoVersion)
 
     static let defaultSize: UInt64 = 64 << 20
 
