@@ -62,6 +62,9 @@ test: deps
 	$(MAKE) -s test-tsan
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) Tests/systemd/e2e.sh
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) BENTO_E2E_CHECKS=Tests/systemd/containment.sh Tests/systemd/e2e.sh
+	$(MAKE) -s deb CONFIG=debug
+	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) BENTO_E2E_CHECKS=Tests/systemd/package.sh BENTO_E2E_DEB=$(CURDIR)/bento_$(VERSION)_amd64.deb \
+		Tests/systemd/e2e.sh
 
 # The unit tests, and a mount through upgrades and a worker's death, under
 # ThreadSanitizer: any report fails (Tests/tsan/tsan.sh).
@@ -121,7 +124,7 @@ deb: deps
 	@date=$$(git log -1 --format=%aD 2>/dev/null || date -R); \
 	printf 'bento (%s) unstable; urgency=medium\n\n  * Release %s: see Docs/release-notes.md.\n\n -- %s  %s\n' \
 		"$(VERSION)" "$(VERSION)" "Bento developers <bento@bento.invalid>" "$$date" > debian/changelog
-	rm -f $(DEB)
+	rm -rf $(DEB) debian/bento debian/.debhelper debian/files
 	dpkg-checkbuilddeps
 	DEB_OUT=$(CURDIR) CONFIG=$(CONFIG) debian/rules binary
 	lintian --fail-on error $(DEB)
@@ -154,7 +157,7 @@ install-docs:
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 	@for tool in $(TOOLS); do \
-		$(BIN)/$$tool --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool && \
+		$(BIN)/$$tool --generate-completion-script bash | sed '1{/^#!/d}' > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool && \
 		$(BIN)/$$tool --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_$$tool && \
 		$(BIN)/$$tool --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$tool.fish || exit 1; \
 	done

@@ -115,7 +115,7 @@ else
     fail "make install CONFIG=$config DESTDIR=root PREFIX=/usr/local"; note 30 <"$work/install.log"; summary; exit
 fi
 p=$root/usr/local
-for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl \
+[ -n "$deb" ] || for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl \
     lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so \
     lib/systemd/system/bento-upgraded.service lib/systemd/catalog/bento.catalog \
     lib/tmpfiles.d/bento.conf lib/modules-load.d/bento.conf; do

@@ -44,9 +44,16 @@ check "nothing of Bento before the install" bash -c '! command -v bento-upgraded
 check "apt install ./${deb##*/}" apt-get install -y -q "$deb"
 for f in /usr/sbin/bento-upgraded /usr/bin/bentoctl /usr/sbin/mkfs.xv6 /usr/sbin/fsck.xv6 \
     $mods/xv6fs-1.0.0.so $mods/xv6fs-2.0.0.so /usr/lib/bento/libswiftCore.so /lib/systemd/system/$unit \
-    /usr/lib/systemd/catalog/bento.catalog /usr/lib/tmpfiles.d/bento.conf; do
+    /usr/lib/systemd/catalog/bento.catalog /usr/lib/tmpfiles.d/bento.conf \
+    /usr/share/man/man8/bento-upgraded.8.gz /usr/share/man/man8/bentoctl.8.gz /usr/share/man/man8/mkfs.xv6.8.gz \
+    /usr/share/man/man8/fsck.xv6.8.gz /usr/share/man/man5/bento.toml.5.gz /usr/share/man/man7/bento-modules.7.gz \
+    /usr/share/bash-completion/completions/bentoctl /usr/share/zsh/vendor-completions/_bentoctl \
+    /usr/share/fish/vendor_completions.d/bentoctl.fish; do
     check "installed $f" test -e "$f"
 done
+version=${deb##*/bento_}; version=${version%%_*}
+check "bento-upgraded --version says $version" test "$(bento-upgraded --version)" = "$version"
+check "the unit's documentation is its man page" bash -c "systemctl show -p Documentation --value $unit | grep -q 'man:bento-upgraded(8)'"
 check "/etc/bento/bento.toml is a conffile" bash -c "dpkg-query -W -f='\${Conffiles}' bento | grep -q ' /etc/bento/bento.toml '"
 check "the conffile serves no mount" bash -c "! grep -q '^\[\[mount\]\]' $config"
 check "postinst updated the journal's catalog (journalctl -x knows Bento)" \
@@ -86,7 +93,8 @@ check "the service runs again and serves $m" wait_until 30 serves "$m" 2.0.0
 check "the same data after the reinstall" bash -c "cmp $m/data $tmp/data && [ \"\$(cat $m/dir/note)\" = \"\$(printf 'kept\nafter upgrade')\" ]"
 
 # --- apt purge: nothing of ours left --------------------------------------
-dpkg-query -L bento | while read -r f; do [ -f "$f" ] || [ -L "$f" ] && echo "$f"; done >"$tmp/files"
+# Its files and links; not its directories (/lib is a link to usr/lib here).
+dpkg-query -L bento | while read -r f; do [ ! -d "$f" ] && echo "$f"; done >"$tmp/files"
 check "the package lists its files ($(wc -l <"$tmp/files"))" test -s "$tmp/files"
 check "apt purge bento" apt-get purge -y -q bento
 check "the service is gone" bash -c "! systemctl cat $unit"
