@@ -28,7 +28,7 @@ enum FdStore {
         var journal: Int32?
         var image: String?
         /// The image, open and locked; missing in records of daemons
-        /// before 2027-01 (the image is then opened and locked anew).
+        /// before 2026-12 (the image is then opened and locked anew).
         var imageFile: Int32?
         var initRequest: [UInt8]?
         /// Whether the kernel was given the writeback cache; unknown in
