@@ -182,6 +182,20 @@ check "mkfs --force refused on a mounted image" 1 "q.img is in use: it is mounte
 check "fsck -y refused on a mounted image" 8 "mounted at $work/mntt" -- "$bin/fsck.xv6" -y "$work/q.img"
 umount "$work/mntt"
 
+# fsck.xv6 holds the lock while it repairs: here stopped on its progress fd,
+# a FIFO nobody reads (long lines under a long path fill the pipe in pass 1).
+long=$work/$(printf 'd%.0s' {1..150}); mkdir "$long"
+"$bin/mkfs.xv6" -q --size 64M --inodes 16384 "$long/l.img"
+mkfifo "$work/fifo"
+"$bin/fsck.xv6" -y -C 3 "$long/l.img" 3<>"$work/fifo" >/dev/null &
+repairing=$!
+blocked() { for _ in $(seq 100); do [[ "$(cat /proc/$repairing/wchan 2>/dev/null)" == *pipe_write ]] && return 0; sleep 0.1; done; return 1; }
+check "fsck -y -C 3 waits on a full pipe" 0 "" -- blocked
+check "while fsck -y repairs: mkfs --force refused" 1 "l.img is in use: .*holds its lock" -- "$bin/mkfs.xv6" --force "$long/l.img"
+timeout 30 cat "$work/fifo" >/dev/null
+wait "$repairing"; status=$?
+check "... and fsck -y then ends clean ($status)" 0 "" -- test "$status" -eq 0
+
 # Stopped: the lock is gone with the daemon.
 kill -TERM "$daemon"; wait "$daemon"
 check "stopped: fsck -y runs on the image" 0 "clean"           -- "$bin/fsck.xv6" -y "$img"

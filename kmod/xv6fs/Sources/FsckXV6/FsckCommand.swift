@@ -64,50 +64,55 @@ struct FsckCommand: ParsableCommand {
     }
 
     func run() throws {
-        let progress = progressFD.map { ProgressOutput(fd: $0, device: image) }
-        var hold: ImageHold?
+        try holdImage()
+        checkAndExit()
+    }
+
+    /// Repairing: the image locked until exit, or exit 8 if it is in use.
+    /// With -n: nothing held, and a warning if it is in use.
+    private func holdImage() throws {
         if noChanges {
             let use = ImageUse.of(image)
             if use.inUse {
                 printError("fsck.xv6: warning: \(use.description); it may change while this check reads it, "
                            + "so what it finds may be stale")
             }
-        } else {
-            do { hold = try ImageHold(image) } catch {
-                if case .inUse = error {
-                    printError("fsck.xv6: \(error); not repairing it (stop serving or unmount it first, "
-                               + "or check it read-only with -n)")
-                } else {
-                    printError("fsck.xv6: \(error)")
-                }
-                throw ExitCode(8)
-            }
+            return
         }
-        defer { withExtendedLifetime(hold) {} }
+        do {
+            try ImageHold.take(image)
+        } catch {
+            if case .inUse = error {
+                printError("fsck.xv6: \(error); not repairing it (stop serving or unmount it first, "
+                           + "or check it read-only with -n)")
+            } else {
+                printError("fsck.xv6: \(error)")
+            }
+            throw ExitCode(8)
+        }
+    }
 
+    private func checkAndExit() -> Never {
+        let progress = progressFD.map { ProgressOutput(fd: $0, device: image) }
         let device: FileBlockDevice
         do {
             device = try FileBlockDevice(path: image, readOnly: noChanges)
         } catch {
             printError("fsck.xv6: \(error)")
-            throw ExitCode(8)
+            Glibc.exit(8)
         }
         var checker = Checker(readOnly: noChanges)
         if let progress { checker.progress = { progress.show($0) } }
 
         if preening {
+            // A read-only look first: repair only if every error is safe.
             var dryRun = checker
             dryRun.readOnly = true
             let first = dryRun.check(device)
+            progress?.finish()
             let unsafe = Preen.needsPerson(first)
-            if first.operationalError == nil && !unsafe.isEmpty {
-                progress?.finish()
-                finish(first, preenHalt: unsafe)
-            }
-            if first.operationalError == nil && first.isClean && !first.has(.log) {
-                progress?.finish()
-                finish(first)
-            }
+            if first.operationalError == nil && !unsafe.isEmpty { finish(first, preenHalt: unsafe) }
+            if first.operationalError == nil && first.isClean && !first.has(.log) { finish(first) }
         }
         let report = checker.check(device)
         progress?.finish()

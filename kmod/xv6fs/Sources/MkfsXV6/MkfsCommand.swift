@@ -72,11 +72,10 @@ struct MkfsCommand: ParsableCommand {
             print("mkfs.xv6: note: size rounded down to whole \(blockSize)-byte blocks")
         }
 
-        // Nothing may change before these refusals. The hold (the image's
-        // lock) lasts until the format is done.
-        var hold: ImageHold?
+        // Nothing may change before these refusals. The image's lock is
+        // held from here until exit.
         if case .missing = target {} else {
-            do { hold = try ImageHold(image) } catch {
+            do { try ImageHold.take(image) } catch {
                 throw .message("\(error); not formatting it, even with --force")
             }
             if !force { try refuseExistingFileSystem() }
@@ -87,7 +86,7 @@ struct MkfsCommand: ParsableCommand {
         case .missing:
             try createImageFile(image, bytes: blocks! * blockSize)
             created = true
-            hold = try? ImageHold(image)
+            try? ImageHold.take(image)
         case .regularFile(let bytes):
             if size != nil && bytes != blocks! * blockSize { try resizeImageFile(image, bytes: blocks! * blockSize) }
         case .blockDevice:
@@ -99,7 +98,6 @@ struct MkfsCommand: ParsableCommand {
             if created { unlink(image) }
             throw error
         }
-        withExtendedLifetime(hold) {}
     }
 
     private func format(limit: UInt64?) throws(ImageFileError) {

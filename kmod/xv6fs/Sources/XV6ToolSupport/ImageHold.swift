@@ -1,10 +1,11 @@
 import BentoServices
 import Glibc
 
-/// An image held locked (ImageLock) while this value lives: mkfs.xv6 holds
-/// one while it formats, fsck.xv6 while it repairs, so that bento-upgraded
-/// cannot start serving the image half changed, nor two of them meet.
-public final class ImageHold {
+/// Holding an image locked (ImageLock) until the process exits: mkfs.xv6
+/// holds the image it formats, fsck.xv6 the one it repairs, so that
+/// bento-upgraded cannot start serving it half changed, nor two tools meet.
+/// (Until exit, not a scope: nothing can end it early by mistake.)
+public enum ImageHold {
     public enum Refusal: Error, CustomStringConvertible {
         case inUse(ImageUse)
         case cannotOpen(String, Int32)
@@ -17,10 +18,8 @@ public final class ImageHold {
         }
     }
 
-    private let fd: Int32
-
     /// Locks the image at `path`; refuses one that is locked or mounted.
-    public init(_ path: String) throws(Refusal) {
+    public static func take(_ path: String) throws(Refusal) {
         let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(path, errno) }
         let outcome = ImageLock.lock(fd)
@@ -29,9 +28,7 @@ public final class ImageHold {
             close(fd)
             throw .inUse(ImageUse(path: path, locked: outcome == .heldElsewhere, mounts: mounts))
         }
-        // A file system that cannot lock (.failed) still gets the mount check.
-        self.fd = fd
+        // The fd stays open, and the lock held, until exit. A file system
+        // that cannot lock (.failed) still gets the mount check.
     }
-
-    deinit { close(fd) }
 }
