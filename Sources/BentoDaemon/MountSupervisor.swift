@@ -115,7 +115,8 @@ final class MountSupervisor: @unchecked Sendable {
                 fuse = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: fileSystemType,
                                            allowOther: settings.allowOther)
             } catch {
-                for fd in [image, journal, recorder.fd, stateOut] { close(fd) }
+                // A stored image fd is the caller's to close (release).
+                for fd in [journal, recorder.fd, stateOut] + (imageInStore ? [] : [image]) { close(fd) }
                 throw Failure("\(error)")
             }
         }
