@@ -14,16 +14,22 @@ import Glibc
 ///                       every answered operation's blocks
 ///   state@MOUNTPOINT    a memfd: the module's exported state, written only
 ///                       by a clean restart (none after a crash)
+///   image@MOUNTPOINT    the image, open: its lock (ImageLock) lives as long
+///                       as this fd, so no other program takes the image
+///                       between two processes of the daemon
 ///
-/// The first three are stored when the mount starts, so a crash finds them.
+/// All but the state are stored when the mount starts, so a crash finds them.
 enum FdStore {
-    enum Kind: String, CaseIterable { case fuse, session, journal, state }
+    enum Kind: String, CaseIterable { case fuse, session, journal, state, image }
 
     /// What a restarted daemon finds of one mount.
     struct Stored {
         var fuse: Int32?
         var journal: Int32?
         var image: String?
+        /// The image, open and locked; missing in records of daemons
+        /// before 2026-12 (the image is then opened and locked anew).
+        var imageFile: Int32?
         var initRequest: [UInt8]?
         /// Whether the kernel was given the writeback cache; unknown in
         /// records of daemons before 2026-12 (taken as yes: see adopt).
@@ -59,16 +65,23 @@ enum FdStore {
         return (kind, String(decoding: bytes, as: UTF8.self))
     }
 
-    /// Stores a mount's fuse fd, journal and session record.
-    static func keep(mountpoint: String, fuse: Int32, journal: Int32, image: String,
+    /// Stores a mount's fuse fd, journal, image fd and session record.
+    /// (`imageFile` nil: the store has it already).
+    static func keep(mountpoint: String, fuse: Int32, journal: Int32, image: String, imageFile: Int32?,
                      negotiated: FuseServer.Negotiated) -> Bool {
         var record = StateWriter()
         record.write(image)
         record.write(bytes: negotiated.initRequest)
         record.write(negotiated.writebackCache)
         guard ServiceManager.store(fuse, name: name(.fuse, mountpoint)),
-              ServiceManager.store(journal, name: name(.journal, mountpoint)) else { return false }
+              ServiceManager.store(journal, name: name(.journal, mountpoint)),
+              imageFile.map({ keep(imageFile: $0, mountpoint: mountpoint) }) ?? true else { return false }
         return keep(record.bytes, as: .session, mountpoint: mountpoint)
+    }
+
+    /// Stores the image fd, and with it the image's lock.
+    static func keep(imageFile fd: Int32, mountpoint: String) -> Bool {
+        ServiceManager.store(fd, name: name(.image, mountpoint))
     }
 
     /// Stores the memfd a worker wrote its exported state to (SavedState).
@@ -109,6 +122,8 @@ enum FdStore {
                 close(fd)
             case .state:
                 stored.state = fd  // read by the worker, which falls back to the disk if it cannot
+            case .image:
+                stored.imageFile = fd
             }
             result[mountpoint] = stored
         }

@@ -23,7 +23,10 @@ final class MountSupervisor: @unchecked Sendable {
         set { state.withLock { $0.module = newValue } }
     }
     private let fuse: Int32
+    /// The image, open and locked (ImageLock) for as long as it is served.
     private let image: Int32
+    /// The image fd came from the fd store, where it stays.
+    private let imageInStore: Bool
     private let journal: Int32
     /// Which request each worker thread runs: outlives the worker.
     private let recorder: FlightRecorder
@@ -86,10 +89,10 @@ final class MountSupervisor: @unchecked Sendable {
         do { fileSystemType = try ModuleLoader.load(path: settings.module).descriptor.fileSystem } catch {
             throw Failure("\(error)")
         }
-        image = open(settings.image, O_RDWR | O_CLOEXEC)
-        guard image >= 0 else { throw Failure("cannot open \(settings.image): \(String(cString: strerror(errno)))") }
+        imageInStore = stored?.imageFile != nil
+        image = try Self.openImage(settings.image, stored: stored?.imageFile, log: log)
         guard let recorder = FlightRecorder(fd: FlightRecorder.create()) else {
-            close(image)
+            if !imageInStore { close(image) }  // else the caller closes what it was given
             throw Failure("flight recorder: \(String(cString: strerror(errno)))")
         }
         self.recorder = recorder
@@ -112,12 +115,41 @@ final class MountSupervisor: @unchecked Sendable {
                 fuse = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: fileSystemType,
                                            allowOther: settings.allowOther)
             } catch {
-                for fd in [image, journal, recorder.fd, stateOut] { close(fd) }
+                // A stored image fd is the caller's to close (release).
+                for fd in [journal, recorder.fd, stateOut] + (imageInStore ? [] : [image]) { close(fd) }
                 throw Failure("\(error)")
             }
         }
         state = Mutex(State(module: settings.module, origin: origin, initRequest: stored?.initRequest,
                             writebackCache: stored?.writebackCache))
+    }
+
+    /// The image, open and locked: the fd a previous process of the service
+    /// left in the fd store (its lock came with it), else opened now.
+    /// Throws if another program holds the image: another daemon serves
+    /// it, or mkfs.xv6 or fsck.xv6 is changing it.
+    private static func openImage(_ path: String, stored: Int32?, log: Logger) throws -> Int32 {
+        let fd = stored ?? open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var outcome = ImageLock.lock(fd)
+        // An fd of a previous process that the fd store is dropping may
+        // hold it a moment longer: systemd handles FDSTOREREMOVE later.
+        for _ in 0..<10 where outcome == .heldElsewhere {
+            usleep(100_000)
+            outcome = ImageLock.lock(fd)
+        }
+        switch outcome {
+        case .locked:
+            return fd
+        case .heldElsewhere:
+            close(fd)
+            throw Failure("\(path) is in use: another program holds its lock (another bento-upgraded serves it, "
+                          + "or mkfs.xv6 or fsck.xv6 is changing it)")
+        case .failed(let error):
+            // Serving matters more than the guard: say so and go on.
+            log.warning("cannot lock \(path): \(String(cString: strerror(error))); other programs are not kept from changing it")
+            return fd
+        }
     }
 
     private static func newJournal() throws -> Int32 {
@@ -239,13 +271,17 @@ final class MountSupervisor: @unchecked Sendable {
         if fresh {
             guard let initRequest else { log.warning("\(settings.mountpoint): the kernel never sent INIT"); return }
             let negotiated = FuseServer.Negotiated(initRequest: initRequest, writebackCache: writebackCache ?? true)
-            if !FdStore.keep(mountpoint: settings.mountpoint, fuse: fuse, journal: journal, image: settings.image, negotiated: negotiated) {
+            if !FdStore.keep(mountpoint: settings.mountpoint, fuse: fuse, journal: journal, image: settings.image,
+                             imageFile: imageInStore ? nil : image, negotiated: negotiated) {
                 log.warning("\(settings.mountpoint) could not be put in the fd store: a restart will remount it")
             }
         } else {
             FdStore.forget(mountpoint: settings.mountpoint, kinds: [.state])
             if journalReplaced && !FdStore.replace(journal: journal, mountpoint: settings.mountpoint) {
                 log.warning("\(settings.mountpoint): the new operation journal could not be put in the fd store")
+            }
+            if !imageInStore && !FdStore.keep(imageFile: image, mountpoint: settings.mountpoint) {
+                log.warning("\(settings.mountpoint): the image could not be put in the fd store: its lock ends with this process")
             }
         }
     }

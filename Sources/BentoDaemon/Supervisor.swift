@@ -136,7 +136,7 @@ public final class Supervisor: @unchecked Sendable {
     private func release(_ mountpoint: String, _ stored: FdStore.Stored) {
         log.info("\(mountpoint): no longer configured (or not taken over): unmounting it", metadata: ["mount": "\(mountpoint)"])
         FuseMount.unmount(mountpoint)
-        for fd in [stored.fuse, stored.journal, stored.state].compactMap({ $0 }) { close(fd) }
+        for fd in [stored.fuse, stored.journal, stored.state, stored.imageFile].compactMap({ $0 }) { close(fd) }
         FdStore.forget(mountpoint: mountpoint)
     }
 

@@ -87,6 +87,16 @@ finish() {
 # --- Setup ---------------------------------------------------------------
 
 echo "     $(systemctl --version | head -1); $(uname -r)"
+# The served image a.img is never changed by the tools: bento-upgraded holds
+# its lock, and the fd store keeps it across restarts and crashes.
+image_guarded() {
+    local out status
+    out=$(mkfs.xv6 --force "$images/a.img" 2>&1) && { echo "     mkfs.xv6 --force formatted it"; return 1; }
+    grep -q "a.img is in use: bento-upgraded serves it" <<<"$out" || { echo "     mkfs.xv6 said: $out"; return 1; }
+    fsck.xv6 -y "$images/a.img" >/dev/null 2>&1; status=$?
+    [ "$status" -eq 8 ] || { echo "     fsck.xv6 -y exited $status"; return 1; }
+}
+
 check "systemd is PID 1 in the container" test "$(cat /proc/1/comm)" = systemd
 check "installed programs run (bentoctl --help)" bentoctl --help
 check "installed programs run (bento-upgraded --help)" bento-upgraded --help
@@ -169,6 +179,7 @@ check "restart: the kernel's open handles came along ($handles before, $(handles
     test -n "$handles" -a "$handles" -gt 0 -a "$(handles_of "$a")" = "$handles"
 check "journal: state handed to the fd store" jhas 18d570c3852048cb8fbaa11b449e227c
 check "journal: mount adopted after the restart" jhas 76c628d37044406a9f7ef865b89e5ca2
+check "restart: the image stays locked (mkfs.xv6 --force, fsck.xv6 -y refused)" image_guarded
 
 # --- kill -9: systemd restarts it, the mount stays ------------------------
 
@@ -214,6 +225,7 @@ exec 9>&-
 unlinked_freed() { [ "$(stat -f -c %d "$a")" -eq $((free_inodes + 1)) ]; }
 check "kill -9: closing the unlinked file frees its inode ($free_inodes free before)" wait_until 20 unlinked_freed
 check "journal: recovered after a crash" jhas 6494d4244a9c4462a680cd1efdf398c3
+check "kill -9: the image stays locked (mkfs.xv6 --force, fsck.xv6 -y refused)" image_guarded
 # How many resent requests had been done before the crash (not asserted: it
 # depends on where the kill lands).
 retries=$(bentoctl status --json | sed -n 's/.*"resentRetries" *: *\([0-9]*\).*/\1/p' | head -1)
@@ -458,6 +470,7 @@ check "systemctl stop bento-upgraded" timeout 60 systemctl stop "$unit"
 check "stop: no FUSE mount left" no_fuse_mounts
 check "stop: fsck.xv6 -n a.img clean" fsck.xv6 -n "$images/a.img"
 check "stop: fsck.xv6 -n b.img clean" fsck.xv6 -n "$images/b.img"
+check "stop: the image's lock is gone (fsck.xv6 -y runs)" fsck.xv6 -y "$images/a.img"
 
 # --- and back: what was written is there -----------------------------------
 

@@ -35,6 +35,7 @@ let package = Package(
         .target(name: "XV6Module2", dependencies: ["XV6FS2"], swiftSettings: [.define("XV6FS_V2")]),
         // What the two tools share.
         .target(name: "XV6ToolSupport", dependencies: [
+            .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "MkfsXV6", dependencies: [
@@ -58,6 +59,7 @@ let package = Package(
             "XV6Check", "XV6Layout",
             .product(name: "BentoServices", package: "BentoKit"),
         ]),
+        .testTarget(name: "XV6ToolSupportTests", dependencies: ["XV6ToolSupport"]),
         .testTarget(name: "XV6FSTests", dependencies: [
             "XV6FS", "XV6Check", "XV6Layout",
             .product(name: "BentoServices", package: "BentoKit"),

@@ -16,3 +16,19 @@ int bento_memfd_is_sealed(int fd) {
     if (seals < 0) return -1;
     return (seals & F_SEAL_SHRINK) != 0;
 }
+
+static struct flock whole_file_write_lock(void) {
+    struct flock lock = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0, .l_pid = 0 };
+    return lock;
+}
+
+int bento_ofd_lock(int fd) {
+    struct flock lock = whole_file_write_lock();
+    return fcntl(fd, F_OFD_SETLK, &lock);
+}
+
+int bento_ofd_is_locked(int fd) {
+    struct flock lock = whole_file_write_lock();
+    if (fcntl(fd, F_OFD_GETLK, &lock) < 0) return -1;
+    return lock.l_type != F_UNLCK;
+}

@@ -10,13 +10,26 @@ struct FsckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fsck.xv6",
         abstract: "Check and repair an xv6 file system.",
+        usage: "fsck.xv6 [-n | -y | -p | -a] [-f] [-C [fd]] IMAGE",
         discussion: """
             Prints one line per finding and a summary. Without -n, replays a committed \
             log transaction and fixes the free bitmap, link counts and inode block counts; \
-            other damage is reported and left alone.
+            other damage is reported and left alone. With -p or -a (preen, as at boot, or \
+            `fsck -A`) it repairs only if every error found is one of those, and otherwise \
+            changes nothing and asks for a run by hand.
+
+            An image that bento-upgraded serves, or that is mounted, is never repaired \
+            (exit status 8); -n still checks it, warning that what it reads may change \
+            while it reads. While repairing, fsck.xv6 holds the image's lock, so \
+            bento-upgraded and mkfs.xv6 leave it alone.
+
+            -C fd writes e2fsck's progress lines to the fd: "pass current total IMAGE" \
+            (passes 1 inodes, 2 directories, 3 connectivity, 4 link counts, 5 bitmap); \
+            -C 0, or -C alone, draws a progress bar on standard output.
 
             Exit status, as fsck(8), added up when several apply: 0 clean, 1 errors \
-            corrected, 4 errors left uncorrected, 8 operational error, 16 usage error.
+            corrected, 4 errors left uncorrected, 8 operational error (cannot check, or \
+            the image is in use), 16 usage error.
             """,
         version: bentoVersion)
 
@@ -26,31 +39,103 @@ struct FsckCommand: ParsableCommand {
     @Flag(name: .customShort("y"), help: "Repair what can be repaired (the default).")
     var yes = false
 
+    @Flag(name: .customShort("p"), help: "Preen: repair only what is safe without asking; exit 4 if a person must decide.")
+    var preen = false
+
+    @Flag(name: .customShort("a"), help: "The same as -p (for compatibility).")
+    var automatic = false
+
     @Flag(name: .customShort("f"), help: "Accepted for compatibility: every run is a full check.")
     var force = false
+
+    @Option(name: .customShort("C", allowingJoined: true),
+            help: ArgumentHelp("Progress: completion lines to fd, or a bar on standard output if 0 or none.",
+                               valueName: "fd"))
+    var progressFD: Int32?
 
     @Argument(help: "The image file or block device.")
     var image: String
 
+    var preening: Bool { preen || automatic }
+
     func validate() throws {
-        if noChanges && yes { throw ValidationError("-n and -y cannot be used together") }
+        if [noChanges, yes, preening].filter({ $0 }).count > 1 {
+            throw ValidationError("only one of -n, -y and -p/-a may be given")
+        }
+        if let progressFD, progressFD < 0 { throw ValidationError("-C needs a file descriptor number") }
     }
 
     func run() throws {
+        try holdImage()
+        checkAndExit()
+    }
+
+    /// Repairing: the image locked until exit, or exit 8 if it is in use.
+    /// With -n: nothing held, and a warning if it is in use.
+    private func holdImage() throws {
+        if noChanges {
+            let use = ImageUse.of(image)
+            if use.inUse {
+                printError("fsck.xv6: warning: \(use.description); it may change while this check reads it, "
+                           + "so what it finds may be stale")
+            }
+            return
+        }
+        do {
+            try ImageHold.take(image)
+        } catch {
+            if case .inUse = error {
+                printError("fsck.xv6: \(error); not repairing it (stop serving or unmount it first, "
+                           + "or check it read-only with -n)")
+            } else {
+                printError("fsck.xv6: \(error)")
+            }
+            throw ExitCode(8)
+        }
+    }
+
+    private func checkAndExit() -> Never {
+        let progress = progressFD.map { ProgressOutput(fd: $0, device: image) }
         let device: FileBlockDevice
         do {
             device = try FileBlockDevice(path: image, readOnly: noChanges)
         } catch {
             printError("fsck.xv6: \(error)")
-            throw ExitCode(8)
+            Glibc.exit(8)
         }
-        let report = Checker(readOnly: noChanges).check(device)
+        var checker = Checker(readOnly: noChanges)
+        if let progress { checker.progress = { progress.show($0) } }
+
+        if preening {
+            // A read-only look first: repair only if every error is safe.
+            var dryRun = checker
+            dryRun.readOnly = true
+            let first = dryRun.check(device)
+            progress?.finish()
+            let unsafe = Preen.needsPerson(first)
+            if first.operationalError == nil && !unsafe.isEmpty { finish(first, preenHalt: unsafe) }
+            if first.operationalError == nil && first.isClean && !first.has(.log) { finish(first) }
+        }
+        let report = checker.check(device)
+        progress?.finish()
+        finish(report)
+    }
+
+    /// Prints the findings and the summary, and exits with fsck(8)'s status.
+    private func finish(_ report: CheckReport, preenHalt unsafe: Set<FindingKind> = []) -> Never {
         if let problem = report.operationalError {
             printError("fsck.xv6: \(image): \(problem)")
-            throw ExitCode(8)
+            Glibc.exit(8)
         }
         for finding in report.findings { print(finding) }
         print("\(image): \(report.summary)")
-        throw ExitCode(report.exitCode)
+        guard unsafe.isEmpty else {
+            let kinds = unsafe.map(\.rawValue).sorted().joined(separator: ", ")
+            print("\(image): UNEXPECTED INCONSISTENCY (\(kinds)); RUN fsck.xv6 MANUALLY (without -a or -p). "
+                  + "Nothing was changed.")
+            Glibc.exit(4)
+        }
+        Glibc.exit(report.exitCode)
     }
 }
+

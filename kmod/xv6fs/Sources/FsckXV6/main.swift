@@ -1,3 +1,3 @@
 import XV6ToolSupport
 
-FsckCommand.runAsTool()
+FsckCommand.runAsTool(arguments: ProgressOption.normalized(Array(CommandLine.arguments.dropFirst())))

@@ -15,7 +15,15 @@ struct MkfsCommand: ParsableCommand {
             A missing image file is created with --size (default 64M); an existing file is \
             resized to --size if given, else keeps its size. A block device is used whole, \
             or its first --size bytes. An existing xv6 file system is only overwritten with \
-            --force. Exit status: 0 on success, 1 on failure.
+            --force. xv6fs holds at most \(UInt32.max) blocks of 4096 bytes (block numbers \
+            are 32 bits on disk): a larger size is refused.
+
+            An image that bento-upgraded serves (it holds the image's lock) or that is \
+            mounted is never formatted, even with --force. While formatting, mkfs.xv6 \
+            holds the image's lock itself. On a terminal, a format that takes more than \
+            a second shows its progress.
+
+            Exit status: 0 on success, 1 on failure.
             """,
         version: bentoVersion)
 
@@ -30,6 +38,9 @@ struct MkfsCommand: ParsableCommand {
 
     @Option(help: "Number of inodes (default: one per four blocks, at least 64).")
     var inodes: UInt32?
+
+    @Flag(name: .shortAndLong, help: "Print nothing but errors.")
+    var quiet = false
 
     @Argument(help: "The image file or block device.")
     var image: String
@@ -59,18 +70,25 @@ struct MkfsCommand: ParsableCommand {
         case .blockDevice: blocks = size.map { $0.bytes / blockSize }
         }
         if let blocks { try checkFits(blocks) }
-        if let size, size.bytes % blockSize != 0 {
+        if let size, size.bytes % blockSize != 0, !quiet {
             print("mkfs.xv6: note: size rounded down to whole \(blockSize)-byte blocks")
         }
 
-        // Nothing may change before this refusal.
-        if case .missing = target {} else if !force { try refuseExistingFileSystem() }
+        // Nothing may change before these refusals. The image's lock is
+        // held from here until exit.
+        if case .missing = target {} else {
+            do { try ImageHold.take(image) } catch {
+                throw .message("\(error); not formatting it, even with --force")
+            }
+            if !force { try refuseExistingFileSystem() }
+        }
 
         var created = false
         switch target {
         case .missing:
             try createImageFile(image, bytes: blocks! * blockSize)
             created = true
+            try? ImageHold.take(image)
         case .regularFile(let bytes):
             if size != nil && bytes != blocks! * blockSize { try resizeImageFile(image, bytes: blocks! * blockSize) }
         case .blockDevice:
@@ -98,8 +116,15 @@ struct MkfsCommand: ParsableCommand {
             try checkFits(file.blockCount)
         }
         let sb: Superblock
-        do { sb = try Format.format(device, inodeCount: inodes, now: Self.now()) } catch { throw .message("\(image): \(error)") }
-        printSummary(sb)
+        let progress = quiet || isatty(STDOUT_FILENO) == 0 ? nil : FormatProgress(image: image)
+        do {
+            sb = try Format.format(device, inodeCount: inodes, now: Self.now(), progress: progress.map { p in { p.show(written: $0, total: $1) } })
+        } catch {
+            progress?.finish()
+            throw .message("\(image): \(error)")
+        }
+        progress?.finish()
+        if !quiet { printSummary(sb) }
     }
 
     private func refuseExistingFileSystem() throws(ImageFileError) {
@@ -112,7 +137,8 @@ struct MkfsCommand: ParsableCommand {
         guard Superblock.plan(totalBlocks: blocks, inodeCount: inodes) == nil else { return }
         let have = ByteSize.format(blocks * UInt64(Layout.blockSize))
         guard blocks <= UInt64(UInt32.max) else {
-            throw .message("\(have) is too large: xv6fs addresses at most \(UInt32.max) blocks")
+            throw .message("\(have) is too large: xv6fs holds at most \(UInt32.max) blocks of \(Layout.blockSize) bytes "
+                           + "(just under 16 TiB: block numbers are 32 bits on disk); use --size to format less")
         }
         let inodeText = inodes.map { " with \($0) inodes" } ?? ""
         guard let least = Self.smallestFit(inodes: inodes) else {

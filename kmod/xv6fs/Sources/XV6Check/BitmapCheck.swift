@@ -17,6 +17,7 @@ extension CheckRun {
         var writesFailed = false
         let bitsPerBlock = UInt64(Layout.bitsPerBlock)
         for index in 0..<UInt64(sb.bitmapBlocks) {
+            tick(5, index, of: UInt64(sb.bitmapBlocks))
             let first = index * bitsPerBlock
             guard first < sb.totalBlocks else { break }
             let blockNumber = UInt64(sb.bitmapStart) + index
@@ -42,6 +43,7 @@ extension CheckRun {
             }
             if changed && !readOnly && !repairBlock(blockNumber, bytes) { writesFailed = true }
         }
+        tick(5, UInt64(sb.bitmapBlocks), of: UInt64(sb.bitmapBlocks))
         let written = !readOnly && !writesFailed
         for range in missing.ranges {
             error(.bitmapMissing, "\(describe(range)) in use but marked free in the bitmap",

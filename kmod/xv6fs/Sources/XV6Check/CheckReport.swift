@@ -11,6 +11,8 @@ public struct CheckReport: Sendable, CustomStringConvertible {
     /// Errors fixed and errors left, counting omitted ones too.
     public var errorsCorrected = 0
     public var errorsLeft = 0
+    /// The kinds of every error found, omitted ones included.
+    public var errorKinds: Set<FindingKind> = []
 
     public var superblock: Superblock?
     /// Allocated non-directory inodes (regular files, symlinks, devices, ...).

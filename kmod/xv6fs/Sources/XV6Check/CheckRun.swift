@@ -24,6 +24,7 @@ final class CheckRun {
     let reader: ImageReader
     let readOnly: Bool
     var log: FindingLog
+    let progress: (@Sendable (CheckProgress) -> Void)?
 
     // Per inode, indexed by inode number.
     /// Mode of each allocated inode that decoded; 0 for free or corrupt ones.
@@ -63,6 +64,7 @@ final class CheckRun {
         sb = superblock
         reader = ImageReader(device: device)
         readOnly = options.readOnly
+        progress = options.progress
         log = FindingLog(limit: options.maxFindingsPerKind)
         let count = Int(superblock.inodeCount)
         modes = [UInt32](repeating: 0, count: count)
@@ -77,8 +79,11 @@ final class CheckRun {
         checkLog()
         scanInodes()
         checkDirectoryTree()
+        // Passes 3 and 4 work in memory: quick, told only as done.
         checkOrphans()
+        tick(3, 1, of: 1)
         checkLinkCounts()
+        tick(4, 1, of: 1)
         let usedBlocks = checkBitmap()
         if unflushed && !reader.flush() {
             error(.io, "flushing the repairs to the device failed: they may not be durable")
@@ -91,6 +96,7 @@ final class CheckRun {
         report.findings = log.finished()
         report.errorsCorrected = log.corrected
         report.errorsLeft = log.left
+        report.errorKinds = log.errorKinds
         report.superblock = sb
         report.inodeCount = sb.inodeCount
         report.totalBlocks = sb.totalBlocks
@@ -103,6 +109,11 @@ final class CheckRun {
     }
 
     // MARK: - Shared helpers
+
+    /// Tells the progress callback, if any, how far `pass` is.
+    func tick(_ pass: Int, _ current: UInt64, of total: UInt64) {
+        progress?(CheckProgress(pass: pass, current: current, total: total))
+    }
 
     func error(_ kind: FindingKind, _ message: String, repaired: Bool = false,
                inode: UInt32? = nil, block: UInt64? = nil) {

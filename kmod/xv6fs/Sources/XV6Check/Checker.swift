@@ -15,6 +15,8 @@ public struct Checker: Sendable {
     public var readOnly: Bool
     /// How many findings of one kind to list; the rest are only counted.
     public var maxFindingsPerKind: Int
+    /// Called as the check goes, from the checking thread (often: throttle).
+    public var progress: (@Sendable (CheckProgress) -> Void)?
 
     public init(readOnly: Bool = true, maxFindingsPerKind: Int = 1000) {
         self.readOnly = readOnly

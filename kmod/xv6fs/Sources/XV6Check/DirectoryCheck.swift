@@ -7,6 +7,9 @@ import XV6Layout
 extension CheckRun {
     func checkDirectoryTree() {
         let root = Layout.rootInode
+        let total = UInt64(shapes.count)
+        var parsed: UInt64 = 0
+        tick(2, 0, of: total)
         rootIsDirectory = isDirectory(root)
         if rootIsDirectory {
             reached.insert(UInt64(root))
@@ -17,6 +20,8 @@ extension CheckRun {
                 let dir = queue[next]
                 next += 1
                 parseDirectory(dir, reachable: true, queue: &queue)
+                parsed += 1
+                tick(2, parsed, of: total)
             }
         } else {
             let what = corrupt.contains(UInt64(root)) ? "corrupt" : modes[Int(root)] == 0 ? "free" : "not a directory"
@@ -26,7 +31,10 @@ extension CheckRun {
         var unused: [UInt32] = []
         for dir in shapes.keys.sorted() where !reached.contains(UInt64(dir)) {
             parseDirectory(dir, reachable: false, queue: &unused)
+            parsed += 1
+            tick(2, parsed, of: total)
         }
+        tick(2, total, of: total)
         checkDirectoryNames()
     }
 

@@ -5,6 +5,8 @@ struct FindingLog {
     private(set) var findings: [Finding] = []
     private(set) var corrected = 0
     private(set) var left = 0
+    /// Kinds of every error, listed or not.
+    private(set) var errorKinds: Set<FindingKind> = []
     private var listed: [FindingKind: Int] = [:]
     private var omitted: [FindingKind: Int] = [:]
 
@@ -14,6 +16,7 @@ struct FindingLog {
 
     mutating func add(_ finding: Finding) {
         if finding.severity == .error {
+            errorKinds.insert(finding.kind)
             if finding.repaired { corrected += 1 } else { left += 1 }
         }
         if listed[finding.kind, default: 0] < limit {

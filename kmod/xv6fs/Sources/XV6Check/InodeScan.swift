@@ -10,6 +10,7 @@ extension CheckRun {
         for ino in 0..<sb.inodeCount {
             let (block, offset) = sb.inodeLocation(ino)
             if block != tableBlock {
+                tick(1, UInt64(ino), of: UInt64(sb.inodeCount))
                 tableBlock = block
                 table = readBlock(block, "inode table")
             }
@@ -36,6 +37,7 @@ extension CheckRun {
             nlinks[Int(ino)] = inode.nlink
             checkInode(ino, inode)
         }
+        tick(1, UInt64(sb.inodeCount), of: UInt64(sb.inodeCount))
     }
 
     private func checkInode(_ ino: UInt32, _ inode: DiskInode) {

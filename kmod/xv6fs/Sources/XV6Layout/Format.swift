@@ -23,11 +23,12 @@ public enum Format {
         }
     }
 
-    /// Formats `device`; returns the superblock written.
+    /// Formats `device`; returns the superblock written. `progress` is told
+    /// after each block written: (blocks written, blocks to write).
     @discardableResult
     public static func format(_ device: any BlockDevice, inodeCount: UInt32? = nil, logBlocks: UInt32? = nil,
                               uuid: (UInt64, UInt64) = (UInt64.random(in: 1...UInt64.max), UInt64.random(in: 0...UInt64.max)),
-                              now: Timespec) throws(Failure) -> Superblock {
+                              now: Timespec, progress: ((UInt64, UInt64) -> Void)? = nil) throws(Failure) -> Superblock {
         guard var sb = Superblock.plan(totalBlocks: device.blockCount, inodeCount: inodeCount, logBlocks: logBlocks) else {
             throw .tooSmall(device.blockCount)
         }
@@ -36,8 +37,13 @@ public enum Format {
         let rootBlock = sb.dataStart
         let page = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)
         defer { page.deallocate() }
+        // Boot block, log and inode table, bitmap, root directory, root inode, superblock.
+        let toWrite = 1 + UInt64(sb.bitmapStart - sb.logStart) + UInt64(sb.bitmapBlocks) + 3
+        var written: UInt64 = 0
         func put(_ block: UInt64) throws(Failure) {
             do { try device.write(block: block, from: UnsafeRawBufferPointer(page)) } catch { throw .io(error as? Errno ?? .EIO) }
+            written += 1
+            progress?(written, toWrite)
         }
 
         // Boot block, log header and inode table start zeroed.

@@ -5,9 +5,9 @@ import Glibc
 /// errors (fsck(8) wants 16), and plain error output.
 extension ParsableCommand {
     /// Parses and runs the command, exiting with `usageStatus` on a usage error.
-    public static func runAsTool(usageStatus: Int32 = 16) -> Never {
+    public static func runAsTool(arguments: [String]? = nil, usageStatus: Int32 = 16) -> Never {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
             Glibc.exit(0)
         } catch {

@@ -16,6 +16,18 @@ int bento_memfd_seal(int fd);
 /// the call fails (EINVAL: not a memfd).
 int bento_memfd_is_sealed(int fd);
 
+/// Takes a write lock on the whole file for fd's open file description (an
+/// OFD lock, F_OFD_SETLK): it lasts while any fd of that description is open,
+/// in whichever process (a dup passed to a child or systemd's fd store keeps
+/// it). fd must be open for writing. 0, or -1 and errno (EAGAIN: another open
+/// file description holds a lock on the file).
+int bento_ofd_lock(int fd);
+
+/// 1 if another open file description holds a lock on part of the file that
+/// a whole-file write lock would conflict with (F_OFD_GETLK: nothing is
+/// taken), 0 if not, -1 and errno.
+int bento_ofd_is_locked(int fd);
+
 /// A store no earlier load or store may pass, neither in the compiler nor
 /// in the processor: what publishes data written before it.
 static inline void bento_store_release(uint64_t *address, uint64_t value) {
