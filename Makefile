@@ -111,7 +111,8 @@ install: build
 		patchelf --remove-needed $$lib sbin/bento-upgraded || exit 1; \
 	done
 	@# The runtime libraries: what the installed files name as NEEDED, found
-	@# in the toolchain, and what those name in turn.
+	@# in the toolchain, and what those name in turn. Others left in
+	@# lib/bento by an earlier install go.
 	cd $(DESTDIR)$(PREFIX) && todo="$(INSTALLED)" copied=; \
 		while [ -n "$$todo" ]; do next=; \
 			for lib in $$(readelf -d $$todo | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u); do \
@@ -120,7 +121,9 @@ install: build
 				install -m 0644 $(SWIFT_RUNTIME)/$$lib lib/bento/ || exit 1; \
 				copied="$$copied $$lib" next="$$next lib/bento/$$lib"; \
 			done; todo=$$next; \
-		done
+		done; \
+		for f in lib/bento/*.so*; do case " $$copied libBentoKit.so " in *" $${f#lib/bento/} "*) ;; \
+			*) echo "make: removing $$f, no longer needed"; rm -f "$$f" ;; esac; done
 	cd $(DESTDIR)$(PREFIX) && for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl; do \
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
 	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
