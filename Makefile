@@ -99,8 +99,13 @@ bench: deps
 
 # Installs the programs, the module files and the Swift runtime libraries
 # they need (under lib/bento), so a host without the toolchain runs them.
+# Debug info is stripped (symbols stay, for backtraces): it is most of
+# each file's size.
 LIBDIR = $(DESTDIR)$(PREFIX)/lib/bento
-PROGRAMS = $(BIN)/bento-upgraded $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(BIN)/bentoctl
+SWIFT_RUNTIME ?= /opt/swift/usr/lib/swift/linux
+# What install puts under $(PREFIX) from the build, but the runtime libraries.
+INSTALLED = sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl lib/bento/libBentoKit.so \
+            lib/bento/modules/xv6fs-$(XV6FS_VERSION).so lib/bento/modules/xv6fs-$(XV6FS2_VERSION).so
 install: build
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(LIBDIR)/modules
 	install -m 0755 $(BIN)/bento-upgraded $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(DESTDIR)$(PREFIX)/sbin/
@@ -108,8 +113,31 @@ install: build
 	install -m 0644 $(BIN)/libBentoKit.so $(LIBDIR)/
 	install -m 0644 $(BIN)/libXV6Module.so $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so
 	install -m 0644 $(BIN)/libXV6Module2.so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
-	ldd $(PROGRAMS) $(BIN)/libXV6Module.so $(BIN)/libXV6Module2.so | awk '$$3 ~ "^/opt/swift/" { print $$3 }' | sort -u \
-		| xargs -r -I{} install -m 0644 {} $(LIBDIR)/
+	cd $(DESTDIR)$(PREFIX) && strip --strip-debug $(INSTALLED)
+	@# TOMLKit's `import struct Foundation.Date` links all of Foundation (and
+	@# so ICU, 40 MB), though every symbol the daemon uses is in
+	@# FoundationEssentials: drop the unused entries, as ld --as-needed would,
+	@# after checking that no symbol is looked up in them.
+	cd $(DESTDIR)$(PREFIX) && for lib in libFoundation.so libFoundationInternationalization.so; do \
+		used=$$({ nm -D --undefined-only sbin/bento-upgraded | awk '{ sub(/@.*/, "", $$2); print $$2 }' | sort -u; \
+			nm -D --defined-only $(SWIFT_RUNTIME)/$$lib | awk '{ print $$3 }' | sort -u; } | sort | uniq -d | head -3); \
+		if [ -n "$$used" ]; then echo "make: bento-upgraded uses $$lib:" $$used; exit 1; fi; \
+		patchelf --remove-needed $$lib sbin/bento-upgraded || exit 1; \
+	done
+	@# The runtime libraries: what the installed files name as NEEDED, found
+	@# in the toolchain, and what those name in turn. Others left in
+	@# lib/bento by an earlier install go.
+	cd $(DESTDIR)$(PREFIX) && todo="$(INSTALLED)" copied=; \
+		while [ -n "$$todo" ]; do next=; \
+			for lib in $$(readelf -d $$todo | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u); do \
+				case " $$copied " in *" $$lib "*) continue ;; esac; \
+				[ -e $(SWIFT_RUNTIME)/$$lib ] || continue; \
+				install -m 0644 $(SWIFT_RUNTIME)/$$lib lib/bento/ || exit 1; \
+				copied="$$copied $$lib" next="$$next lib/bento/$$lib"; \
+			done; todo=$$next; \
+		done; \
+		for f in lib/bento/*.so*; do case " $$copied libBentoKit.so " in *" $${f#lib/bento/} "*) ;; \
+			*) echo "make: removing $$f, no longer needed"; rm -f "$$f" ;; esac; done
 	cd $(DESTDIR)$(PREFIX) && for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl; do \
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
 	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so

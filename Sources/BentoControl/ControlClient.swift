@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 public struct ControlClientError: Error, CustomStringConvertible, Equatable, Sendable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 public struct ControlServerError: Error, CustomStringConvertible, Sendable {
@@ -34,7 +34,7 @@ public final class ControlServer: @unchecked Sendable {
     /// Which file we bound, so stop() never removes a socket someone else made later.
     private let boundFile: (device: UInt, inode: UInt)
 
-    private let lock = NSCondition()
+    private let lock = Condition()
     private var connections: Set<Int32> = []
     private var stopping = false
     private var accepting = true
@@ -84,7 +84,7 @@ public final class ControlServer: @unchecked Sendable {
         for end in pipeEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         listener = fd
         wake = (pipeEnds[0], pipeEnds[1])
-        Thread.detachNewThread { [self] in acceptLoop() }
+        detachThread { [self] in acceptLoop() }
     }
 
     /// Stops accepting, closes the socket and removes its file, ends open
@@ -159,7 +159,7 @@ public final class ControlServer: @unchecked Sendable {
                 close(fd)
                 continue
             }
-            Thread.detachNewThread { [self] in
+            detachThread { [self] in
                 serve(fd)
                 lock.lock()
                 connections.remove(fd)
@@ -242,7 +242,9 @@ public final class ControlServer: @unchecked Sendable {
 
     /// mkdir -p, new directories 0755 whatever the umask.
     private static func makeParentDirectory(of path: String) throws(ControlServerError) {
-        let parent = (path as NSString).deletingLastPathComponent
+        // The directory part: everything before the last "/".
+        guard let slash = path.lastIndex(of: "/") else { return }
+        let parent = String(path[..<slash])
         guard !parent.isEmpty else { return }
         var prefix = parent.hasPrefix("/") ? "" : "."
         for component in parent.split(separator: "/") {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The control socket's protocol (Docs/control-protocol.md): one JSON object
 /// per line, one request then one reply on the same connection, root only.

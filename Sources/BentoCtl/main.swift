@@ -1,7 +1,8 @@
 import ArgumentParser
 import BentoControl
 import BentoVersion
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// bentoctl: asks bento-upgraded over its control socket (root only).
 struct Bentoctl: ParsableCommand {
@@ -159,7 +160,7 @@ func report(_ reply: ControlReply, action: UpgradeAction, json: Bool) {
     }
     guard reply.ok else {
         if reply.upgrade != nil, !json {
-            FileHandle.standardError.write(Data(("bentoctl: " + TextReport.upgrade(outcome)).utf8))
+            printError("bentoctl: " + TextReport.upgrade(outcome))
             exit(1)
         }
         fail(reply.error ?? outcome.error ?? "\(action.rawValue) failed: \(outcome.result.rawValue)")
@@ -174,8 +175,14 @@ func printJSON(_ value: some Encodable) {
 }
 
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("bentoctl: \(message)\n".utf8))
+    printError("bentoctl: \(message)\n")
     exit(1)
+}
+
+/// Straight to descriptor 2, unbuffered.
+func printError(_ text: String) {
+    var text = text
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
 /// The daemon's working directory is not ours: send absolute paths.

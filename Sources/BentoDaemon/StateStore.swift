@@ -1,6 +1,7 @@
 import BentoControl
-import Foundation
+import FoundationEssentials
 import Glibc
+import Synchronization
 
 /// The daemon's state directory: what each mount serves, an upgrade in
 /// progress, and the upgrade history. Kept on disk so that a daemon that
@@ -23,7 +24,7 @@ final class StateStore: @unchecked Sendable {
 
     let directory: String
     private var mounts: [String: MountRecord] = [:]
-    private let lock = NSLock()
+    private let lock = Mutex(())
     /// Hears of every failure to save: the daemon logs it.
     private let report: (String) -> Void
     private var mountsFile: String { directory + "/mounts.json" }
@@ -48,10 +49,10 @@ final class StateStore: @unchecked Sendable {
         }
     }
 
-    func record(_ mountpoint: String) -> MountRecord? { lock.withLock { mounts[mountpoint] } }
+    func record(_ mountpoint: String) -> MountRecord? { lock.withLock { _ in mounts[mountpoint] } }
 
     func update(_ mountpoint: String, _ change: (inout MountRecord?) -> Void) {
-        lock.withLock {
+        lock.withLock { _ in
             var record = mounts[mountpoint]
             change(&record)
             mounts[mountpoint] = record
@@ -78,7 +79,7 @@ final class StateStore: @unchecked Sendable {
     func appendHistory(_ report: UpgradeReport) {
         guard var line = try? JSONEncoder().encode(report) else { return }
         line.append(0x0A)
-        lock.withLock {
+        lock.withLock { _ in
             let fd = open(historyFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else { self.report("\(historyFile): \(String(cString: strerror(errno)))"); return }
             defer { close(fd) }
@@ -89,7 +90,7 @@ final class StateStore: @unchecked Sendable {
 
     /// Past upgrades and rollbacks, oldest first.
     func history(mountpoint: String?) -> [UpgradeReport] {
-        guard let data = lock.withLock({ FileManager.default.contents(atPath: historyFile) }) else { return [] }
+        guard let data = lock.withLock({ _ in FileManager.default.contents(atPath: historyFile) }) else { return [] }
         return data.split(separator: 0x0A).compactMap { try? JSONDecoder().decode(UpgradeReport.self, from: $0) }
             .filter { mountpoint == nil || $0.mountpoint == mountpoint }
     }

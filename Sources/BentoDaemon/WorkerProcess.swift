@@ -1,6 +1,6 @@
 import BentoWorker
 import CBentoWorker
-import Foundation
+import FoundationEssentials
 import Glibc
 import Synchronization
 

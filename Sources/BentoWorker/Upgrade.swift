@@ -2,7 +2,7 @@ import BentoControl
 import BentoFUSE
 import BentoHost
 import BentoKit
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Live upgrade of one mount, in the phases of Docs/upgrade.md: preflight
@@ -19,7 +19,7 @@ extension ServedMount {
         var phases: [PhaseTiming] = []
         var report = UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint,
                                    module: path, fromVersion: "\(loaded.descriptor.version)",
-                                   time: ISO8601DateFormatter().string(from: Date()))
+                                   time: Date().formatted(.iso8601))
         let ran: Void? = upgrading.withLockIfAvailable { _ in
             report = attempt(to: path, report: report, quiesceTimeout: quiesceTimeout, phases: &phases, onPhase: onPhase)
         }

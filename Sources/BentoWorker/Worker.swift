@@ -1,7 +1,8 @@
 import BentoControl
 import BentoFUSE
 import CBentoWorker
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import Logging
 

@@ -1,5 +1,5 @@
 import BentoControl
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// How the supervisor (bento-upgraded) and a mount's worker process talk.
