@@ -20,7 +20,8 @@
 //   control_socket  absolute path of the control socket (bentoctl talks to it)
 //   state_dir       absolute path of the state directory (upgrade journal)
 //
-// One `[[mount]]` table per file system to serve; at least one:
+// One `[[mount]]` table per file system to serve (none: the daemon serves
+// only mounts added by `mount -t xv6`):
 //   name         optional label, for logs and bentoctl output
 //   image        absolute path of the image file or block device ...
 //   device       ... or the same under this name; exactly one of the two
@@ -41,7 +42,7 @@
 //
 // Everything is checked before anything is mounted: any problem (bad TOML,
 // an unknown key, a wrong type, a missing key, a value out of range, a
-// relative path, a mountpoint, image or name used twice, no mounts at all)
+// relative path, a mountpoint, image or name used twice)
 // is a `ConfigError` naming the file, the line and the field. Whether the
 // files exist is not checked here: the daemon finds that out when it mounts.
 
