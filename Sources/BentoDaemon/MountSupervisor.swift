@@ -38,6 +38,8 @@ final class MountSupervisor: @unchecked Sendable {
     /// Signalled when the first worker serves, or could not.
     private let firstStart = Semaphore()
     private let upgradeRunning = Mutex<Bool>(false)
+    /// `mount -t xv6` asked for this mount, not the config.
+    var added = false
     /// Called once the mount has ended after serving.
     var onFinish: (@Sendable () -> Void)?
     /// Called when a version on probation failed and the mount goes back
@@ -109,8 +111,8 @@ final class MountSupervisor: @unchecked Sendable {
             journalReplaced = false
             journal = try Self.newJournal()
             do {
-                fuse = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: fileSystemType,
-                                           allowOther: settings.allowOther)
+                fuse = try FuseMount.mount(at: settings.mountpoint, source: settings.image,
+                                           type: FuseMount.subtype(of: fileSystemType), allowOther: settings.allowOther)
             } catch {
                 for fd in [image, journal, recorder.fd, stateOut] { close(fd) }
                 throw Failure("\(error)")
