@@ -12,10 +12,12 @@ check() { local name=$1; shift; if "$@"; then passed=$((passed + 1)); echo "ok  
 make -s install CONFIG=debug DESTDIR="$root/dest" PREFIX=/usr/local >"$root/install.log" 2>&1
 check "make install" test $? -eq 0 || cat "$root/install.log"
 p=$root/dest/usr/local
-for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl lib/bento/libBentoKit.so lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so; do
+for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl lib/bento/libBentoKit.so lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so; do
     check "installed $f" test -e "$p/$f"
 done
 check "runtime libraries shipped" test -e "$p/lib/bento/libswiftCore.so"
+# mount(8) runs helpers from /sbin only.
+check "mount.xv6 linked into /sbin" test "$(readlink "$root/dest/sbin/mount.xv6")" = /usr/local/sbin/mount.xv6
 
 # In a namespace without /opt/swift: format, check, serve, write, unmount.
 unshare -m bash -s "$p" "$root" >"$root/run.log" 2>&1 <<'INNER'
@@ -26,6 +28,7 @@ test ! -e /opt/swift/usr/lib/swift/linux/libswiftCore.so
 "$p/sbin/mkfs.xv6" --size 32M "$root/x.img"
 "$p/sbin/fsck.xv6" -n "$root/x.img"
 "$p/bin/bentoctl" --help >/dev/null
+"$p/sbin/mount.xv6" --help >/dev/null
 mkdir -p "$root/mnt"
 "$p/sbin/bento-upgraded" --image "$root/x.img" --mountpoint "$root/mnt" --module "$p/lib/bento/modules/xv6fs-1.0.0.so" \
     --control-socket "$root/control.sock" --state-dir "$root/state" &
