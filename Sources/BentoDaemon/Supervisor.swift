@@ -77,7 +77,7 @@ public final class Supervisor: @unchecked Sendable {
         var stored = FdStore.collect()
         let settings = try configuredMounts()
         for setting in settings {
-            if let mount = try? start(setting, stored: stored.removeValue(forKey: setting.mountpoint)) { mounts.append(mount) }
+            _ = try? start(setting, stored: stored.removeValue(forKey: setting.mountpoint))
         }
         // Mounts added by `mount -t xv6` last as long as their kernel
         // mount: taken over from the fd store after a restart or a crash,
@@ -89,11 +89,7 @@ public final class Supervisor: @unchecked Sendable {
                 continue
             }
             wanted += 1
-            guard let mount = try? start(setting, stored: found, added: true) else {
-                store?.update(setting.mountpoint) { $0 = nil }
-                continue
-            }
-            mounts.append(mount)
+            _ = try? start(setting, stored: found, added: true)
         }
         for (mountpoint, leftover) in stored { release(mountpoint, leftover) }
         guard !mounts.isEmpty || wanted == 0 && !options.exitWhenUnmounted else {
@@ -117,9 +113,9 @@ public final class Supervisor: @unchecked Sendable {
         log.info("stopped")
     }
 
-    /// Starts one mount, taking it over from `stored` when the previous
-    /// process left it there; `added` when `mount -t xv6` asked for it
-    /// rather than the config. Throws (and logs) if it cannot start.
+    /// Starts one mount and lists it, taking it over from `stored` when the
+    /// previous process left it there; `added` when `mount -t xv6` asked
+    /// for it rather than the config. Throws (and logs) if it cannot start.
     private func start(_ setting: MountSettings, stored: FdStore.Stored?, added: Bool = false) throws -> MountSupervisor {
         let asked = setting
         var setting = setting
@@ -143,17 +139,22 @@ public final class Supervisor: @unchecked Sendable {
         mount.added = added
         mount.onFinish = { [self, unowned mount] in mountFinished(mount) }
         mount.onAutoRollback = { [self, unowned mount] report, failed in autoRolledBack(mount, report, failedModule: failed) }
-        do {
-            try mount.start()
-        } catch {
-            // The mount is gone already: unmounted and out of the fd store.
-            log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
-            throw error
-        }
         store?.update(setting.mountpoint) { record in
             record = StateStore.MountRecord(module: mount.module, configModule: configured, previous: record?.previous,
                                             upgradingFrom: nil, failedModules: record?.failedModules,
                                             added: added ? asked : nil)
+        }
+        // Listed (and recorded) before it serves: an umount right after
+        // the kernel's INIT must find it (mountFinished).
+        mounts.append(mount)
+        do {
+            try mount.start()
+        } catch {
+            // The mount is gone already: unmounted and out of the fd store.
+            mounts.removeAll { $0 === mount }
+            if added { store?.update(setting.mountpoint) { $0 = nil } }
+            log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
+            throw error
         }
         return mount
     }
@@ -232,7 +233,6 @@ public final class Supervisor: @unchecked Sendable {
         do { mount = try start(setting, stored: nil, added: true) } catch {
             return .failure("\(mountpoint): not mounted: \(error)")
         }
-        mounts.append(mount)
         log.info("\(mountpoint): serving \(image), added by mount", metadata: ["mount": "\(mountpoint)"])
         ServiceManager.status(statusLine())
         return .status([mount.status])
@@ -307,8 +307,7 @@ public final class Supervisor: @unchecked Sendable {
             report.stopped.append(mountpoint)
         }
         for setting in plan.start {
-            if let mount = try? start(setting, stored: nil) {
-                mounts.append(mount)
+            if (try? start(setting, stored: nil)) != nil {
                 report.started.append(setting.mountpoint)
             } else {
                 report.failed.append("\(setting.mountpoint): not mounted (see the journal)")
