@@ -195,6 +195,6 @@ read -r cp cf < <(sed -n 's/^container: \([0-9]*\) passed, \([0-9]*\) failed.*/\
 passed=$((passed + ${cp:-0})) failed=$((failed + ${cf:-0}))
 # Nothing of the run mounted on the host: under the work dir, or the
 # container's FUSE mounts leaked out.
-leaked=$(awk -v w="$work/" 'index($5, w) == 1 || ($5 ~ /\/(mnt\/([abw]|pt)|srv\/[ab])$/ && / - fuse/) { print $5 }' /proc/self/mountinfo)
+leaked=$(awk -v w="$work/" 'index($5, w) == 1 || ($5 ~ /\/(mnt\/([abw]|pt)|srv\/[abx])$/ && / - fuse/) { print $5 }' /proc/self/mountinfo)
 if [ -z "$leaked" ]; then ok "no mount of the run left on the host"; else fail "no mount of the run left on the host"; echo "$leaked" | note; fi
 summary
