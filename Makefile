@@ -15,7 +15,7 @@ XV6FS_VERSION := 1.0.0
 XV6FS2_VERSION := 2.0.0
 
 # What the root package builds: the module file and the tools.
-PRODUCTS := bento-upgraded bentoctl XV6Module XV6Module2 mkfs.xv6 fsck.xv6
+PRODUCTS := bento-upgraded bentoctl mount.xv6 XV6Module XV6Module2 mkfs.xv6 fsck.xv6
 # Module files that fail upgrades on purpose: built for the tests only.
 FIXTURES := FixtureImportFails FixtureOtherFileSystem FixtureNoCommonFormat FixtureSlowImport \
             FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads FixtureCopiedTable
@@ -58,6 +58,7 @@ test: deps
 	Tests/crash/crash.sh .build/debug
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
+	Tests/mount/fstab.sh .build/debug
 	Tests/install/install.sh
 	$(MAKE) -s test-tsan
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) Tests/systemd/e2e.sh
@@ -104,11 +105,14 @@ bench: deps
 LIBDIR = $(DESTDIR)$(PREFIX)/lib/bento
 SWIFT_RUNTIME ?= /opt/swift/usr/lib/swift/linux
 # What install puts under $(PREFIX) from the build, but the runtime libraries.
-INSTALLED = sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl lib/bento/libBentoKit.so \
+INSTALLED = sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl lib/bento/libBentoKit.so \
             lib/bento/modules/xv6fs-$(XV6FS_VERSION).so lib/bento/modules/xv6fs-$(XV6FS2_VERSION).so
+# mount(8) looks for mount.xv6 in /sbin (and /sbin/fs.d, /sbin/fs) only,
+# whatever PREFIX is: outside /usr, a link there points at the program.
+MOUNT_HELPER_DIR ?= /sbin
 install: build
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(LIBDIR)/modules
-	install -m 0755 $(BIN)/bento-upgraded $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BIN)/bento-upgraded $(BIN)/mkfs.xv6 $(BIN)/fsck.xv6 $(BIN)/mount.xv6 $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(BIN)/bentoctl $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(BIN)/libBentoKit.so $(LIBDIR)/
 	install -m 0644 $(BIN)/libXV6Module.so $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so
@@ -138,10 +142,12 @@ install: build
 		done; \
 		for f in lib/bento/*.so*; do case " $$copied libBentoKit.so " in *" $${f#lib/bento/} "*) ;; \
 			*) echo "make: removing $$f, no longer needed"; rm -f "$$f" ;; esac; done
-	cd $(DESTDIR)$(PREFIX) && for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl; do \
+	cd $(DESTDIR)$(PREFIX) && for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl; do \
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
 	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
 	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
+	if [ "$(PREFIX)" != /usr ] && [ "$(PREFIX)/sbin" != "$(MOUNT_HELPER_DIR)" ]; then \
+		install -d $(DESTDIR)$(MOUNT_HELPER_DIR) && ln -sfn $(PREFIX)/sbin/mount.xv6 $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.xv6; fi
 	$(MAKE) -s install-systemd install-docs
 
 # The Debian package, bento_$(VERSION)_amd64.deb, in the tree: debian/rules

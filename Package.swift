@@ -12,6 +12,8 @@ let package = Package(
     products: [
         .executable(name: "bento-upgraded", targets: ["BentoUpgraded"]),
         .executable(name: "bentoctl", targets: ["BentoCtl"]),
+        // What mount(8) runs for `mount -t xv6` and fstab lines of type xv6.
+        .executable(name: "mount.xv6", targets: ["MountXV6"]),
         .library(name: "BentoHost", targets: ["BentoHost"]),
         // Module files that fail upgrades on purpose (tests only; see Tests/Fixtures).
         .library(name: "FixtureImportFails", type: .dynamic, targets: ["FixtureImportFails"]),
@@ -65,7 +67,7 @@ let package = Package(
         // The supervisor: mounts, worker processes, the fd store, upgrades'
         // bookkeeping, the control socket's answers, reload.
         .target(name: "BentoDaemon", dependencies: [
-            "BentoControl", "BentoFUSE", "BentoHost", "BentoSystemd", "BentoWorker", "CBentoWorker",
+            "BentoConfig", "BentoControl", "BentoFUSE", "BentoHost", "BentoSystemd", "BentoWorker", "CBentoWorker",
             .product(name: "BentoKit", package: "BentoKit"),
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "Logging", package: "swift-log"),
@@ -84,6 +86,10 @@ let package = Package(
         .executableTarget(name: "BentoCtl", dependencies: [
             "BentoControl", .product(name: "BentoVersion", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // mount.xv6: asks the running daemon to serve a mount (mount -t xv6, fstab).
+        .executableTarget(name: "MountXV6", dependencies: [
+            "BentoControl", .product(name: "BentoVersion", package: "BentoKit"),
         ]),
         .testTarget(name: "BentoConfigTests", dependencies: ["BentoConfig"]),
         .testTarget(name: "BentoControlTests", dependencies: ["BentoControl"]),

@@ -20,7 +20,8 @@
 //   control_socket  absolute path of the control socket (bentoctl talks to it)
 //   state_dir       absolute path of the state directory (upgrade journal)
 //
-// One `[[mount]]` table per file system to serve (none is fine):
+// One `[[mount]]` table per file system to serve (none: the daemon serves
+// only mounts added by `mount -t xv6`):
 //   name         optional label, for logs and bentoctl output
 //   image        absolute path of the image file or block device ...
 //   device       ... or the same under this name; exactly one of the two

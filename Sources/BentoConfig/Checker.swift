@@ -25,8 +25,7 @@ struct Checker {
         let controlSocket = try top.absolutePath("control_socket")
         let stateDirectory = try top.absolutePath("state_dir")
 
-        // No [[mount]] at all is fine: the daemon then serves what
-        // `mount -t xv6` and a later reload give it.
+        // No [[mount]] is fine: the daemon then serves what `mount -t xv6` adds.
         let tables = try mountTables(top)
         var mounts: [MountConfiguration] = []
         for (index, table) in tables.enumerated() {

@@ -16,10 +16,11 @@ public struct ControlProtocolError: Error, CustomStringConvertible, Equatable, S
 }
 
 /// `{"command": "status"}`, `{"command": "upgrade", "mountpoint": ..., "module": ...}`,
-/// `{"command": "rollback", "mountpoint": ...}`, `{"command": "history"[, "mountpoint": ...]}`.
+/// `{"command": "rollback", "mountpoint": ...}`, `{"command": "history"[, "mountpoint": ...]}`,
+/// `{"command": "mount", "image": ..., "mountpoint": ..., "module": ...}`.
 public struct ControlRequest: Codable, Equatable, Sendable {
     public enum Command: String, Codable, CaseIterable, Sendable {
-        case status, upgrade, rollback, history, reload
+        case status, upgrade, rollback, history, reload, mount
     }
 
     public var command: Command
@@ -34,15 +35,28 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var force: Bool?
     /// upgrade: answer once the probation has ended, with its verdict.
     public var wait: Bool?
+    /// mount: the image file or block device to serve at `mountpoint`
+    /// with `module` (what `mount -t xv6` asks for).
+    public var image: String?
+    /// mount: request threads and buffer cache; absent: the defaults.
+    public var threads: Int?
+    public var cacheMiB: Int?
+    /// mount: let users other than root in.
+    public var allowOther: Bool?
 
     public init(command: Command, mountpoint: String? = nil, module: String? = nil, probationSeconds: Double? = nil,
-                force: Bool? = nil, wait: Bool? = nil) {
+                force: Bool? = nil, wait: Bool? = nil, image: String? = nil, threads: Int? = nil, cacheMiB: Int? = nil,
+                allowOther: Bool? = nil) {
         self.command = command
         self.mountpoint = mountpoint
         self.module = module
         self.probationSeconds = probationSeconds
         self.force = force
         self.wait = wait
+        self.image = image
+        self.threads = threads
+        self.cacheMiB = cacheMiB
+        self.allowOther = allowOther
     }
 
     public static let status = ControlRequest(command: .status)
@@ -58,8 +72,15 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         ControlRequest(command: .history, mountpoint: mountpoint)
     }
     public static let reload = ControlRequest(command: .reload)
+    public static func mount(image: String, mountpoint: String, module: String, threads: Int? = nil, cacheMiB: Int? = nil,
+                             allowOther: Bool = false) -> ControlRequest {
+        ControlRequest(command: .mount, mountpoint: mountpoint, module: module, image: image, threads: threads,
+                       cacheMiB: cacheMiB, allowOther: allowOther ? true : nil)
+    }
 
-    private enum CodingKeys: String, CodingKey { case command, mountpoint, module, probationSeconds, force, wait }
+    private enum CodingKeys: String, CodingKey {
+        case command, mountpoint, module, probationSeconds, force, wait, image, threads, cacheMiB, allowOther
+    }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -76,6 +97,10 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         probationSeconds = try container.decodeIfPresent(Double.self, forKey: .probationSeconds)
         force = try container.decodeIfPresent(Bool.self, forKey: .force)
         wait = try container.decodeIfPresent(Bool.self, forKey: .wait)
+        image = try container.decodeIfPresent(String.self, forKey: .image)
+        threads = try container.decodeIfPresent(Int.self, forKey: .threads)
+        cacheMiB = try container.decodeIfPresent(Int.self, forKey: .cacheMiB)
+        allowOther = try container.decodeIfPresent(Bool.self, forKey: .allowOther)
     }
 
     /// Decodes one request line (without its newline) and checks that the
@@ -102,6 +127,10 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         case .rollback:
             guard present(request.mountpoint) else {
                 throw ControlProtocolError("rollback needs \"mountpoint\"")
+            }
+        case .mount:
+            guard present(request.image), present(request.mountpoint), present(request.module) else {
+                throw ControlProtocolError("mount needs \"image\", \"mountpoint\" and \"module\"")
             }
         }
         return request
@@ -130,8 +159,8 @@ public struct ControlRequest: Codable, Equatable, Sendable {
 }
 
 /// `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. Each command's
-/// payload is one key: status `mounts`, upgrade and rollback `upgrade`,
-/// history `history`. Absent fields are left out of the JSON.
+/// payload is one key: status and mount `mounts`, upgrade and rollback
+/// `upgrade`, history `history`. Absent fields are left out of the JSON.
 public struct ControlReply: Codable, Equatable, Sendable {
     public var ok: Bool
     public var error: String?

@@ -41,6 +41,8 @@ final class MountSupervisor: @unchecked Sendable {
     /// Signalled when the first worker serves, or could not.
     private let firstStart = Semaphore()
     private let upgradeRunning = Mutex<Bool>(false)
+    /// `mount -t xv6` asked for this mount, not the config.
+    var added = false
     /// Called once the mount has ended after serving.
     var onFinish: (@Sendable () -> Void)?
     /// Called when a version on probation failed and the mount goes back
@@ -112,8 +114,8 @@ final class MountSupervisor: @unchecked Sendable {
             journalReplaced = false
             journal = try Self.newJournal()
             do {
-                fuse = try FuseMount.mount(at: settings.mountpoint, source: settings.image, type: fileSystemType,
-                                           allowOther: settings.allowOther)
+                fuse = try FuseMount.mount(at: settings.mountpoint, source: settings.image,
+                                           type: FuseMount.subtype(of: fileSystemType), allowOther: settings.allowOther)
             } catch {
                 // A stored image fd is the caller's to close (release).
                 for fd in [journal, recorder.fd, stateOut] + (imageInStore ? [] : [image]) { close(fd) }

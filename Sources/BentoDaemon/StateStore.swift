@@ -1,4 +1,5 @@
 import BentoControl
+import BentoWorker
 import FoundationEssentials
 import Glibc
 import Synchronization
@@ -20,6 +21,9 @@ final class StateStore: @unchecked Sendable {
         /// Module files that failed on probation, with why: refused by
         /// later upgrades until forced.
         var failedModules: [String: String]?
+        /// A mount added by `mount -t xv6` (not in the config): its
+        /// settings, so that a restarted daemon takes it over too.
+        var added: MountSettings?
     }
 
     let directory: String
@@ -50,6 +54,9 @@ final class StateStore: @unchecked Sendable {
     }
 
     func record(_ mountpoint: String) -> MountRecord? { lock.withLock { _ in mounts[mountpoint] } }
+
+    /// The settings of every mount `mount -t xv6` added.
+    func addedMounts() -> [MountSettings] { lock.withLock { mounts.values.compactMap(\.added) } }
 
     func update(_ mountpoint: String, _ change: (inout MountRecord?) -> Void) {
         lock.withLock { _ in

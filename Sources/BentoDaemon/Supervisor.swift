@@ -1,3 +1,4 @@
+import BentoConfig
 import BentoControl
 import BentoFUSE
 import BentoSystemd
@@ -17,10 +18,14 @@ public final class Supervisor: @unchecked Sendable {
         public var stateDirectory: String
         /// Seconds an upgrade or a restart waits for in-flight requests.
         public var quiesceTimeout: Double
-        public init(controlSocket: String, stateDirectory: String, quiesceTimeout: Double) {
+        /// The daemon ends once its last mount is unmounted (the one mount
+        /// of the command line); otherwise it waits for `mount -t xv6`.
+        public var exitWhenUnmounted: Bool
+        public init(controlSocket: String, stateDirectory: String, quiesceTimeout: Double, exitWhenUnmounted: Bool = false) {
             self.controlSocket = controlSocket
             self.stateDirectory = stateDirectory
             self.quiesceTimeout = quiesceTimeout
+            self.exitWhenUnmounted = exitWhenUnmounted
         }
     }
 
@@ -38,7 +43,7 @@ public final class Supervisor: @unchecked Sendable {
     private let done = Semaphore()
     /// Signalled once the first mounts are up (control requests wait for it).
     private let ready = Semaphore()
-    /// One reload at a time.
+    /// One reload or mount request at a time.
     private let changing = Mutex<Void>(())
 
     public init(log: Logger, options: Options, mounts: @escaping () throws -> [MountSettings]) {
@@ -72,10 +77,24 @@ public final class Supervisor: @unchecked Sendable {
         var stored = FdStore.collect()
         let settings = try configuredMounts()
         for setting in settings {
-            if let mount = start(setting, stored: stored.removeValue(forKey: setting.mountpoint)) { mounts.append(mount) }
+            _ = try? start(setting, stored: stored.removeValue(forKey: setting.mountpoint))
+        }
+        // Mounts added by `mount -t xv6` last as long as their kernel
+        // mount: taken over from the fd store after a restart or a crash,
+        // forgotten when it is gone (a stop unmounted it, or a reboot).
+        var wanted = settings.count
+        for setting in store?.addedMounts() ?? [] where !settings.contains(where: { $0.mountpoint == setting.mountpoint }) {
+            guard let found = stored.removeValue(forKey: setting.mountpoint) else {
+                store?.update(setting.mountpoint) { $0 = nil }
+                continue
+            }
+            wanted += 1
+            _ = try? start(setting, stored: found, added: true)
         }
         for (mountpoint, leftover) in stored { release(mountpoint, leftover) }
-        guard !mounts.isEmpty || settings.isEmpty else { throw MountSupervisor.Failure("no mount could be served") }
+        guard !mounts.isEmpty || wanted == 0 && !options.exitWhenUnmounted else {
+            throw MountSupervisor.Failure("no mount could be served")
+        }
         ready.signal()
         ServiceManager.ready(status: statusLine())
         startWatchdog()
@@ -94,9 +113,11 @@ public final class Supervisor: @unchecked Sendable {
         log.info("stopped")
     }
 
-    /// Starts one configured mount, taking it over from `stored` when the
-    /// previous process left it there. nil (and logged) if it cannot start.
-    private func start(_ setting: MountSettings, stored: FdStore.Stored?) -> MountSupervisor? {
+    /// Starts one mount and lists it, taking it over from `stored` when the
+    /// previous process left it there; `added` when `mount -t xv6` asked
+    /// for it rather than the config. Throws (and logs) if it cannot start.
+    private func start(_ setting: MountSettings, stored: FdStore.Stored?, added: Bool = false) throws -> MountSupervisor {
+        let asked = setting
         var setting = setting
         let configured = setting.module
         var stored = stored
@@ -113,20 +134,27 @@ public final class Supervisor: @unchecked Sendable {
         } catch {
             log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
             if let stored { release(setting.mountpoint, stored) }
-            return nil
+            throw error
         }
-        mount.onFinish = { [self] in mountFinished() }
+        mount.added = added
+        mount.onFinish = { [self, unowned mount] in mountFinished(mount) }
         mount.onAutoRollback = { [self, unowned mount] report, failed in autoRolledBack(mount, report, failedModule: failed) }
+        store?.update(setting.mountpoint) { record in
+            record = StateStore.MountRecord(module: mount.module, configModule: configured, previous: record?.previous,
+                                            upgradingFrom: nil, failedModules: record?.failedModules,
+                                            added: added ? asked : nil)
+        }
+        // Listed (and recorded) before it serves: an umount right after
+        // the kernel's INIT must find it (mountFinished).
+        mounts.append(mount)
         do {
             try mount.start()
         } catch {
             // The mount is gone already: unmounted and out of the fd store.
+            mounts.removeAll { $0 === mount }
+            if added { store?.update(setting.mountpoint) { $0 = nil } }
             log.error("\(setting.mountpoint): not mounted: \(error)", metadata: ["mount": "\(setting.mountpoint)"])
-            return nil
-        }
-        store?.update(setting.mountpoint) { record in
-            record = StateStore.MountRecord(module: mount.module, configModule: configured, previous: record?.previous,
-                                            upgradingFrom: nil, failedModules: record?.failedModules)
+            throw error
         }
         return mount
     }
@@ -160,13 +188,73 @@ public final class Supervisor: @unchecked Sendable {
         return record.module
     }
 
-    /// A mount's loop ended (stopped, or unmounted from outside): with none
-    /// left, the daemon is done (unless a stop is under way: that one ends
-    /// the daemon itself once everything is flushed).
-    private func mountFinished() {
+    /// A mount's loop ended, flushed. Still listed, it was unmounted from
+    /// outside (umount): it is no longer served, and one that `mount -t
+    /// xv6` added is forgotten; a config mount comes back at the next
+    /// reload or start. (A stop or a reload ends the daemon or unlists
+    /// the mount itself.)
+    private func mountFinished(_ mount: MountSupervisor) {
         guard !stopping.load(ordering: .acquiring) else { return }
-        let left = mounts
-        if !left.isEmpty && left.allSatisfy({ $0.hasEnded }) { done.signal() }
+        let listed = served.withLock { list in
+            guard let index = list.firstIndex(where: { $0 === mount }) else { return false }
+            list.remove(at: index)
+            return true
+        }
+        guard listed else { return }
+        let mountpoint = mount.settings.mountpoint
+        if mount.added { store?.update(mountpoint) { $0 = nil } }
+        let comesBack = mount.added || options.exitWhenUnmounted ? "" : "; as a config mount, it is served again at the next reload or start"
+        log.info("\(mountpoint): unmounted (umount): no longer served\(comesBack)", metadata: ["mount": "\(mountpoint)"])
+        ServiceManager.status(statusLine())
+        if options.exitWhenUnmounted && mounts.isEmpty { done.signal() }
+    }
+
+    /// `mount -t xv6` (the control request `mount`): serve one more mount,
+    /// as long as the kernel's mount lasts (not written to the config).
+    private func addMount(_ request: ControlRequest) -> ControlReply {
+        guard let image = request.image, let mountpoint = request.mountpoint, let module = request.module else {
+            return .failure("mount needs \"image\", \"mountpoint\" and \"module\"")
+        }
+        if let relative = [image, mountpoint, module].first(where: { !$0.hasPrefix("/") }) {
+            return .failure("\(relative): not an absolute path")
+        }
+        let setting = MountSettings(image: image, mountpoint: mountpoint, module: module,
+                                    threads: request.threads ?? MountConfiguration.defaultThreads,
+                                    cacheMiB: request.cacheMiB ?? MountConfiguration.defaultCacheMiB,
+                                    allowOther: request.allowOther ?? false)
+        guard MountConfiguration.threadsRange.contains(setting.threads) else {
+            return .failure("threads=\(setting.threads): from \(MountConfiguration.threadsRange.lowerBound) to \(MountConfiguration.threadsRange.upperBound)")
+        }
+        guard MountConfiguration.cacheMiBRange.contains(setting.cacheMiB) else {
+            return .failure("cache_mib=\(setting.cacheMiB): from \(MountConfiguration.cacheMiBRange.lowerBound) to \(MountConfiguration.cacheMiBRange.upperBound)")
+        }
+        if let other = sharing(setting) { return .failure(other) }
+        let mount: MountSupervisor
+        do { mount = try start(setting, stored: nil, added: true) } catch {
+            return .failure("\(mountpoint): not mounted: \(error)")
+        }
+        log.info("\(mountpoint): serving \(image), added by mount", metadata: ["mount": "\(mountpoint)"])
+        ServiceManager.status(statusLine())
+        return .status([mount.status])
+    }
+
+    /// Why `setting` cannot be served beside the mounts served now (the
+    /// same mountpoint or image), or nil. A mount just unmounted may
+    /// still be flushing: it is waited for (a quick umount and mount again).
+    private func sharing(_ setting: MountSettings) -> String? {
+        let image = Self.resolved(setting.image)
+        func clash() -> MountSupervisor? {
+            mounts.first { !$0.hasEnded && ($0.settings.mountpoint == setting.mountpoint || Self.resolved($0.settings.image) == image) }
+        }
+        for _ in 0..<600 {
+            guard let other = clash() else { return nil }
+            if FuseMount.isFuseMount(other.settings.mountpoint) {
+                return other.settings.mountpoint == setting.mountpoint ? "\(setting.mountpoint) is served already (\(other.settings.image))"
+                    : "\(setting.image) is served already, at \(other.settings.mountpoint)"
+            }
+            usleep(100_000)
+        }
+        return "\(clash()?.settings.mountpoint ?? setting.mountpoint) is still being unmounted"
     }
 
     /// SIGTERM: systemd sends it for `stop` and for `restart` alike; the job
@@ -209,17 +297,17 @@ public final class Supervisor: @unchecked Sendable {
             log.error("reload: \(error); nothing changed")
             return ControlReply(ok: false, error: "\(error); nothing changed", reload: report)
         }
-        let plan = ReloadPlan(serving: mounts.map(\.settings), wanted: wanted)
+        // Mounts added by mount -t xv6 are not the config's to change.
+        let plan = ReloadPlan(serving: mounts.filter { !$0.added }.map(\.settings), wanted: wanted)
         report.unchanged = plan.unchanged
         for mountpoint in plan.stop {
-            guard let mount = mounts.first(where: { $0.settings.mountpoint == mountpoint }) else { continue }
+            guard let mount = mounts.first(where: { !$0.added && $0.settings.mountpoint == mountpoint }) else { continue }
             mounts.removeAll { $0 === mount }
             mount.stop()
             report.stopped.append(mountpoint)
         }
         for setting in plan.start {
-            if let mount = start(setting, stored: nil) {
-                mounts.append(mount)
+            if (try? start(setting, stored: nil)) != nil {
                 report.started.append(setting.mountpoint)
             } else {
                 report.failed.append("\(setting.mountpoint): not mounted (see the journal)")
@@ -265,6 +353,8 @@ public final class Supervisor: @unchecked Sendable {
             return ControlReply(ok: true, history: store?.history(mountpoint: request.mountpoint) ?? [])
         case .reload:
             return reload()
+        case .mount:
+            return changing.withLock { _ in addMount(request) }
         case .upgrade, .rollback:
             guard let mountpoint = request.mountpoint, let mount = mounts.first(where: { $0.settings.mountpoint == mountpoint }) else {
                 return .failure("no mount at \(request.mountpoint ?? "(none given)")")

@@ -8,7 +8,14 @@ public enum FuseMount {
         public let description: String
     }
 
-    /// Mounts a new FUSE file system at `mountpoint`; returns the /dev/fuse fd.
+    /// The mount type the kernel shows (fuse.TYPE) and `mount -t` takes
+    /// for a module's file system: "xv6fs" mounts as fuse.xv6.
+    public static func subtype(of fileSystem: String) -> String {
+        fileSystem.count > 2 && fileSystem.hasSuffix("fs") ? String(fileSystem.dropLast(2)) : fileSystem
+    }
+
+    /// Mounts a new FUSE file system at `mountpoint` (type fuse.`type`,
+    /// source `source`); returns the /dev/fuse fd.
     public static func mount(at mountpoint: String, source: String, type: String,
                              allowOther: Bool) throws(Failure) -> Int32 {
         try cleanUpDeadMount(at: mountpoint)
@@ -44,7 +51,7 @@ public enum FuseMount {
     }
 
     /// True when the topmost mount at `mountpoint` is a FUSE mount.
-    static func isFuseMount(_ mountpoint: String) -> Bool {
+    public static func isFuseMount(_ mountpoint: String) -> Bool {
         guard let resolved = realpath(mountpoint, nil) else { return false }
         defer { free(resolved) }
         let path = String(cString: resolved)

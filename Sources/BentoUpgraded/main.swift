@@ -58,7 +58,8 @@ struct BentoUpgraded: ParsableCommand {
             let options = Supervisor.Options(
                 controlSocket: controlSocket ?? fromConfig?.controlSocket ?? ControlProtocol.defaultSocketPath,
                 stateDirectory: stateDir ?? fromConfig?.stateDirectory ?? "/var/lib/bento",
-                quiesceTimeout: Double(quiesceTimeoutMs) / 1000)
+                quiesceTimeout: Double(quiesceTimeoutMs) / 1000,
+                exitWhenUnmounted: fromConfig == nil)
             // Read again on each reload.
             try Supervisor(log: log, options: options) { try mountSettings().0 }.run()
         } catch {

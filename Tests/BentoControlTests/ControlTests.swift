@@ -120,17 +120,22 @@ import Testing
         let connection = try ControlConnection(path: server.path)
         let unknown = try connection.send(line: Array(#"{"command": "format-disk"}"#.utf8))
         #expect(!unknown.ok)
-        #expect(unknown.error == "unknown command \"format-disk\" (known: status, upgrade, rollback, history, reload)")
+        #expect(unknown.error == "unknown command \"format-disk\" (known: status, upgrade, rollback, history, reload, mount)")
         let noModule = try connection.send(line: Array(#"{"command": "upgrade", "mountpoint": "/mnt/bento"}"#.utf8))
         #expect(noModule.error == "upgrade needs \"mountpoint\" and \"module\"")
         let noMountpoint = try connection.send(line: Array(#"{"command": "rollback"}"#.utf8))
         #expect(noMountpoint.error == "rollback needs \"mountpoint\"")
+        let noImage = try connection.send(line: Array(#"{"command": "mount", "mountpoint": "/srv/x", "module": "/m.so"}"#.utf8))
+        #expect(noImage.error == "mount needs \"image\", \"mountpoint\" and \"module\"")
         #expect(daemon.requests.isEmpty)
         // Still usable, and the later commands reach the handler with their fields.
         let upgrade = try connection.send(.upgrade(mountpoint: "/mnt/bento", module: "/lib/xv6fs-2.0.0.so"))
         #expect(upgrade == .failure("upgrade is not answered by this test server"))
         _ = try connection.send(line: Array(#"{"command": "history", "extra": [1, {"x": null}]}"#.utf8))
-        #expect(daemon.requests == [.upgrade(mountpoint: "/mnt/bento", module: "/lib/xv6fs-2.0.0.so"), .history()])
+        let mountRequest = ControlRequest.mount(image: "/srv/x.img", mountpoint: "/srv/x", module: "/lib/xv6fs-1.0.0.so", threads: 4,
+                                         cacheMiB: 64, allowOther: true)
+        _ = try connection.send(mountRequest)
+        #expect(daemon.requests == [.upgrade(mountpoint: "/mnt/bento", module: "/lib/xv6fs-2.0.0.so"), .history(), mountRequest])
     }
 
     @Test func oversizedRequestGetsAnErrorAndTheConnectionCloses() throws {

@@ -14,7 +14,7 @@ config=${CONFIG:-debug}
 make -s install CONFIG="$config" DESTDIR="$root/dest" PREFIX=/usr/local >"$root/install.log" 2>&1
 check "make install" test $? -eq 0 || cat "$root/install.log"
 p=$root/dest/usr/local
-for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl lib/bento/libBentoKit.so lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so; do
+for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl lib/bento/libBentoKit.so lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so; do
     check "installed $f" test -e "$p/$f"
 done
 check "runtime libraries shipped" test -e "$p/lib/bento/libswiftCore.so"
@@ -35,7 +35,7 @@ check "runtime libraries at most 30 MiB" test "$(cat "$p"/lib/bento/*.so* | wc -
 version=$(make -s version)
 declare -A tool_of=([man8/bento-upgraded.8]=sbin/bento-upgraded [man8/bentoctl.8]=bin/bentoctl
                     [man8/mkfs.xv6.8]=sbin/mkfs.xv6 [man8/fsck.xv6.8]=sbin/fsck.xv6)
-for page in man8/bento-upgraded.8 man8/bentoctl.8 man8/mkfs.xv6.8 man8/fsck.xv6.8 man5/bento.toml.5 man7/bento-modules.7; do
+for page in man8/bento-upgraded.8 man8/bentoctl.8 man8/mkfs.xv6.8 man8/fsck.xv6.8 man8/mount.xv6.8 man5/bento.toml.5 man7/bento-modules.7; do
     gz=$p/share/man/$page.gz
     check "man page $page installed" gzip -t "$gz"
     check "man page $page has the prefix" bash -c '! zgrep -q @PREFIX@ "$1"' _ "$gz"
@@ -49,7 +49,7 @@ for page in man8/bento-upgraded.8 man8/bentoctl.8 man8/mkfs.xv6.8 man8/fsck.xv6.
     check "man page $page lists every option of --help${missing:+ (missing: $missing)}" test -z "$missing"
 done
 
-for tool in sbin/bento-upgraded bin/bentoctl sbin/mkfs.xv6 sbin/fsck.xv6; do
+for tool in sbin/bento-upgraded bin/bentoctl sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6; do
     check "$tool --version prints $version" test "$("$p/$tool" --version 2>&1)" = "$version"
 done
 
@@ -59,6 +59,9 @@ for tool in bento-upgraded bentoctl mkfs.xv6 fsck.xv6; do
     check "zsh completion for $tool" grep -q "^#compdef $tool" "$p/share/zsh/vendor-completions/_$tool"
     check "fish completion for $tool" grep -q "complete -c '*$tool" "$p/share/fish/vendor_completions.d/$tool.fish"
 done
+
+# mount(8) runs helpers from /sbin only.
+check "mount.xv6 linked into /sbin" test "$(readlink "$root/dest/sbin/mount.xv6")" = /usr/local/sbin/mount.xv6
 
 # In a namespace without /opt/swift: format, check, serve, write, unmount.
 unshare -m bash -s "$p" "$root" "$version" >"$root/run.log" 2>&1 <<'INNER'
@@ -75,6 +78,7 @@ for tool in sbin/bento-upgraded bin/bentoctl sbin/mkfs.xv6 sbin/fsck.xv6; do
     test "$("$p/$tool" --version)" = "$version"
 done
 "$p/sbin/bento-upgraded" --help >/dev/null
+"$p/sbin/mount.xv6" --help >/dev/null
 mkdir -p "$root/mnt"
 printf '%s\n' "control_socket = \"$root/control.sock\"" "state_dir = \"$root/state\"" "[[mount]]" \
     "image = \"$root/x.img\"" "mountpoint = \"$root/mnt\"" "module = \"$p/lib/bento/modules/xv6fs-1.0.0.so\"" \

@@ -115,7 +115,7 @@ else
     fail "make install CONFIG=$config DESTDIR=root PREFIX=/usr/local"; note 30 <"$work/install.log"; summary; exit
 fi
 p=$root/usr/local
-[ -n "$deb" ] || for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 bin/bentoctl \
+[ -n "$deb" ] || for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl \
     lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so \
     lib/systemd/system/bento-upgraded.service lib/systemd/catalog/bento.catalog \
     lib/tmpfiles.d/bento.conf lib/modules-load.d/bento.conf; do
@@ -202,6 +202,6 @@ read -r cp cf < <(sed -n 's/^container: \([0-9]*\) passed, \([0-9]*\) failed.*/\
 passed=$((passed + ${cp:-0})) failed=$((failed + ${cf:-0}))
 # Nothing of the run mounted on the host: under the work dir, or the
 # container's FUSE mounts leaked out.
-leaked=$(awk -v w="$work/" 'index($5, w) == 1 || ($5 ~ /\/(mnt\/([abw]|pt)|srv\/[abp])$/ && / - fuse/) { print $5 }' /proc/self/mountinfo)
+leaked=$(awk -v w="$work/" 'index($5, w) == 1 || ($5 ~ /\/(mnt\/([abw]|pt)|srv\/[abpqx])$/ && / - fuse/) { print $5 }' /proc/self/mountinfo)
 if [ -z "$leaked" ]; then ok "no mount of the run left on the host"; else fail "no mount of the run left on the host"; echo "$leaked" | note; fi
 summary

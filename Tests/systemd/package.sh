@@ -42,11 +42,11 @@ echo "     $(systemctl --version | head -1); package ${deb##*/}"
 check "nothing of Bento before the install" bash -c '! command -v bento-upgraded && ! test -e /etc/bento'
 # The container has no network: the dependencies are in the root already.
 check "apt install ./${deb##*/}" apt-get install -y -q "$deb"
-for f in /usr/sbin/bento-upgraded /usr/bin/bentoctl /usr/sbin/mkfs.xv6 /usr/sbin/fsck.xv6 \
+for f in /usr/sbin/bento-upgraded /usr/bin/bentoctl /usr/sbin/mkfs.xv6 /usr/sbin/fsck.xv6 /usr/sbin/mount.xv6 \
     $mods/xv6fs-1.0.0.so $mods/xv6fs-2.0.0.so /usr/lib/bento/libswiftCore.so /lib/systemd/system/$unit \
     /usr/lib/systemd/catalog/bento.catalog /usr/lib/tmpfiles.d/bento.conf \
     /usr/share/man/man8/bento-upgraded.8.gz /usr/share/man/man8/bentoctl.8.gz /usr/share/man/man8/mkfs.xv6.8.gz \
-    /usr/share/man/man8/fsck.xv6.8.gz /usr/share/man/man5/bento.toml.5.gz /usr/share/man/man7/bento-modules.7.gz \
+    /usr/share/man/man8/fsck.xv6.8.gz /usr/share/man/man8/mount.xv6.8.gz /usr/share/man/man5/bento.toml.5.gz /usr/share/man/man7/bento-modules.7.gz \
     /usr/share/bash-completion/completions/bentoctl /usr/share/zsh/vendor-completions/_bentoctl \
     /usr/share/fish/vendor_completions.d/bentoctl.fish; do
     check "installed $f" test -e "$f"
@@ -91,6 +91,12 @@ check "fsck.xv6 -n p.img clean after the remove" "$tmp/keep/sbin/fsck.xv6" -n "$
 check "apt install again" apt-get install -y -q "$deb"
 check "the service runs again and serves $m" wait_until 30 serves "$m" 2.0.0
 check "the same data after the reinstall" bash -c "cmp $m/data $tmp/data && [ \"\$(cat $m/dir/note)\" = \"\$(printf 'kept\nafter upgrade')\" ]"
+# mount(8) finds the package's mount.xv6 (in /usr/sbin) for type xv6.
+mkdir -p /srv/q
+check "mkfs.xv6 q.img" mkfs.xv6 -q --size 32M "$images/q.img"
+check "mount -t xv6 q.img /srv/q" mount -t xv6 "$images/q.img" /srv/q
+check "/srv/q serves, as fuse.xv6" bash -c "[ \"\$(fs_type /srv/q)\" = fuse.xv6 ] && echo q >/srv/q/f && [ \"\$(cat /srv/q/f)\" = q ]"
+check "umount /srv/q" umount /srv/q
 
 # --- apt purge: nothing of ours left --------------------------------------
 # Its files and links; not its directories (/lib is a link to usr/lib here).
