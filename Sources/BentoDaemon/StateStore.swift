@@ -56,7 +56,7 @@ final class StateStore: @unchecked Sendable {
     func record(_ mountpoint: String) -> MountRecord? { lock.withLock { _ in mounts[mountpoint] } }
 
     /// The settings of every mount `mount -t xv6` added.
-    func addedMounts() -> [MountSettings] { lock.withLock { mounts.values.compactMap(\.added) } }
+    func addedMounts() -> [MountSettings] { lock.withLock { _ in mounts.values.compactMap(\.added) } }
 
     func update(_ mountpoint: String, _ change: (inout MountRecord?) -> Void) {
         lock.withLock { _ in
