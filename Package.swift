@@ -50,6 +50,7 @@ let package = Package(
         .target(name: "BentoFUSE", dependencies: [
             "CFuse3", "CFlightRecorder", "CBentoFlusher",
             .product(name: "BentoKit", package: "BentoKit"),
+            .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
         .testTarget(name: "BentoFUSETests", dependencies: ["BentoFUSE"]),

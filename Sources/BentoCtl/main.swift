@@ -59,7 +59,8 @@ struct Upgrade: ParsableCommand {
     }
 
     func run() throws {
-        let request = ControlRequest.upgrade(mountpoint: absolute(mountpoint), module: absolute(module),
+        let request = ControlRequest.upgrade(mountpoint: ControlRequest.absolute(mountpoint),
+                                             module: ControlRequest.absolute(module),
                                              probationSeconds: probation.flatMap(Duration.seconds), force: force, wait: wait)
         // An upgrade drains in-flight requests before it answers, and --wait
         // waits out the probation: allow for both.
@@ -76,7 +77,7 @@ struct Rollback: ParsableCommand {
     @Flag(help: "Print the outcome as a JSON object.") var json = false
 
     func run() throws {
-        let reply = ask(.rollback(mountpoint: absolute(mountpoint)), socket: global.socket, timeout: 300)
+        let reply = ask(.rollback(mountpoint: ControlRequest.absolute(mountpoint)), socket: global.socket, timeout: 300)
         report(reply, action: .rollback, json: json)
     }
 }
@@ -90,7 +91,7 @@ struct History: ParsableCommand {
     struct Output: Encodable { let history: [UpgradeReport] }
 
     func run() throws {
-        let reply = ask(.history(mountpoint: mountpoint.map(absolute)), socket: global.socket, timeout: 30)
+        let reply = ask(.history(mountpoint: mountpoint.map(ControlRequest.absolute)), socket: global.socket, timeout: 30)
         guard reply.ok else { fail(reply.error ?? "bento-upgraded refused without saying why") }
         let entries = reply.history ?? []
         if json {
@@ -183,15 +184,6 @@ func fail(_ message: String) -> Never {
 func printError(_ text: String) {
     var text = text
     text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-}
-
-/// The daemon's working directory is not ours: send absolute paths.
-func absolute(_ path: String) -> String {
-    let url = path.hasPrefix("/") ? URL(fileURLWithPath: path)
-        : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path)
-    var result = url.standardizedFileURL.path
-    while result.count > 1, result.hasSuffix("/") { result.removeLast() }
-    return result
 }
 
 Bentoctl.main()

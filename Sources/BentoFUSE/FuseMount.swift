@@ -1,3 +1,4 @@
+import BentoServices
 import CFuse3
 import Glibc
 
@@ -54,37 +55,7 @@ public enum FuseMount {
     public static func isFuseMount(_ mountpoint: String) -> Bool {
         guard let resolved = realpath(mountpoint, nil) else { return false }
         defer { free(resolved) }
-        let path = String(cString: resolved)
-        guard let file = fopen("/proc/self/mountinfo", "r") else { return false }
-        defer { fclose(file) }
-        var found = false
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        while getline(&line, &capacity, file) > 0, let line {
-            // "id parent major:minor root mountpoint options ... - fstype source ..."
-            let fields = String(cString: line).split(separator: " ")
-            guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
-            if unescape(fields[4]) == path { found = fields[dash + 1].hasPrefix("fuse") }
-        }
-        free(line)
-        return found
-    }
-
-    /// mountinfo writes space, tab, newline and backslash as \ooo escapes.
-    static func unescape(_ field: Substring) -> String {
-        var bytes: [UInt8] = []
-        var rest = Array(field.utf8)[...]
-        while let byte = rest.first {
-            if byte == UInt8(ascii: "\\"), rest.count >= 4,
-               let value = UInt8(String(decoding: rest.dropFirst().prefix(3), as: UTF8.self), radix: 8) {
-                bytes.append(value)
-                rest = rest.dropFirst(4)
-            } else {
-                bytes.append(byte)
-                rest = rest.dropFirst()
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        return MountTable.read().top(at: String(cString: resolved))?.type.hasPrefix("fuse") ?? false
     }
 
     /// Unmounts; a busy mount is detached lazily so that we can still exit.

@@ -57,8 +57,8 @@ struct Arguments {
             }
         }
         guard positional.count == 2 else { fail(usage, status: 1) }
-        image = absolute(positional[0])
-        directory = absolute(positional[1])
+        image = ControlRequest.absolute(positional[0])
+        directory = ControlRequest.absolute(positional[1])
     }
 }
 
@@ -82,8 +82,8 @@ struct MountOptions {
                 return number
             }
             switch name {
-            case "module": module = value.map(absolute)
-            case "socket": socket = value.map(absolute) ?? socket
+            case "module": module = value.map(ControlRequest.absolute)
+            case "socket": socket = value.map(ControlRequest.absolute) ?? socket
             case "threads": threads = number()
             case "cache_mib": cacheMiB = number()
             case "allow_other": allowOther = true
@@ -93,15 +93,6 @@ struct MountOptions {
             }
         }
     }
-}
-
-/// The daemon's working directory is not ours: send absolute paths.
-func absolute(_ path: String) -> String {
-    let url = path.hasPrefix("/") ? URL(fileURLWithPath: path)
-        : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path)
-    var result = url.standardizedFileURL.path
-    while result.count > 1, result.hasSuffix("/") { result.removeLast() }
-    return result
 }
 
 /// The newest xv6fs-VERSION.so in PREFIX/lib/bento/modules, where `make

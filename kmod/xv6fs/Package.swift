@@ -59,7 +59,9 @@ let package = Package(
             "XV6Check", "XV6Layout",
             .product(name: "BentoServices", package: "BentoKit"),
         ]),
-        .testTarget(name: "XV6ToolSupportTests", dependencies: ["XV6ToolSupport"]),
+        .testTarget(name: "XV6ToolSupportTests", dependencies: [
+            "XV6ToolSupport", .product(name: "BentoServices", package: "BentoKit"),
+        ]),
         .testTarget(name: "XV6FSTests", dependencies: [
             "XV6FS", "XV6Check", "XV6Layout",
             .product(name: "BentoServices", package: "BentoKit"),

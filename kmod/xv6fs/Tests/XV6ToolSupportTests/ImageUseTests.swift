@@ -1,30 +1,14 @@
+import BentoServices
 import Testing
 @testable import XV6ToolSupport
 
-@Suite struct MountTableTests {
+@Suite struct ImageUseTests {
     static let text = """
         22 1 0:21 / /proc rw,nosuid - proc proc rw
         36 35 98:0 / / rw,noatime master:1 - ext4 /dev/sda1 rw
         91 36 0:55 / /mnt/my\\040disk rw,nosuid,nodev shared:5 - fuse.xv6fs /var/lib/bento/my\\040disk.img rw,user_id=0
         bad line
         """
-
-    @Test func parsesFieldsAndEscapes() {
-        let table = MountTable.parse(Self.text)
-        #expect(table.entries.count == 3)
-        let fuse = table.entries[2]
-        #expect(fuse.mountpoint == "/mnt/my disk")
-        #expect(fuse.type == "fuse.xv6fs")
-        #expect(fuse.source == "/var/lib/bento/my disk.img")
-        #expect(fuse.device == (0, 55))
-        #expect(table.entries[1].device == (98, 0))
-    }
-
-    @Test func findsAnImageBySource() {
-        let table = MountTable.parse(Self.text)
-        #expect(table.mounts(of: "/var/lib/bento/my disk.img").map(\.mountpoint) == ["/mnt/my disk"])
-        #expect(table.mounts(of: "/var/lib/bento/other.img").isEmpty)
-    }
 
     @Test func describesWhoUsesAnImage() {
         let entry = MountTable.parse(Self.text).entries[2]
