@@ -3,15 +3,10 @@ import Testing
 @testable import XV6ToolSupport
 
 @Suite struct ImageUseTests {
-    static let text = """
-        22 1 0:21 / /proc rw,nosuid - proc proc rw
-        36 35 98:0 / / rw,noatime master:1 - ext4 /dev/sda1 rw
-        91 36 0:55 / /mnt/my\\040disk rw,nosuid,nodev shared:5 - fuse.xv6fs /var/lib/bento/my\\040disk.img rw,user_id=0
-        bad line
-        """
+    static let served = "91 36 0:55 / /mnt/my\\040disk rw shared:5 - fuse.xv6 /var/lib/bento/x.img rw,user_id=0"
 
     @Test func describesWhoUsesAnImage() {
-        let entry = MountTable.parse(Self.text).entries[2]
+        let entry = MountTable.parse(Self.served).entries[0]
         let served = ImageUse(path: "x.img", locked: true, mounts: [entry])
         #expect(served.description == "x.img is in use: bento-upgraded serves it at /mnt/my disk")
         #expect(ImageUse(path: "x.img", locked: true, mounts: []).description.contains("holds its lock"))
