@@ -530,7 +530,8 @@ x_unit_gone() {
         || { systemctl status --no-pager srv-x.mount; return 1; }
 }
 check "fstab: umount: systemd sees srv-x.mount gone" x_unit_gone
-echo "     srv-x.mount after umount: $(systemctl is-active srv-x.mount)"
+echo "     srv-x.mount after umount: $(systemctl is-active srv-x.mount); its journal:"
+journalctl -q --no-pager -u srv-x.mount -o cat | tail -6 | note
 check "fstab: mount /srv/x (from fstab)" timeout 60 mount "$x"
 check "fstab: remounted: every line written is there" timeout 10 bash -c \
     "[ \"\$(tr '\n' ' ' < $x/held)\" = 'opened after-restart after-crash ' ] && [ \"\$(cat $x/first)\" = fstab ]"
