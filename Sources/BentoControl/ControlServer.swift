@@ -84,7 +84,7 @@ public final class ControlServer: @unchecked Sendable {
         for end in pipeEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         listener = fd
         wake = (pipeEnds[0], pipeEnds[1])
-        detachThread { [self] in acceptLoop() }
+        Thread.start { [self] in acceptLoop() }
     }
 
     /// Stops accepting, closes the socket and removes its file, ends open
@@ -159,7 +159,7 @@ public final class ControlServer: @unchecked Sendable {
                 close(fd)
                 continue
             }
-            detachThread { [self] in
+            Thread.start { [self] in
                 serve(fd)
                 lock.lock()
                 connections.remove(fd)

@@ -1,3 +1,4 @@
+import BentoControl
 import BentoWorker
 import CBentoWorker
 import FoundationEssentials
