@@ -18,7 +18,8 @@ XV6FS2_VERSION := 2.0.0
 PRODUCTS := bento-upgraded bentoctl mount.xv6 XV6Module XV6Module2 mkfs.xv6 fsck.xv6
 # Module files that fail upgrades on purpose: built for the tests only.
 FIXTURES := FixtureImportFails FixtureOtherFileSystem FixtureNoCommonFormat FixtureSlowImport \
-            FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads FixtureCopiedTable
+            FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads FixtureCopiedTable \
+            FixtureOtherView
 BIN       = .build/$(CONFIG)
 # The debootstrapped root of the end-to-end tests, kept between runs.
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
@@ -58,6 +59,7 @@ test: deps
 	Tests/crash/crash.sh .build/debug
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
+	Tests/mount/caching.sh .build/debug
 	Tests/mount/fstab.sh .build/debug
 	Tests/install/install.sh
 	$(MAKE) -s test-tsan

@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "FixtureFaultyHang", type: .dynamic, targets: ["FixtureFaultyHang"]),
         .library(name: "FixtureFaultyReads", type: .dynamic, targets: ["FixtureFaultyReads"]),
         .library(name: "FixtureCopiedTable", type: .dynamic, targets: ["FixtureCopiedTable"]),
+        .library(name: "FixtureOtherView", type: .dynamic, targets: ["FixtureOtherView"]),
     ],
     dependencies: [
         .package(path: "kmod/BentoKit"),
@@ -112,6 +113,8 @@ let package = Package(
                 swiftSettings: [.define("FIXTURE_READS")]),
         .target(name: "FixtureCopiedTable", dependencies: faulty, path: "Tests/Fixtures/CopiedTable",
                 swiftSettings: [.define("FIXTURE_COPIES")]),
+        .target(name: "FixtureOtherView", dependencies: faulty, path: "Tests/Fixtures/OtherView",
+                swiftSettings: [.define("FIXTURE_VIEW")]),
         .testTarget(name: "BentoHostTests", dependencies: [
             "BentoHost",
             .product(name: "BentoKit", package: "BentoKit"),

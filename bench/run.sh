@@ -6,22 +6,23 @@
 #   ext4  ext4 with data=journal on a loop device backed by a tmpfs file
 # Workloads: create/stat/unlink of many empty files (1 and 8 threads), 4 KiB
 # random writes with fsync (fio), sequential 1 MiB write and cold read, and an
-# untar of the Linux 6.1 source. Each workload runs the three systems one
-# after the other on fresh file systems, repeated and interleaved; the table
-# shows medians and the ratios xv6/passthrough_ll and xv6/ext4.
+# untar of the Linux 6.1 source and its rm -rf. Each workload runs the three
+# systems one after the other on fresh file systems, repeated and
+# interleaved; the table shows medians and the ratios xv6/passthrough_ll and
+# xv6/ext4, and the requests the xv6 mount served per file (bentoctl status).
 #
-# Usage: bench/run.sh [--quick] [--no-build] [--idle-default] [OUTPUT.md]
+# Usage: bench/run.sh [--quick] [--no-build] [--poll-idle] [OUTPUT.md]
 #   OUTPUT.md   where the Markdown table goes (default Docs/benchmarks.md in
 #               the repository; with --quick, /tmp/bento-bench-quick.md so a
 #               smoke test never overwrites the real results)
 #   --quick     reduced smoke test: 2,000 files, 3 s fio, 128 MiB sequential,
 #               a ~256 MB part of the kernel tarball, one repeat
 #   --no-build  do not build; use the binaries already in BENCH_BIN
-#   --idle-default  leave CPU idle states alone. By default the run holds
-#               /dev/cpu_dma_latency at 0, so idle CPUs poll instead of
-#               halting: on a VM a halted vCPU takes long to wake, which
-#               makes every FUSE request (two sleeps and wake-ups) slower,
-#               by 2-4x here, and by how busy other work keeps the CPUs.
+#   --poll-idle hold /dev/cpu_dma_latency at 0 during the runs, so idle CPUs
+#               poll instead of halting. By default idle states are left as
+#               they are, as on users' machines. On a VM a halted vCPU takes
+#               long to wake, which makes every FUSE request (two sleeps and
+#               wake-ups) slower, by about 2x here.
 # Environment:
 #   BENCH_BIN        bento-upgraded, libXV6Module.so, libBentoKit.so and
 #                    mkfs.xv6 (default: .build/release, built first)
@@ -41,12 +42,12 @@ export LC_ALL=C
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_dir=$repo/bench
 
-quick=0 build=1 poll_idle=1 out=
+quick=0 build=1 poll_idle=0 out=
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1 ;;
         --no-build) build=0 ;;
-        --idle-default) poll_idle=0 ;;
+        --poll-idle) poll_idle=1 ;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) [ -z "$out" ] || { echo "run.sh: one output file only" >&2; exit 2; }; out=$1 ;;
@@ -79,7 +80,7 @@ die()  { say "error: $*"; exit 1; }
 [ -c /dev/fuse ] || die "no /dev/fuse"
 
 # --- Dependencies -----------------------------------------------------------
-packages="fio linux-source-6.1 e2fsprogs libfuse3-dev pkg-config fuse3 gcc libc6-dev xz-utils coreutils util-linux mount"
+packages="fio linux-source-6.1 e2fsprogs libfuse3-dev pkg-config fuse3 gcc libc6-dev xz-utils coreutils util-linux mount python3"
 missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
     say "installing Debian packages: $(echo $missing)"
@@ -299,11 +300,13 @@ failed() { # KEY... SYSTEM REP
     failures=$((failures + 1))
 }
 
-# bento_status SYSTEM NAME: keeps bentoctl's view of the xv6 mount (requests
-# by operation, latency inside the daemon) after a workload, for the report.
+# bento_status SYSTEM NAME UNITS UNIT: keeps bentoctl's view of the xv6 mount
+# (requests by operation since it was mounted) after a workload's first run,
+# with how many of the workload's units (files, writes, MiB) that covered.
 bento_status() {
     [ "$1" = xv6 ] && [ -n "$control" ] && [ -x "$W/bin/bentoctl" ] || return 0
-    timeout 10 "$W/bin/bentoctl" --socket "$control" status >"$W/status.$2" 2>/dev/null || rm -f "$W/status.$2"
+    timeout 10 "$W/bin/bentoctl" --socket "$control" status --json >"$W/status.$2.json" 2>/dev/null \
+        && echo "$3 $4" > "$W/status.$2.units" || rm -f "$W/status.$2.json"
     return 0
 }
 
@@ -318,8 +321,8 @@ meta_run() { # THREADS SYSTEM REP
         say "  $s: mdbench failed"; failed "create$t" "stat$t" "unlink$t" "$s" "$r"
     fi
 }
-w_meta1() { meta_run 1 "$@"; [ "$2" = 1 ] && bento_status "$1" meta1; }
-w_meta8() { meta_run $threads_many "$@"; }
+w_meta1() { meta_run 1 "$@"; [ "$2" = 1 ] && bento_status "$1" meta1 "$nfiles" file; }
+w_meta8() { meta_run $threads_many "$@"; [ "$2" = 1 ] && bento_status "$1" meta8 "$nfiles" file; }
 
 w_randwrite() {
     local s=$1 r=$2 out=$W/fio.out iops
@@ -328,6 +331,7 @@ w_randwrite() {
             --output-format=terse --terse-version=3 >"$out" 2>"$W/fio.err" \
         && iops=$(awk -F';' '$1 == 3 && $5 == 0 {print $49}' "$out") && [ -n "$iops" ]; then
         record randwrite "$s" "$r" "$iops"; say "  $s: $iops IOPS"
+        [ "$r" = 1 ] && bento_status "$s" randwrite "$(awk -F';' '$1 == 3 {print int($47 / 4)}' "$out")" "4 KiB write"
     else
         say "  $s: fio failed: $(tail -n 3 "$W/fio.err" | tr '\n' ' ')"; failed randwrite "$s" "$r"
     fi
@@ -351,16 +355,25 @@ w_seq() {
     t1=$(now_ns); rd=$(mbps $bytes $((t1 - t0)))
     record seqread "$s" "$r" "$rd"
     say "  $s: write $wr MB/s, cold read $rd MB/s"
+    [ "$r" = 1 ] && bento_status "$s" seqread "$seq_mib" "MiB read"
 }
 
+# The untar, then rm -rf of what it made, each with a sync in the timed part.
 w_untar() {
     local s=$1 r=$2 t0 t1
     t0=$(now_ns)
     if bounded $limit_untar tar -xf "$W/linux.tar" -C "${dir[$s]}" 2>"$W/tar.err" && sys_sync "$s"; then
-        t1=$(now_ns); record untar "$s" "$r" "$(secs $((t1 - t0)))"; say "  $s: $(secs $((t1 - t0))) s"
-        [ "$r" = 1 ] && bento_status "$s" untar
+        t1=$(now_ns); record untar "$s" "$r" "$(secs $((t1 - t0)))"; say "  $s: untar $(secs $((t1 - t0))) s"
+        [ "$r" = 1 ] && bento_status "$s" untar "$tar_files" entry
     else
-        say "  $s: untar failed: $(head -n 3 "$W/tar.err" | tr '\n' ' ')"; failed untar "$s" "$r"
+        say "  $s: untar failed: $(head -n 3 "$W/tar.err" | tr '\n' ' ')"; failed untar rmrf "$s" "$r"; return
+    fi
+    t0=$(now_ns)
+    if bounded $limit_untar find "${dir[$s]}" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>"$W/rm.err" && sys_sync "$s"; then
+        t1=$(now_ns); record rmrf "$s" "$r" "$(secs $((t1 - t0)))"; say "  $s: rm -rf $(secs $((t1 - t0))) s"
+        [ "$r" = 1 ] && bento_status "$s" rmrf "$tar_files" entry
+    else
+        say "  $s: rm -rf failed: $(head -n 3 "$W/rm.err" | tr '\n' ' ')"; failed rmrf "$s" "$r"
     fi
 }
 
@@ -400,10 +413,10 @@ if [ $((tar_files + 100)) -gt "$fd_limit" ]; then
     say "warning: open file limit $fd_limit < $tar_files tarball entries: passthrough_ll skips the untar"
 fi
 
-idle_note="default (CPUs may halt when idle)"
+idle_note="default: idle CPUs halt, as on users' machines (bench/run.sh --poll-idle holds /dev/cpu_dma_latency at 0 instead)"
 if [ $poll_idle = 1 ]; then
     if [ -w /dev/cpu_dma_latency ] && exec {qos_fd}>/dev/cpu_dma_latency && printf '\0\0\0\0' >&$qos_fd; then
-        idle_note="polling: /dev/cpu_dma_latency held at 0 during the runs, so idle CPUs do not halt (run with --idle-default to leave idle states alone)"
+        idle_note="polling: /dev/cpu_dma_latency held at 0 during the runs (--poll-idle), so idle CPUs do not halt; users' machines run with the default"
     else
         say "warning: cannot hold /dev/cpu_dma_latency at 0; CPU idle states stay as they are"
         idle_note="default (could not hold /dev/cpu_dma_latency at 0)"
@@ -423,7 +436,7 @@ for w in "${workloads[@]}"; do
         for ((i = 0; i < 3; i++)); do
             s=${systems[$(( (i + r - 1) % 3 ))]}      # rotate who goes first
             if [ $w = untar ] && [ $s = pt ] && [ $skip_pt_untar = 1 ]; then
-                record untar pt "$r" skip; say "  pt: skipped (open file limit)"; continue
+                record untar pt "$r" skip; record rmrf pt "$r" skip; say "  pt: skipped (open file limit)"; continue
             fi
             if sys_make "$s"; then
                 "w_$w" "$s" "$r"
@@ -433,6 +446,7 @@ for w in "${workloads[@]}"; do
                     meta1) failed create1 stat1 unlink1 "$s" "$r" ;;
                     meta8) failed create8 stat8 unlink8 "$s" "$r" ;;
                     seq) failed seqwrite seqread "$s" "$r" ;;
+                    untar) failed untar rmrf "$s" "$r" ;;
                     *) failed "$w" "$s" "$r" ;;
                 esac
             fi
@@ -448,9 +462,9 @@ module_version=$(grep -o 'with xv6fs [0-9][0-9.]*' "$W/xv6.log" 2>/dev/null | he
 rows="create1;create, 1 thread;files/s;higher|stat1;stat, 1 thread;files/s;higher|unlink1;unlink, 1 thread;files/s;higher"
 rows+="|create8;create, $threads_many threads;files/s;higher|stat8;stat, $threads_many threads;files/s;higher|unlink8;unlink, $threads_many threads;files/s;higher"
 rows+="|randwrite;4 KiB random write + fsync;IOPS;higher|seqwrite;sequential write 1 MiB + fsync;MB/s;higher"
-rows+="|seqread;sequential read 1 MiB, cold;MB/s;higher|untar;untar linux-6.1 + sync;s;lower"
+rows+="|seqread;sequential read 1 MiB, cold;MB/s;higher|untar;untar linux-6.1 + sync;s;lower|rmrf;rm -rf of that tree + sync;s;lower"
 report() { awk -v fmt="$1" -v reps="$reps" -v rows="$rows" -v meta="create1 stat1 unlink1 create8 stat8 unlink8" \
-               -v untar=untar -f "$bench_dir/report.awk" "$results"; }
+               -f "$bench_dir/report.awk" "$results"; }
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
@@ -462,9 +476,9 @@ echo "Medians of $reps run(s). Ratios are xv6 divided by the other system, in th
 echo
 report text
 echo
-for f in "$W"/status.meta1 "$W"/status.untar; do
-    [ -e "$f" ] && { echo; echo "xv6 requests, ${f##*.} (bentoctl status):"; grep -E '^ *(ops|latency) ' "$f"; }
-done
+echo
+echo "Requests the xv6 mount served per unit of each workload (bentoctl status):"
+python3 "$bench_dir/requests.py" "$W" text
 echo
 echo "(took ${elapsed}s; load average $load_start at the start, $load_end at the end; Markdown in $out)"
 
@@ -478,15 +492,15 @@ mkdir -p "$(dirname "$out")"
     echo "- Code: commit $commit${module_version:+, module $module_version}"
     echo "- CPU idle: $idle_note."
     echo "- Load average (1, 5, 15 min) when the runs started: $load_start; when they ended: $load_end. The machine is shared: other work on its $(nproc) cores adds noise, most to the FUSE systems (every request is two context switches); compare the runs below."
-    echo "- Command: \`bench/run.sh$([ $quick = 1 ] && echo ' --quick')$([ $poll_idle = 0 ] && echo ' --idle-default')\` (took $((elapsed / 60)) min $((elapsed % 60)) s); every number is the median of $reps run(s), the three systems run one after the other on fresh file systems, repeats interleaved."
+    echo "- Command: \`bench/run.sh$([ $quick = 1 ] && echo ' --quick')$([ $poll_idle = 1 ] && echo ' --poll-idle')\` (took $((elapsed / 60)) min $((elapsed % 60)) s); every number is the median of $reps run(s), the three systems run one after the other on fresh file systems, repeats interleaved."
     echo
     echo "Everything lives in RAM (tmpfs), so the numbers measure the software, not a disk:"
     echo
-    echo "- **xv6 (bento)**: \`bento-upgraded\` serving the xv6fs module (\`libXV6Module.so\`) from a $image_size image file on tmpfs (\`mkfs.xv6 --size $image_size --inodes $inodes\`), default options${BENTO_ARGS:+ plus \`$BENTO_ARGS\`} (16 request threads, 256 MiB buffer cache, writeback cache, 1 s entry/attr timeout)."
+    echo "- **xv6 (bento)**: \`bento-upgraded\` serving the xv6fs module (\`libXV6Module.so\`) from a $image_size image file on tmpfs (\`mkfs.xv6 --size $image_size --inodes $inodes\`), default options${BENTO_ARGS:+ plus \`$BENTO_ARGS\`} (16 request threads, 256 MiB buffer cache, writeback cache; the kernel caches names and attributes as [caching.md](caching.md) describes)."
     echo "- **passthrough_ll**: libfuse $(pkg-config --modversion fuse3)'s \`passthrough_ll\` example, compiled from Debian's libfuse3-dev, default options${PT_OPTS:+ plus \`$PT_OPTS\`} (no writeback cache, cache=auto, 1 s timeout), serving a directory of an ext4 (data=journal) on a loop device backed by a $image_size tmpfs file."
     echo "- **ext4**: ext4 mounted with data=journal on a loop device backed by a $image_size tmpfs file (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`)."
     echo
-    echo "Columns: the median of each system in the row's unit, then **xv6 / passthrough_ll** and **xv6 / ext4**, the xv6 median divided by the other's. For rates (files/s, IOPS, MB/s) higher is better, so a ratio above 1 means xv6 is faster; for the untar (seconds) lower is better, so a ratio below 1 means xv6 is faster."
+    echo "Columns: the median of each system in the row's unit, then **xv6 / passthrough_ll** and **xv6 / ext4**, the xv6 median divided by the other's. For rates (files/s, IOPS, MB/s) higher is better, so a ratio above 1 means xv6 is faster; for the untar and rm -rf (seconds) lower is better, so a ratio below 1 means xv6 is faster."
     echo
     echo "Workloads:"
     echo
@@ -494,6 +508,7 @@ mkdir -p "$(dirname "$out")"
     echo "- 4 KiB random write + fsync: \`fio --rw=randwrite --bs=4k --fsync=1 --size=$fio_size --runtime=$fio_runtime --time_based --ioengine=psync\`, IOPS."
     echo "- sequential: \`dd bs=1M\` of a $seq_mib MiB file, written with \`conv=fsync\` (the fsync is timed), then the file system is unmounted (daemon stopped), caches dropped (\`echo 3 > /proc/sys/vm/drop_caches\`), mounted again (daemon restarted) and the file read cold. MB/s = 10^6 bytes/s."
     echo "- untar: \`tar -xf\` of Debian's linux-source-6.1 tarball (${tar_mb} MB, $tar_files entries; decompressed to tmpfs beforehand), plus a sync in the timed part: \`sync -f\` (syncfs) of the mount and, for passthrough_ll, of the ext4 under it (rather than a global \`sync\` that would also wait on the machine's real disk). Seconds."
+    echo "- rm -rf: right after the untar, on the same mount, \`rm -rf\` of what it made, plus the same sync. Seconds."
     echo
     echo "A caveat on the reference: passthrough_ll keeps its inodes in a linked list that every lookup and create searches under one mutex (\`lo_find\`), so it slows down as the kernel holds more of its inodes; with thousands of files it is far slower per file than with hundreds. Goal 1 is measured against that, at the file count above."
     echo
@@ -508,20 +523,13 @@ mkdir -p "$(dirname "$out")"
     echo "![xv6 speed divided by passthrough_ll's and ext4's for each workload (bench/plot.sh)](plots/side-by-side.svg)"
     echo
     report md
-    if ls "$W"/status.* >/dev/null 2>&1; then
+    if ls "$W"/status.*.json >/dev/null 2>&1; then
         echo
         echo "## Requests the xv6 mount served"
         echo
-        echo "\`bentoctl status\` after the first run of a workload, on its fresh mount: requests by operation (top five) and the time the daemon spent on each (not the round trip through the kernel)."
-        for f in "$W"/status.meta1 "$W"/status.untar; do
-            [ -e "$f" ] || continue
-            echo
-            case $f in *meta1) echo "create, stat and unlink of $nfiles files, 1 thread:" ;; *) echo "untar:" ;; esac
-            echo
-            echo '```'
-            grep -E '^ *(ops|latency) ' "$f"
-            echo '```'
-        done
+        echo "Each is a round trip through the kernel. From \`bentoctl status --json\` after the first run of each workload, on the mount it had to itself, divided by the workload's units: a file (created, statted and unlinked), a 4 KiB write, a MiB written and read back cold, an archive entry. Largest operations first, also per unit (Docs/caching.md says which requests the kernel sends and why)."
+        echo
+        python3 "$bench_dir/requests.py" "$W" md
     fi
 } > "$out.tmp" && mv "$out.tmp" "$out" || die "writing $out failed"
 

@@ -229,6 +229,10 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// (the host's table, which upgrades and restarts leave in place).
     public var heldInodes: UInt64?
     public var heldHandles: UInt64?
+    /// How long the kernel may cache names and attributes, in seconds:
+    /// long on a kernel that can be told to drop them all at once
+    /// (Docs/caching.md). Absent until the kernel's INIT is answered.
+    public var kernelCacheSeconds: Double?
 
     public init(mountpoint: String, image: String, module: ModuleInfo, state: MountState,
                 uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,

@@ -11,7 +11,7 @@ public enum TextReport {
     ///       state     serving, up 2h 03m, on probation for 42s, 1 request quarantined
     ///       ops       12345 total: getattr 5000, lookup 4000, read 2000, write 1000, open 345
     ///       latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
-    ///       kernel    holds 1200 inodes, 35 open handles
+    ///       kernel    holds 1200 inodes, 35 open handles; caches names and attributes for 1d 0h
     public static func status(_ mounts: [MountStatus]) -> String {
         guard !mounts.isEmpty else { return "no mounts\n" }
         return mounts.map { mount in
@@ -21,8 +21,9 @@ public enum TextReport {
             let latency = mount.latencyMicros
             let probation = mount.probation.map { ", on probation for \(duration(seconds: $0.secondsLeft))" } ?? ""
             let quarantined = mount.quarantined.map { ", \($0) request\($0 == 1 ? "" : "s") quarantined" } ?? ""
+            let caches = mount.kernelCacheSeconds.map { "; caches names and attributes for \(duration(seconds: $0))" } ?? ""
             let held = mount.heldInodes.map { inodes in
-                "\n  kernel    holds \(inodes) inodes, \(mount.heldHandles ?? 0) open handles"
+                "\n  kernel    holds \(inodes) inodes, \(mount.heldHandles ?? 0) open handles\(caches)"
             } ?? ""
             return """
                 \(mount.mountpoint)

@@ -13,8 +13,20 @@ public final class FuseServer: @unchecked Sendable {
     public var fileSystem: any FileSystem
     public let gate = Gate()
     public let stats = RequestStats()
-    /// How long the kernel may cache names and attributes.
-    let timeout: Double
+    /// How long the kernel may cache names (and their absence) and
+    /// attributes: `longTimeout` once INIT shows a kernel that can be told
+    /// to drop every cached name at once, as it is at each upgrade,
+    /// rollback and restart (`forgetCachedNames`); else the short timeout
+    /// given at init.
+    public var timeout: Double { cachesNames ? Self.longTimeout : shortTimeout }
+    private let shortTimeout: Double
+    /// The kernel can drop every cached name at once: names are cached
+    /// long, and so are negative answers (Docs/caching.md). Set at INIT.
+    var cachesNames: Bool { kernelDropsNames.load(ordering: .relaxed) }
+    private let kernelDropsNames = Atomic<Bool>(false)
+    static let longTimeout: Double = 24 * 3600
+    /// The protocol version that brought FUSE_NOTIFY_INC_EPOCH.
+    static let epochMinor: UInt32 = 44
     /// Whether to ask for the kernel's writeback cache.
     let writebackCache: Bool
     /// Keeps cached writes from outrunning the disk (nil: not checked).
@@ -22,7 +34,8 @@ public final class FuseServer: @unchecked Sendable {
     /// Flushes running before GETATTR checks, and how many may run at once.
     let flushesRunning = Atomic<Int>(0)
     private(set) var maxFlushes = 8
-    /// The child that writes dirty pages back for the checks (nil: none).
+    /// The child that writes dirty pages back for the checks and sends the
+    /// notifications that may wait on a request (nil: none could start).
     private(set) var flusher: UnsafeMutablePointer<bento_flusher>?
     private(set) var session: OpaquePointer?
     public private(set) var fd: Int32 = -1
@@ -60,10 +73,12 @@ public final class FuseServer: @unchecked Sendable {
     /// Hears of each quarantined request answered EIO (its unique id).
     public var onQuarantine: (@Sendable (UInt64) -> Void)?
 
+    /// `timeout`: how long the kernel may cache names and attributes when
+    /// it cannot be told to drop them all at once.
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true,
                 space: SpaceGuard? = nil) {
         self.fileSystem = fileSystem
-        self.timeout = timeout
+        self.shortTimeout = timeout
         self.writebackCache = writebackCache
         self.space = space
         // Before the first request: a new process (a restart, a worker
@@ -109,11 +124,11 @@ public final class FuseServer: @unchecked Sendable {
     }
 
     /// Why the flusher could not start, if it could not: checks then go by
-    /// what the kernel writes back on its own.
+    /// what the kernel writes back on its own, and what a module changes by
+    /// itself reaches the kernel only when its cache expires.
     public private(set) var flusherFailure: String?
 
     private func startFlusher() {
-        guard space != nil else { return }
         let child = UnsafeMutablePointer<bento_flusher>.allocate(capacity: 1)
         let rc = bento_flusher_start(child, fd)
         guard rc == 0 else {
@@ -151,6 +166,52 @@ public final class FuseServer: @unchecked Sendable {
 
     /// FUSE_NOTIFY_RESEND (protocol 7.40; Debian's fuse.h stops at 7.38).
     static let notifyResend: Int32 = 7
+    /// FUSE_NOTIFY_INC_EPOCH (protocol 7.44).
+    static let notifyIncEpoch: Int32 = 8
+
+    // MARK: What the kernel caches
+
+    /// Has the kernel drop every name it cached, negative ones too: each is
+    /// looked up again at its next use (FUSE_NOTIFY_INC_EPOCH, a bare
+    /// notification header: one write, however many names). False when
+    /// the kernel predates it; its names then expire within `timeout`.
+    @discardableResult
+    public func forgetCachedNames() -> Bool {
+        guard cachesNames else { return false }
+        var header: (UInt32, Int32, UInt64) = (16, Self.notifyIncEpoch, 0)
+        return withUnsafeBytes(of: &header) { Glibc.write(fd, $0.baseAddress, 16) } == 16
+    }
+
+    /// Has the kernel drop the attributes it cached of each inode; it asks
+    /// again at their next use. An inode the kernel no longer holds is
+    /// skipped (the kernel answers ENOENT).
+    public func forgetCachedAttributes<S: Sequence>(of inodes: S) where S.Element == InodeNumber {
+        guard let session else { return }
+        for ino in inodes { _ = fuse_lowlevel_notify_inval_inode(session, ino, -1, 0) }
+    }
+
+    /// Passes on what a module reported it changed by itself, through the
+    /// flusher child: the kernel may hold a directory's lock, or a page's,
+    /// until a request is answered, and a thread of this process waiting
+    /// there would keep it from ever exiting.
+    public func forgetCached(_ change: KernelCache.Change) {
+        guard let flusher else { return }
+        var note = [UInt8]()
+        func append<T>(_ value: T) { withUnsafeBytes(of: value) { note.append(contentsOf: $0) } }
+        switch change {
+        case .inode(let ino):
+            // FUSE_NOTIFY_INVAL_INODE: attributes and every cached page.
+            append(UInt32(40)); append(Int32(2)); append(UInt64(0))
+            append(ino); append(Int64(0)); append(Int64(0))
+        case .entry(let parent, let name):
+            // FUSE_NOTIFY_INVAL_ENTRY: parent, name length, flags, the name.
+            guard name.count <= 255 else { return }
+            append(UInt32(16 + 16 + name.count + 1)); append(Int32(3)); append(UInt64(0))
+            append(parent); append(UInt32(name.count)); append(UInt32(0))
+            note += name + [0]
+        }
+        _ = note.withUnsafeBytes { bento_flusher_notify(flusher, $0.baseAddress, $0.count) }
+    }
 
     private func makeSession(fd: Int32) throws(Failure) -> OpaquePointer {
         var ops = Self.operations()
@@ -273,6 +334,7 @@ public final class FuseServer: @unchecked Sendable {
         // against every attribute reply (which, with the uncacheable
         // attributes of a nearly full disk, would ask before every read).
         conn.pointee.want &= ~UInt32(FUSE_CAP_AUTO_INVAL_DATA)
+        kernelDropsNames.store(conn.pointee.proto_minor >= Self.epochMinor, ordering: .relaxed)
         if !writebackCache { conn.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE) }
         conn.pointee.max_write = 1 << 20
         conn.pointee.max_readahead = 1 << 20

@@ -11,9 +11,18 @@ extension FuseServer {
             guard let userdata, let conn else { return }
             Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue().negotiate(conn)
         }
+        // A name that is not there is an answer the kernel may cache too.
         ops.lookup = { req, parent, name in
             let s = FuseServer.server(req)
-            s.handle(req, .lookup) { fs, ctx in s.replyEntry(req, try fs.lookup(ctx, parent: parent, name: Convert.name(name))) }
+            s.handle(req, .lookup) { fs, ctx in
+                do {
+                    s.replyEntry(req, try fs.lookup(ctx, parent: parent, name: Convert.name(name)))
+                } catch let error as Errno where error == .ENOENT && s.cachesNames {
+                    var p = fuse_entry_param()
+                    p.entry_timeout = s.timeout
+                    fuse_reply_entry(req, &p)
+                }
+            }
         }
         // FORGET has no reply: a thrown error could not be sent anyway.
         ops.forget = { req, ino, count in
@@ -151,12 +160,10 @@ extension FuseServer {
                 fuse_reply_write(req, n)
             }
         }
-        ops.flush = { req, ino, fi in
-            FuseServer.server(req).handle(req, .flush) { fs, ctx in
-                try fs.flush(ctx, ino: ino, handle: fi?.pointee.fh ?? 0)
-                fuse_reply_err(req, 0)
-            }
-        }
+        // No FLUSH: libfuse answers ENOSYS, and the kernel then stops
+        // sending it, a round trip saved on every close(2). It carries
+        // nothing for a module: the kernel writes the file's cached pages
+        // back before it would send it, and reports their errors itself.
         ops.release = { req, ino, fi in
             let s = FuseServer.server(req)
             s.handle(req, .release) { fs, ctx in

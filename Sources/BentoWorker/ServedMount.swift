@@ -96,7 +96,7 @@ final class ServedMount: @unchecked Sendable {
             try server.attach(fd: WorkerFD.fuse)
         }
         if let why = server.flusherFailure {
-            log.warning("\(settings.mountpoint): no flusher process (\(why)): near a full disk, writes are refused while some room remains")
+            log.warning("\(settings.mountpoint): no flusher process (\(why)): near a full disk, writes are refused while some room remains, and the kernel sees what the module changes by itself only once its cache expires")
         }
     }
 
@@ -151,7 +151,22 @@ final class ServedMount: @unchecked Sendable {
             log.event(.recovered, "took \(settings.mountpoint) over after the previous process died: \(module) recovered it from the disk", fields)
         }
         if origin != .mounted {
+            // The kernel cached what the old process answered, maybe from
+            // another version: names go now, attributes once requests flow
+            // again (one notification per inode the kernel holds).
+            server.forgetCachedNames()
             do { try server.requestResend() } catch { log.error("\(error): requests the old process read may hang") }
+            let held = superBlock.references.heldInodes
+            Thread.start { [server] in server.forgetCachedAttributes(of: held) }
+        }
+    }
+
+    /// Passes what the module reports it changed by itself on to the
+    /// kernel, for the life of the process (a thread of its own: see
+    /// `FuseServer.forgetCached`).
+    func passOnModuleChanges() {
+        while true {
+            for change in superBlock.kernelCache.waitForChanges() { server.forgetCached(change) }
         }
     }
 
@@ -197,6 +212,7 @@ final class ServedMount: @unchecked Sendable {
         let held = superBlock.references.size
         status.heldInodes = UInt64(held.inodes)
         status.heldHandles = UInt64(held.handles)
+        if server.negotiated != nil { status.kernelCacheSeconds = server.timeout }
         return status
     }
 

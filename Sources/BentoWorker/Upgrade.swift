@@ -103,12 +103,17 @@ extension ServedMount {
         // 5. Resume on the new instance. The old one is let go only after
         // the gate reopens: freeing what it cached (an inode object per
         // inode the kernel holds) grows with the state.
+        // What the kernel cached came from the old version: names go now
+        // (one notification), attributes right after the gate reopens (one
+        // per inode the kernel holds: they grow with the state).
         let retired = server.fileSystem
         server.fileSystem = instance
         loaded = next
+        server.forgetCachedNames()
         let opened = server.gate.reopen()
         lap(.resume, at: opened)
         report.pauseMicros = (opened - closed) / 1000
+        server.forgetCachedAttributes(of: references.heldInodes)
         withExtendedLifetime(retired) {}
         let held = references.size
         report.heldInodes = UInt64(held.inodes)

@@ -61,6 +61,7 @@ public enum Worker {
             _exit(0)
         }
         Thread.start { mount.syncPeriodically() }
+        Thread.start { mount.passOnModuleChanges() }
         // A fresh mount is ready once the kernel's INIT is answered.
         var waited = 0.0
         while mount.server.negotiated == nil && waited < 10 {

@@ -23,11 +23,17 @@ struct notification {
 };
 enum { notify_inval_inode = 2 };
 
+// A request is a sequence number and inodes to flush, answered with the
+// sequence number; or 0 and a whole notification to write, not answered.
 static void serve(int sock, int fuse_fd) {
-    uint64_t request[1 + BENTO_FLUSH_BATCH];
+    uint64_t request[1 + BENTO_NOTIFICATION_MAX / 8];
     for (;;) {
         ssize_t n = recv(sock, request, sizeof request, 0);
         if (n <= 0) _exit(0);  // the worker is gone
+        if (request[0] == 0) {
+            (void)!write(fuse_fd, &request[1], (size_t)n - 8);  // ENOENT: the kernel has nothing of it
+            continue;
+        }
         for (ssize_t i = 1; i < n / 8; i++) {
             struct notification note = { sizeof note, notify_inval_inode, 0, request[i], 0, 0 };
             (void)!write(fuse_fd, &note, sizeof note);  // ENOENT: the kernel forgot the inode
@@ -61,6 +67,14 @@ int bento_flusher_start(struct bento_flusher *flusher, int fuse_fd) {
     flusher->sequence = 0;
     pthread_mutex_init(&flusher->lock, NULL);
     return 0;
+}
+
+int bento_flusher_notify(struct bento_flusher *flusher, const void *notification, size_t length) {
+    if (length > BENTO_NOTIFICATION_MAX) return -EINVAL;
+    uint64_t request[1 + BENTO_NOTIFICATION_MAX / 8];
+    request[0] = 0;
+    memcpy(&request[1], notification, length);
+    return send(flusher->socket, request, 8 + length, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
 static int64_t remaining_ms(const struct timespec *deadline) {

@@ -450,6 +450,8 @@ struct ControlProtocolTests {
         holding.heldInodes = 1200
         holding.heldHandles = 35
         #expect(TextReport.status([holding]).contains("max 2.1 ms\n  kernel    holds 1200 inodes, 35 open handles\n"))
+        holding.kernelCacheSeconds = 86400
+        #expect(TextReport.status([holding]).contains("35 open handles; caches names and attributes for 1d 0h\n"))
     }
 
     @Test func upgradeAndHistoryText() {

@@ -86,7 +86,7 @@ logged "missing module refused"      "m3: not mounted: .*missing.so: no such mod
 logged "non-library refused"         "m4: not mounted: .*text.so: cannot be loaded"
 logged "untrusted module refused"    "m5: not mounted: .*untrusted.so: refused, untrusted: writable by group or others"
 logged "library without entry refused" "m6: not mounted: .*libBentoKit.so: not a Bento module"
-logged "other SDK ABI refused"       "m7: not mounted: .*abi999.so: built for Bento SDK ABI 999, this host speaks ABI 1"
+logged "other SDK ABI refused"       "m7: not mounted: .*abi999.so: built for Bento SDK ABI 999, this host speaks ABI 2"
 echo hello > "$work/m1/f" && echo world > "$work/m2/g"
 expect "the good mounts serve" test "$(cat "$work/m1/f")$(cat "$work/m2/g")" = helloworld
 expect "refused mounts are not mounted" bash -c "! grep -qE '$work/m[3-7] ' /proc/self/mountinfo"

@@ -11,6 +11,10 @@ import XV6FS2
 //   FIXTURE_COPIES xv6fs 2.0.4: no fault, but speaks only the state formats
 //                  of earlier builds (1 and 2), which copy the host's table
 //                  of lookups and handles through the state: the slow path
+//   FIXTURE_VIEW   xv6fs 2.0.5: no fault, but shows the same disk otherwise:
+//                  the name "hidden-in-2.0.5" is not there, and every regular
+//                  file belongs to uid 2005 (for the tests of what the
+//                  kernel caches across versions)
 // Upgrade to them from 1.0.0: they carry the XV6FS2 module, as
 // xv6fs-2.0.0.so does.
 #if FIXTURE_TRAP
@@ -19,6 +23,8 @@ private let version = SemanticVersion(2, 0, 1)
 private let version = SemanticVersion(2, 0, 2)
 #elseif FIXTURE_COPIES
 private let version = SemanticVersion(2, 0, 4)
+#elseif FIXTURE_VIEW
+private let version = SemanticVersion(2, 0, 5)
 #else
 private let version = SemanticVersion(2, 0, 3)
 #endif
@@ -54,7 +60,8 @@ final class FaultyFileSystem: FileSystem {
             while true { sleep(1) }
             #endif
         }
-        return try fs.create(ctx, parent: parent, name: name, mode: mode, flags: flags)
+        let (entry, open) = try fs.create(ctx, parent: parent, name: name, mode: mode, flags: flags)
+        return (shown(entry), open)
     }
 
     func read(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64,
@@ -70,13 +77,28 @@ final class FaultyFileSystem: FileSystem {
     func initialize() throws { try fs.initialize() }
     func destroy() throws { try fs.destroy() }
     func sync() throws { try fs.sync() }
+    #if FIXTURE_VIEW
+    private static let hidden = FileName("hidden-in-2.0.5")
+    private func shown(_ a: FileAttributes) -> FileAttributes {
+        var a = a
+        if a.mode & FileMode.typeMask == FileMode.regular { a.uid = 2005 }
+        return a
+    }
+    private func shown(_ e: Entry) -> Entry { Entry(attributes: shown(e.attributes), generation: e.generation) }
+    #else
+    private func shown<T>(_ value: T) -> T { value }
+    #endif
+
     func lookup(_ ctx: RequestContext, parent: InodeNumber, name: FileName) throws -> Entry {
-        try fs.lookup(ctx, parent: parent, name: name)
+        #if FIXTURE_VIEW
+        if name == Self.hidden { throw Errno.ENOENT }
+        #endif
+        return shown(try fs.lookup(ctx, parent: parent, name: name))
     }
     func forget(ino: InodeNumber, count: UInt64) { fs.forget(ino: ino, count: count) }
-    func getattr(_ ctx: RequestContext, ino: InodeNumber) throws -> FileAttributes { try fs.getattr(ctx, ino: ino) }
+    func getattr(_ ctx: RequestContext, ino: InodeNumber) throws -> FileAttributes { shown(try fs.getattr(ctx, ino: ino)) }
     func setattr(_ ctx: RequestContext, ino: InodeNumber, _ changes: SetAttributes, handle: FileHandle?) throws -> FileAttributes {
-        try fs.setattr(ctx, ino: ino, changes, handle: handle)
+        shown(try fs.setattr(ctx, ino: ino, changes, handle: handle))
     }
     func readlink(_ ctx: RequestContext, ino: InodeNumber) throws -> [UInt8] { try fs.readlink(ctx, ino: ino) }
     func mknod(_ ctx: RequestContext, parent: InodeNumber, name: FileName, mode: UInt32, rdev: UInt32) throws -> Entry {
@@ -101,7 +123,6 @@ final class FaultyFileSystem: FileSystem {
     func write(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64, data: UnsafeRawBufferPointer) throws -> Int {
         try fs.write(ctx, ino: ino, handle: handle, offset: offset, data: data)
     }
-    func flush(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws { try fs.flush(ctx, ino: ino, handle: handle) }
     func release(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws { try fs.release(ctx, ino: ino, handle: handle) }
     func fsync(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, dataOnly: Bool) throws {
         try fs.fsync(ctx, ino: ino, handle: handle, dataOnly: dataOnly)
@@ -109,7 +130,21 @@ final class FaultyFileSystem: FileSystem {
     func opendir(_ ctx: RequestContext, ino: InodeNumber, flags: Int32) throws -> FileHandle { try fs.opendir(ctx, ino: ino, flags: flags) }
     func readdir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64, plus: Bool,
                  _ emit: (DirectoryEntry) -> Bool) throws {
+        #if FIXTURE_VIEW
+        var skipped: Entry?
+        defer { if let skipped { fs.forget(ino: skipped.ino, count: 1) } }  // counted, never handed out
+        try fs.readdir(ctx, ino: ino, handle: handle, offset: offset, plus: plus) { e in
+            if e.name == Self.hidden {
+                skipped = e.entry
+                return true
+            }
+            var e = e
+            e.entry = e.entry.map(shown)
+            return emit(e)
+        }
+        #else
         try fs.readdir(ctx, ino: ino, handle: handle, offset: offset, plus: plus, emit)
+        #endif
     }
     func releasedir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws { try fs.releasedir(ctx, ino: ino, handle: handle) }
     func fsyncdir(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, dataOnly: Bool) throws {

@@ -8,7 +8,7 @@ public enum BentoABI {
     /// Bumped whenever a frozen type or a protocol requirement of the SDK changes.
     /// `@inlinable` so that the number is compiled into the module, not read
     /// from the BentoKit library the host has loaded.
-    @inlinable public static var version: UInt32 { 1 }
+    @inlinable public static var version: UInt32 { 2 }
 
     /// "BENTOMOD" in ASCII, little-endian.
     @inlinable public static var magic: UInt64 { 0x444F_4D4F_544E_4542 }

@@ -37,7 +37,8 @@ public protocol FileSystem: AnyObject {
     /// Writes all of `data` at `offset`; returns the count written.
     func write(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64,
                data: UnsafeRawBufferPointer) throws -> Int
-    func flush(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws
+    /// The last close of a handle. (The host answers FLUSH, sent on every
+    /// close(2), itself: Docs/module-sdk.md, "Files and open handles".)
     func release(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws
     /// Returns once the file's data and metadata are durable.
     func fsync(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, dataOnly: Bool) throws

@@ -141,6 +141,9 @@ public final class KernelReferences: @unchecked Sendable {
     /// How many inodes the kernel holds, and how many handles are open.
     public var size: (inodes: Int, handles: Int) { locked { (counts.count, files.count) } }
 
+    /// Every inode the kernel holds now.
+    public var heldInodes: [InodeNumber] { locked { Array(counts.keys) } }
+
     /// A copy of the whole table: for a state format that carries it to a
     /// version that keeps its own (slow: it grows with the table).
     public func snapshot() -> Snapshot {

@@ -78,6 +78,10 @@ public final class SuperBlock {
     /// What the kernel holds: lookup counts, open handles. The host keeps it
     /// for the life of the mount's process, through upgrades.
     public let references = KernelReferences()
+    /// Where the module reports what it changed on its own, so that the
+    /// kernel drops what it cached of it. The host keeps it for the life of
+    /// the mount's process, through upgrades.
+    public let kernelCache = KernelCache()
 
     @_spi(Host)
     public init(cache: any BufferCache, log: @escaping @Sendable (String) -> Void = { _ in }) {

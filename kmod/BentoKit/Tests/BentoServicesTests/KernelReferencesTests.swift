@@ -1,4 +1,4 @@
-import BentoKit
+@_spi(Host) import BentoKit
 import Testing
 
 /// The host's table of what the kernel holds, which every instance of a
@@ -67,5 +67,27 @@ import Testing
             }
         }
         #expect(table.size == (0, 0))
+    }
+}
+
+/// What a module reports it changed by itself, waiting for the host.
+@Suite struct KernelCacheTests {
+    @Test func changesWaitOnceEachUntilTaken() {
+        let cache = KernelCache()
+        cache.inodeChanged(7)
+        cache.entryChanged(parent: 1, name: ".provenance")
+        cache.inodeChanged(7)
+        cache.entryChanged(parent: 1, name: ".provenance")
+        #expect(cache.waitForChanges() == [.inode(7), .entry(parent: 1, name: Array(".provenance".utf8))])
+        cache.inodeChanged(8)
+        #expect(cache.waitForChanges() == [.inode(8)])
+    }
+
+    @Test func aWaitingHostWakesAtTheFirstChange() async {
+        let cache = KernelCache()
+        async let taken = Task.detached { cache.waitForChanges() }.value
+        try? await Task.sleep(nanoseconds: 20_000_000)
+        cache.inodeChanged(3)
+        #expect(await taken == [.inode(3)])
     }
 }

@@ -94,6 +94,12 @@ extension Xv6FileSystem {
             _ = try transaction {
                 try line.withUnsafeBytes { try volume.writeChunk(file, offset: file.disk.size, data: $0, now: currentTime()) }
             }
+            // The kernel learns of this append from nobody else. With its
+            // writeback cache it keeps a file's size as it knows it while it
+            // holds the inode: the name goes too, so that the next open
+            // finds the file anew (Docs/caching.md).
+            superBlock.kernelCache.inodeChanged(InodeNumber(file.ino))
+            superBlock.kernelCache.entryChanged(parent: InodeNumber(Layout.rootInode), name: Provenance.fileName)
         } catch {
             superBlock.log("xv6fs: recording provenance failed: \(error)")
         }
@@ -114,6 +120,7 @@ extension Xv6FileSystem {
         let file = try makeNode(.root, parent: InodeNumber(Layout.rootInode), name: Provenance.fileName,
                                 mode: FileMode.regular | 0o600)
         provenance.fileIno = file.ino
+        superBlock.kernelCache.entryChanged(parent: InodeNumber(Layout.rootInode), name: Provenance.fileName)
         return file
     }
 }

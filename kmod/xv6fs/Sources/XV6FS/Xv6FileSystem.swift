@@ -592,8 +592,6 @@ public final class Xv6FileSystem: FileSystem {
         }
     }
 
-    public func flush(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws {}
-
     private func closeHandle(_ handle: FileHandle) throws {
         guard let (open, _) = references.close(handle) else { throw Errno.EBADF }
         guard let node = try? inode(open.ino) else { return }
