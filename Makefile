@@ -25,7 +25,7 @@ BIN       = .build/$(CONFIG)
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat \
-                   python3 e2fsprogs mount util-linux groff-base
+                   python3 e2fsprogs mount util-linux groff-base stress-ng
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
@@ -60,6 +60,7 @@ test: deps
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
 	Tests/mount/caching.sh .build/debug
+	Tests/mount/stress-ng.sh .build/debug
 	Tests/mount/fstab.sh .build/debug
 	Tests/install/install.sh
 	$(MAKE) -s test-tsan
