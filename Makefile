@@ -99,6 +99,7 @@ bench: deps
 	bench/systemd.sh Docs/benchmarks-restart.md
 	bench/containment.sh Docs/benchmarks-containment.md
 	bench/space.sh Docs/benchmarks-space.md
+	bench/memory.sh Docs/benchmarks-memory.md
 	bench/plot.sh Docs
 
 # Installs the programs, the module files and the Swift runtime libraries
