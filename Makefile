@@ -61,6 +61,7 @@ test: deps
 	Tests/mount/upgrade.sh .build/debug
 	Tests/mount/caching.sh .build/debug
 	Tests/mount/stress-ng.sh .build/debug
+	Tests/mount/memory.sh .build/debug
 	Tests/mount/fstab.sh .build/debug
 	Tests/install/install.sh
 	$(MAKE) -s test-tsan
