@@ -84,8 +84,8 @@ extension Xv6FileSystem {
         observer = { [unowned self] ctx, operation in record(ctx, operation) }
     }
 
-    /// Appends one record; a failure is logged and never fails the
-    /// operation that was recorded.
+    /// Appends one record; a failure is reported (SuperBlock.report) and
+    /// never fails the operation that was recorded.
     private func record(_ ctx: RequestContext, _ operation: Operation) {
         guard let provenance, !provenance.concernsItself(operation) else { return }
         do {
@@ -101,7 +101,8 @@ extension Xv6FileSystem {
             superBlock.kernelCache.inodeChanged(InodeNumber(file.ino))
             superBlock.kernelCache.entryChanged(parent: InodeNumber(Layout.rootInode), name: Provenance.fileName)
         } catch {
-            superBlock.log("xv6fs: recording provenance failed: \(error)")
+            // Once per operation while the disk is full: the host counts them.
+            superBlock.report("provenance not recorded", error)
         }
     }
 

@@ -39,4 +39,34 @@ import XV6Layout
         #expect(lines.count == 7)
         try fs.destroy()
     }
+
+    /// On a full disk every record fails: each failure is reported as one
+    /// condition (the host counts them), never a log line per operation;
+    /// the operations themselves succeed.
+    @Test func aFullDiskIsReportedNotLogged() throws {
+        let device = MemoryBlockDevice(blockCount: 2048)
+        try Format.format(device, now: Timespec(seconds: 1_700_000_000, nanoseconds: 0))
+        let logged = Messages(), reported = Messages()
+        let superBlock = SuperBlock(cache: LRUBufferCache(device: device), journal: nil, kernelMayHoldInodes: false,
+                                    log: { logged.append($0) },
+                                    report: { condition, error, detail in reported.append("\(condition) \(error) \(detail())") })
+        let fs = try Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true).mount(superBlock)
+        let (e, o) = try fs.create(ctx, parent: root, name: "fill", mode: 0o644, flags: OpenFlags.readWrite)
+        let chunk = [UInt8](repeating: 7, count: 64 << 10)
+        var offset: UInt64 = 0
+        while true {
+            do {
+                offset += UInt64(try chunk.withUnsafeBytes { try fs.write(ctx, ino: e.ino, handle: o.handle, offset: offset, data: $0) })
+            } catch let error as Errno {
+                #expect(error == .ENOSPC)
+                break
+            }
+        }
+        for _ in 0..<100 { _ = try fs.setattr(ctx, ino: e.ino, SetAttributes(mode: 0o600), handle: nil) }
+        #expect(!reported.lines.isEmpty)
+        #expect(reported.lines.allSatisfy { $0 == "provenance not recorded ENOSPC " }, "\(reported.lines.prefix(3))")
+        #expect(!logged.lines.contains { $0.contains("provenance") }, "\(logged.lines.prefix(3))")
+        try fs.release(ctx, ino: e.ino, handle: o.handle)
+        try fs.destroy()
+    }
 }
