@@ -233,6 +233,10 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// long on a kernel that can be told to drop them all at once
     /// (Docs/caching.md). Absent until the kernel's INIT is answered.
     public var kernelCacheSeconds: Double?
+    /// Failures counted under pressure (a full disk, a failing device),
+    /// one per condition seen since the worker started (Docs/pressure.md);
+    /// absent when none.
+    public var pressure: [PressureCount]?
 
     public init(mountpoint: String, image: String, module: ModuleInfo, state: MountState,
                 uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,
@@ -245,6 +249,29 @@ public struct MountStatus: Codable, Equatable, Sendable {
         self.uptimeSeconds = uptimeSeconds
         self.operations = operations
         self.latencyMicros = latencyMicros
+    }
+}
+
+/// One condition of a mount's pressure log: what failed, with which error,
+/// how often.
+public struct PressureCount: Codable, Equatable, Sendable {
+    /// What did not happen: "requests failed", "provenance not recorded", ...
+    public var condition: String
+    /// The errno's name: "ENOSPC", "EIO", "EUCLEAN", ...
+    public var error: String
+    /// Occurrences since the mount's worker started.
+    public var count: UInt64
+    /// Seconds since the last one.
+    public var lastSecondsAgo: Double
+    /// Not cleared yet: it happened within the last interval.
+    public var ongoing: Bool
+
+    public init(condition: String, error: String, count: UInt64, lastSecondsAgo: Double, ongoing: Bool) {
+        self.condition = condition
+        self.error = error
+        self.count = count
+        self.lastSecondsAgo = lastSecondsAgo
+        self.ongoing = ongoing
     }
 }
 

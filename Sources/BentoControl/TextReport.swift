@@ -12,6 +12,8 @@ public enum TextReport {
     ///       ops       12345 total: getattr 5000, lookup 4000, read 2000, write 1000, open 345
     ///       latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
     ///       kernel    holds 1200 inodes, 35 open handles; caches names and attributes for 1d 0h
+    ///       pressure  requests failed (ENOSPC) 12345, last 3s ago
+    ///                 provenance not recorded (ENOSPC) 12000, last 3s ago
     public static func status(_ mounts: [MountStatus]) -> String {
         guard !mounts.isEmpty else { return "no mounts\n" }
         return mounts.map { mount in
@@ -25,13 +27,17 @@ public enum TextReport {
             let held = mount.heldInodes.map { inodes in
                 "\n  kernel    holds \(inodes) inodes, \(mount.heldHandles ?? 0) open handles\(caches)"
             } ?? ""
+            let pressure = (mount.pressure ?? []).filter { $0.count > 0 }.enumerated().map { i, counted in
+                (i == 0 ? "\n  pressure  " : "\n            ")
+                    + "\(counted.condition) (\(counted.error)) \(counted.count), last \(duration(seconds: counted.lastSecondsAgo)) ago"
+            }.joined()
             return """
                 \(mount.mountpoint)
                   module    \(mount.module.name) \(mount.module.version)  (\(mount.module.path))
                   image     \(mount.image)
                   state     \(mount.state.rawValue), up \(duration(seconds: mount.uptimeSeconds))\(probation)\(quarantined)
                   ops       \(total) total\(top.isEmpty ? "" : ": " + top.joined(separator: ", "))
-                  latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))\(held)
+                  latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))\(held)\(pressure)
 
                 """
         }.joined(separator: "\n")
