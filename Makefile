@@ -25,7 +25,7 @@ BIN       = .build/$(CONFIG)
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat \
-                   python3 e2fsprogs mount util-linux groff-base
+                   python3 e2fsprogs mount util-linux groff-base stress-ng
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
@@ -61,6 +61,8 @@ test: deps
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
 	Tests/mount/caching.sh .build/debug
+	Tests/mount/stress-ng.sh .build/debug
+	Tests/mount/memory.sh .build/debug
 	Tests/mount/fstab.sh .build/debug
 	Tests/install/install.sh
 	$(MAKE) -s test-tsan
@@ -99,6 +101,7 @@ bench: deps
 	bench/systemd.sh Docs/benchmarks-restart.md
 	bench/containment.sh Docs/benchmarks-containment.md
 	bench/space.sh Docs/benchmarks-space.md
+	bench/memory.sh Docs/benchmarks-memory.md
 	bench/plot.sh Docs
 
 # Installs the programs, the module files and the Swift runtime libraries

@@ -43,7 +43,7 @@ def main():
         count = max(int(count), 1)
         unit = unit.strip()
         total = sum(ops.values())
-        top = sorted(((v, k) for k, v in ops.items() if v > 0), reverse=True)[:6]
+        top = sorted(((v, k) for k, v in ops.items() if v / count >= 0.005), reverse=True)[:6]
         detail = ", ".join(f"{k} {v / count:.2f}" for v, k in top)
         rows.append((label, unit, f"{total / count:.2f}", detail))
     if not rows:

@@ -527,7 +527,7 @@ mkdir -p "$(dirname "$out")"
         echo
         echo "## Requests the xv6 mount served"
         echo
-        echo "Each is a round trip through the kernel. From \`bentoctl status --json\` after the first run of each workload, on the mount it had to itself, divided by the workload's units: a file (created, statted and unlinked), a 4 KiB write, a MiB written and read back cold, an archive entry. Largest operations first, also per unit (Docs/caching.md says which requests the kernel sends and why)."
+        echo "Each is a round trip through the kernel. From \`bentoctl status --json\` after the first run of each workload, on the mount it had to itself, divided by the workload's units: a file (created, statted and unlinked), a 4 KiB write, a MiB read back cold (the daemon restarts between the write and the read), an archive entry. Largest operations first, also per unit; [caching.md](caching.md) says which requests the kernel sends and why."
         echo
         python3 "$bench_dir/requests.py" "$W" md
     fi

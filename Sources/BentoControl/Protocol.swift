@@ -233,6 +233,11 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// long on a kernel that can be told to drop them all at once
     /// (Docs/caching.md). Absent until the kernel's INIT is answered.
     public var kernelCacheSeconds: Double?
+    /// The host's buffer cache of the mount, in the worker.
+    public var cache: CacheStatus?
+    /// The worker process's resident memory now, and at its peak (bytes).
+    public var residentBytes: UInt64?
+    public var peakResidentBytes: UInt64?
     /// Failures counted under pressure (a full disk, a failing device),
     /// one per condition seen since the worker started (Docs/pressure.md);
     /// absent when none.
@@ -250,6 +255,25 @@ public struct MountStatus: Codable, Equatable, Sendable {
         self.operations = operations
         self.latencyMicros = latencyMicros
     }
+}
+
+/// A mount's buffer cache: its configured size (`cache_mib`), the memory
+/// it holds, what it caches now, how much of that is dirty, and its
+/// lookups since the worker started.
+public struct CacheStatus: Codable, Equatable, Sendable {
+    public var capacityBytes: UInt64
+    public var allocatedBytes: UInt64
+    public var cachedBytes: UInt64
+    public var dirtyBytes: UInt64
+    public var hits: UInt64
+    public var misses: UInt64
+    public init(capacityBytes: UInt64, allocatedBytes: UInt64, cachedBytes: UInt64, dirtyBytes: UInt64,
+                hits: UInt64, misses: UInt64) {
+        self.capacityBytes = capacityBytes; self.allocatedBytes = allocatedBytes; self.cachedBytes = cachedBytes
+        self.dirtyBytes = dirtyBytes; self.hits = hits; self.misses = misses
+    }
+    /// Hits per lookup, 0...1 (nil before the first).
+    public var hitRate: Double? { hits + misses == 0 ? nil : Double(hits) / Double(hits + misses) }
 }
 
 /// One condition of a mount's pressure log: what failed, with which error,

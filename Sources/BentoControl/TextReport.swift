@@ -12,6 +12,7 @@ public enum TextReport {
     ///       ops       12345 total: getattr 5000, lookup 4000, read 2000, write 1000, open 345
     ///       latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
     ///       kernel    holds 1200 inodes, 35 open handles; caches names and attributes for 1d 0h
+    ///       cache     12.3 MiB of 256.0 MiB, 120.0 KiB dirty, 97.1% hits; worker 45.2 MiB resident, peak 60.1 MiB
     ///       pressure  requests failed (ENOSPC) 12345, last 3s ago
     ///                 provenance not recorded (ENOSPC) 12000, last 3s ago
     public static func status(_ mounts: [MountStatus]) -> String {
@@ -27,6 +28,16 @@ public enum TextReport {
             let held = mount.heldInodes.map { inodes in
                 "\n  kernel    holds \(inodes) inodes, \(mount.heldHandles ?? 0) open handles\(caches)"
             } ?? ""
+            var memory = ""
+            if let cache = mount.cache {
+                let rate = cache.hitRate.map { "\(fixed($0 * 100, 1))% hits" } ?? "no lookups yet"
+                memory = "\n  cache     \(bytes(cache.cachedBytes)) of \(bytes(cache.capacityBytes)), \(bytes(cache.dirtyBytes)) dirty, \(rate)"
+                if cache.allocatedBytes > cache.capacityBytes { memory += " (holds \(bytes(cache.allocatedBytes)): all dirty or pinned)" }
+            }
+            if let resident = mount.residentBytes {
+                memory += "\(memory.isEmpty ? "\n  memory    " : "; ")worker \(bytes(resident)) resident"
+                    + (mount.peakResidentBytes.map { ", peak \(bytes($0))" } ?? "")
+            }
             let pressure = (mount.pressure ?? []).filter { $0.count > 0 }.enumerated().map { i, counted in
                 (i == 0 ? "\n  pressure  " : "\n            ")
                     + "\(counted.condition) (\(counted.error)) \(counted.count), last \(duration(seconds: counted.lastSecondsAgo)) ago"
@@ -37,7 +48,7 @@ public enum TextReport {
                   image     \(mount.image)
                   state     \(mount.state.rawValue), up \(duration(seconds: mount.uptimeSeconds))\(probation)\(quarantined)
                   ops       \(total) total\(top.isEmpty ? "" : ": " + top.joined(separator: ", "))
-                  latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))\(held)\(pressure)
+                  latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))\(held)\(memory)\(pressure)
 
                 """
         }.joined(separator: "\n")

@@ -4,7 +4,7 @@ import Atomics
 /// The FUSE requests a server answers, as counted.
 public enum Operation: Int, CaseIterable, Sendable {
     case lookup, forget, getattr, setattr, readlink, mknod, mkdir, unlink, rmdir, symlink, rename, link
-    case open, read, write, flush, release, fsync, opendir, readdir, readdirplus, releasedir, fsyncdir
+    case open, read, write, release, fsync, opendir, readdir, readdirplus, releasedir, fsyncdir
     case statfs, access, create, getxattr, listxattr
 }
 

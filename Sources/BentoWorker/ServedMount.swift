@@ -24,6 +24,8 @@ final class ServedMount: @unchecked Sendable {
     let superBlock: SuperBlock
     /// Each answered operation's blocks, in the supervisor's memfd.
     let journal: SharedMemoryJournal
+    /// The buffer cache behind `superBlock`, for its figures.
+    let bufferCache: LRUBufferCache
     /// Failures that recur per request (the server's and the module's
     /// reports), logged once per condition and interval.
     let pressure: PressureLog
@@ -54,6 +56,7 @@ final class ServedMount: @unchecked Sendable {
         let device: FileBlockDevice
         do { device = try FileBlockDevice(fd: WorkerFD.image, path: settings.image, direct: true) } catch { throw Failure("\(error)") }
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
+        bufferCache = cache
         do { journal = try SharedMemoryJournal(adopting: WorkerFD.journal, cache: cache) } catch {
             // Serve anyway, with a journal of this worker's own: what the
             // unusable one held is lost, and so is what this one holds if
@@ -253,12 +256,29 @@ final class ServedMount: @unchecked Sendable {
         status.heldInodes = UInt64(held.inodes)
         status.heldHandles = UInt64(held.handles)
         if server.negotiated != nil { status.kernelCacheSeconds = server.timeout }
+        let blockSize = UInt64(bufferCache.blockSize), (cached, dirty) = bufferCache.counts
+        status.cache = CacheStatus(capacityBytes: UInt64(bufferCache.capacity) * blockSize,
+                                   allocatedBytes: UInt64(bufferCache.allocatedBlocks) * blockSize,
+                                   cachedBytes: UInt64(cached) * blockSize, dirtyBytes: UInt64(dirty) * blockSize,
+                                   hits: bufferCache.hits, misses: bufferCache.misses)
+        (status.residentBytes, status.peakResidentBytes) = Self.residentMemory()
         let counts = pressure.counts.map {
             PressureCount(condition: "\($0.condition.what)", error: $0.condition.error, count: $0.total,
                           lastSecondsAgo: $0.lastSecondsAgo, ongoing: $0.active)
         }
         status.pressure = counts.isEmpty ? nil : counts
         return status
+    }
+
+    /// This process's resident memory now and at its peak (VmRSS, VmHWM).
+    private static func residentMemory() -> (UInt64?, UInt64?) {
+        guard let text = ProcFile.text(at: "/proc/self/status") else { return (nil, nil) }
+        func kib(_ field: String) -> UInt64? {
+            text.split(separator: "\n").first { $0.hasPrefix(field + ":") }
+                .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { UInt64($0) } }
+                .map { $0 * 1024 }
+        }
+        return (kib("VmRSS"), kib("VmHWM"))
     }
 
     /// For a restart: stops answering, commits, and writes the exported

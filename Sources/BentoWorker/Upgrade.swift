@@ -100,12 +100,12 @@ extension ServedMount {
                 + "\(old.descriptor.version) serves on from the same state")
         }
 
-        // 5. Resume on the new instance. The old one is let go only after
-        // the gate reopens: freeing what it cached (an inode object per
-        // inode the kernel holds) grows with the state.
-        // What the kernel cached came from the old version: names go now
-        // (one notification), attributes right after the gate reopens (one
-        // per inode the kernel holds: they grow with the state).
+        // 5. Resume on the new instance. What the kernel cached came from
+        // the old version: names go now (one notification), attributes
+        // right after the gate reopens (one per inode the kernel holds:
+        // they grow with the state). The old instance is let go after that
+        // too: freeing what it cached (an inode object per inode the kernel
+        // holds) grows with the state.
         let retired = server.fileSystem
         server.fileSystem = instance
         loaded = next

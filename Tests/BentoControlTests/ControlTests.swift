@@ -452,6 +452,14 @@ struct ControlProtocolTests {
         #expect(TextReport.status([holding]).contains("max 2.1 ms\n  kernel    holds 1200 inodes, 35 open handles\n"))
         holding.kernelCacheSeconds = 86400
         #expect(TextReport.status([holding]).contains("35 open handles; caches names and attributes for 1d 0h\n"))
+        holding.cache = CacheStatus(capacityBytes: 256 << 20, allocatedBytes: 16 << 20, cachedBytes: 12 << 20,
+                                    dirtyBytes: 120 << 10, hits: 971, misses: 29)
+        holding.residentBytes = 45 << 20
+        holding.peakResidentBytes = 60 << 20
+        #expect(TextReport.status([holding]).contains(
+            "\n  cache     12.0 MiB of 256.0 MiB, 120.0 KiB dirty, 97.1% hits; worker 45.0 MiB resident, peak 60.0 MiB\n"))
+        holding.cache?.allocatedBytes = 300 << 20
+        #expect(TextReport.status([holding]).contains("97.1% hits (holds 300.0 MiB: all dirty or pinned);"))
         // Pressure: a line per condition counted, the first named.
         var pressed = ControlServerTests.mount
         pressed.pressure = [

@@ -37,8 +37,8 @@ public protocol FileSystem: AnyObject {
     /// Writes all of `data` at `offset`; returns the count written.
     func write(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64,
                data: UnsafeRawBufferPointer) throws -> Int
-    /// The last close of a handle. (The host answers FLUSH, sent on every
-    /// close(2), itself: Docs/module-sdk.md, "Files and open handles".)
+    /// The last close of a handle. (There is no flush, sent on every
+    /// close(2): the kernel stops sending it, Docs/caching.md.)
     func release(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle) throws
     /// Returns once the file's data and metadata are durable.
     func fsync(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, dataOnly: Bool) throws

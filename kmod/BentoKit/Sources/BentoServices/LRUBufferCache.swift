@@ -75,6 +75,10 @@ public final class LRUBufferCache: BufferCache, @unchecked Sendable {
         locked { s in (s.buffers.count, s.buffers.values.filter { s.slots[$0].dirty }.count) }
     }
 
+    /// Buffers allocated: the memory the cache holds, in blocks. Past
+    /// `capacity` only while every block is dirty or pinned.
+    public var allocatedBlocks: Int { locked { $0.slots.count } }
+
     public func withBlock<R>(_ block: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let (slot, data) = try acquire(block, fill: .read, dirty: false)
         defer { release(slot) }

@@ -9,6 +9,14 @@ final class BlockAllocator {
     let log: WriteAheadLog
     var hint: UInt32
     var freeCount: UInt64 = 0
+    /// The last free blocks only provenance records may take (version 2:
+    /// Provenance.swift), so that recording does not run out before the
+    /// data does.
+    var reserved: UInt64 = 0
+    /// Set while a provenance record is appended.
+    var mayUseReserve = false
+    /// Free blocks anything may take.
+    var available: UInt64 { freeCount - min(freeCount, reserved) }
 
     init(cache: any BufferCache, superblock: Superblock, log: WriteAheadLog) {
         self.cache = cache
@@ -38,7 +46,7 @@ final class BlockAllocator {
     /// Allocates a data block and records the bitmap change. The caller
     /// initializes the block's contents.
     func allocate() throws -> UInt32 {
-        guard freeCount > 0 else { throw Errno.ENOSPC }
+        guard freeCount > (mayUseReserve ? 0 : reserved) else { throw Errno.ENOSPC }
         let dataBlocks = sb.totalBlocks - UInt64(sb.dataStart)
         var candidate = UInt64(hint < sb.dataStart || UInt64(hint) >= sb.totalBlocks ? sb.dataStart : hint)
         var scanned: UInt64 = 0

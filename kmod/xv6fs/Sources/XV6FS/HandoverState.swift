@@ -29,6 +29,9 @@ struct HandoverState {
     var references: KernelReferences.Snapshot?
     /// Formats 2 and 4 only: where /.provenance is.
     var provenanceIno: UInt32?
+    /// Formats 2 and 4 only: operations not recorded yet (a full disk). An
+    /// exporter before 2026-12 sends none.
+    var provenanceGap: Provenance.Gap?
 
     static func carriesReferences(_ format: StateFormat) -> Bool { format.version <= 2 }
     static func carriesProvenance(_ format: StateFormat) -> Bool { format.version % 2 == 0 }
@@ -45,6 +48,7 @@ struct HandoverState {
         journaled = fs.superBlock.journal != nil
         references = Self.carriesReferences(format) ? fs.references.snapshot() : nil
         provenanceIno = fs.provenance?.fileIno
+        provenanceGap = fs.provenance?.gap
     }
 
     func encoded(format: StateFormat) -> [UInt8] {
@@ -70,7 +74,15 @@ struct HandoverState {
         } else {
             w.write(journaled)
         }
-        if Self.carriesProvenance(format) { w.write(provenanceIno ?? 0) }
+        if Self.carriesProvenance(format) {
+            w.write(provenanceIno ?? 0)
+            if let gap = provenanceGap {
+                w.write(gap.operations)
+                w.write(gap.first.seconds); w.write(gap.first.nanoseconds)
+                w.write(gap.last.seconds); w.write(gap.last.nanoseconds)
+                w.write(gap.error.rawValue)
+            }
+        }
         return w.bytes
     }
 
@@ -107,6 +119,14 @@ struct HandoverState {
         if Self.carriesProvenance(format) {
             let ino: UInt32 = try r.read()
             provenanceIno = ino == 0 ? nil : ino
+            if !r.isAtEnd {
+                provenanceGap = Provenance.Gap(
+                    operations: try r.read(),
+                    first: Timespec(seconds: try r.read(), nanoseconds: try r.read()),
+                    last: Timespec(seconds: try r.read(), nanoseconds: try r.read()),
+                    error: Errno(try r.read()))
+                guard provenanceGap!.operations > 0 else { throw Errno.EINVAL }
+            }
         }
         guard r.isAtEnd else { throw Errno.EINVAL }
     }

@@ -646,7 +646,7 @@ public final class Xv6FileSystem: FileSystem {
         lock.withLock {
             let sb = volume.sb
             return FileSystemStats(blockSize: UInt32(Layout.blockSize), blocks: sb.totalBlocks,
-                                   freeBlocks: volume.blocks.freeCount, availableBlocks: volume.blocks.freeCount,
+                                   freeBlocks: volume.blocks.freeCount, availableBlocks: volume.blocks.available,
                                    files: UInt64(sb.inodeCount - 1), freeFiles: volume.inodes.freeCount,
                                    nameMax: UInt32(Layout.maxNameLength))
         }

@@ -39,7 +39,7 @@ public final class Xv6Module: BentoModule, Sendable {
         guard descriptor.importFormats.contains(state.format) else { throw Errno.EINVAL }
         let handover = try HandoverState(decoding: state.bytes, format: state.format)
         let fs = try handover.restore(superBlock)
-        if recordsProvenance { fs.recordProvenance(fileIno: handover.provenanceIno) }
+        if recordsProvenance { fs.recordProvenance(fileIno: handover.provenanceIno, gap: handover.provenanceGap) }
         return fs
     }
 }
