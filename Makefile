@@ -56,6 +56,7 @@ test: deps
 	Tests/mount/posix.sh .build/debug
 	Tests/mount/persistence.sh .build/debug
 	Tests/mount/enospc.sh .build/debug
+	Tests/mount/pressure.sh .build/debug
 	Tests/crash/crash.sh .build/debug
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug

@@ -238,6 +238,10 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// The worker process's resident memory now, and at its peak (bytes).
     public var residentBytes: UInt64?
     public var peakResidentBytes: UInt64?
+    /// Failures counted under pressure (a full disk, a failing device),
+    /// one per condition seen since the worker started (Docs/pressure.md);
+    /// absent when none.
+    public var pressure: [PressureCount]?
 
     public init(mountpoint: String, image: String, module: ModuleInfo, state: MountState,
                 uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,
@@ -270,6 +274,29 @@ public struct CacheStatus: Codable, Equatable, Sendable {
     }
     /// Hits per lookup, 0...1 (nil before the first).
     public var hitRate: Double? { hits + misses == 0 ? nil : Double(hits) / Double(hits + misses) }
+}
+
+/// One condition of a mount's pressure log: what failed, with which error,
+/// how often.
+public struct PressureCount: Codable, Equatable, Sendable {
+    /// What did not happen: "requests failed", "provenance not recorded", ...
+    public var condition: String
+    /// The errno's name: "ENOSPC", "EIO", "EUCLEAN", ...
+    public var error: String
+    /// Occurrences since the mount's worker started.
+    public var count: UInt64
+    /// Seconds since the last one.
+    public var lastSecondsAgo: Double
+    /// Not cleared yet: it happened within the last interval.
+    public var ongoing: Bool
+
+    public init(condition: String, error: String, count: UInt64, lastSecondsAgo: Double, ongoing: Bool) {
+        self.condition = condition
+        self.error = error
+        self.count = count
+        self.lastSecondsAgo = lastSecondsAgo
+        self.ongoing = ongoing
+    }
 }
 
 /// The version serving is on probation: a fault, a hang or a failed health

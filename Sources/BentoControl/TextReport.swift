@@ -13,6 +13,8 @@ public enum TextReport {
     ///       latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
     ///       kernel    holds 1200 inodes, 35 open handles; caches names and attributes for 1d 0h
     ///       cache     12.3 MiB of 256.0 MiB, 120.0 KiB dirty, 97.1% hits; worker 45.2 MiB resident, peak 60.1 MiB
+    ///       pressure  requests failed (ENOSPC) 12345, last 3s ago
+    ///                 provenance not recorded (ENOSPC) 12000, last 3s ago
     public static func status(_ mounts: [MountStatus]) -> String {
         guard !mounts.isEmpty else { return "no mounts\n" }
         return mounts.map { mount in
@@ -36,13 +38,17 @@ public enum TextReport {
                 memory += "\(memory.isEmpty ? "\n  memory    " : "; ")worker \(bytes(resident)) resident"
                     + (mount.peakResidentBytes.map { ", peak \(bytes($0))" } ?? "")
             }
+            let pressure = (mount.pressure ?? []).filter { $0.count > 0 }.enumerated().map { i, counted in
+                (i == 0 ? "\n  pressure  " : "\n            ")
+                    + "\(counted.condition) (\(counted.error)) \(counted.count), last \(duration(seconds: counted.lastSecondsAgo)) ago"
+            }.joined()
             return """
                 \(mount.mountpoint)
                   module    \(mount.module.name) \(mount.module.version)  (\(mount.module.path))
                   image     \(mount.image)
                   state     \(mount.state.rawValue), up \(duration(seconds: mount.uptimeSeconds))\(probation)\(quarantined)
                   ops       \(total) total\(top.isEmpty ? "" : ": " + top.joined(separator: ", "))
-                  latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))\(held)\(memory)
+                  latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))\(held)\(memory)\(pressure)
 
                 """
         }.joined(separator: "\n")

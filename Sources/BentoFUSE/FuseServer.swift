@@ -13,6 +13,9 @@ public final class FuseServer: @unchecked Sendable {
     public var fileSystem: any FileSystem
     public let gate = Gate()
     public let stats = RequestStats()
+    /// Failures that recur per request under pressure (a full disk, a
+    /// failing device), counted and logged once per condition.
+    public let pressure: PressureLog
     /// How long the kernel may cache names (and their absence) and
     /// attributes: `longTimeout` once INIT shows a kernel that can be told
     /// to drop every cached name at once, as it is at each upgrade,
@@ -68,16 +71,15 @@ public final class FuseServer: @unchecked Sendable {
 
     /// Requests never to run again (unique ids without the resend bit):
     /// each faulted or hung a worker before. Answered EIO when the kernel
-    /// resends them; set before `run`.
+    /// resends them (counted in `pressure`); set before `run`.
     public var quarantine: Set<UInt64> = []
-    /// Hears of each quarantined request answered EIO (its unique id).
-    public var onQuarantine: (@Sendable (UInt64) -> Void)?
 
     /// `timeout`: how long the kernel may cache names and attributes when
     /// it cannot be told to drop them all at once.
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true,
-                space: SpaceGuard? = nil) {
+                space: SpaceGuard? = nil, pressure: PressureLog = PressureLog()) {
         self.fileSystem = fileSystem
+        self.pressure = pressure
         self.shortTimeout = timeout
         self.writebackCache = writebackCache
         self.space = space
@@ -291,6 +293,7 @@ public final class FuseServer: @unchecked Sendable {
         } catch {
             let code = (error as? Errno)?.rawValue ?? EIO
             stats.countError(operation.rawValue, code)
+            if let condition = PressureLog.failedRequests(code) { pressure.note(condition, detail: "\(operation)") }
             fuse_reply_err(req, code)
         }
     }
@@ -321,7 +324,7 @@ public final class FuseServer: @unchecked Sendable {
         guard quarantine.contains(unique & ~Resend.flag) else { return false }
         var header: (UInt32, Int32, UInt64) = (16, -EIO, unique)
         _ = withUnsafeBytes(of: &header) { Glibc.write(fd, $0.baseAddress, 16) }
-        onQuarantine?(unique & ~Resend.flag)
+        pressure.note(PressureLog.quarantined, detail: "request \(unique & ~Resend.flag)")
         return true
     }
 

@@ -45,9 +45,12 @@ enum Resend {
 }
 
 extension FuseServer {
-    /// Resend.retrying, counted in the server's stats.
+    /// Resend.retrying, counted in the server's stats and its pressure log.
     func retrying<T>(_ error: Errno, _ body: () throws -> T, alreadyDone: () throws -> T) throws -> T {
-        try Resend.retrying(error, body, alreadyDone: alreadyDone, onRetry: stats.countResendRetry)
+        try Resend.retrying(error, body, alreadyDone: alreadyDone) {
+            stats.countResendRetry()
+            pressure.note(PressureLog.resendRetried(error.rawValue))
+        }
     }
 
     /// The entry at `name`, which a resent request's first attempt made;

@@ -3,7 +3,7 @@ import Logging
 /// The journal entries operators search for, each with its own MESSAGE_ID
 /// (`journalctl MESSAGE_ID=...`); systemd/bento.catalog explains
 /// each one for `journalctl -x`. The IDs are stable: scripts rely on them.
-public enum Event: String {
+public enum Event: String, CaseIterable {
     case mountServing = "daf145a6d8c8457c81572f4f5f0e8bad"
     case mountStopped = "57c39c5a55ab4eaab108837980f565d0"
     case upgradePhase = "20efb6cc08494c4781bdd547fad276dc"
@@ -29,6 +29,14 @@ public enum Event: String {
     case quarantined = "a3c9e1f4b7d24e0c8a6f5b2d9e1c7a48"
     /// A version on probation faulted or hung: back to the version before.
     case autoRollback = "e7d2b5a1c9f34d68b0a4e3c2f1d9b857"
+    /// Requests began to fail, or to meet a failure, under some condition
+    /// (a full disk, a failing device): the first occurrence. Further ones
+    /// are counted (PressureLog).
+    case pressureBegan = "64822f04300e4fc4a282452ab88fad03"
+    /// How often it happened in the last interval.
+    case pressureSummary = "c7312b3ca7bb497bb362a30397ad06f0"
+    /// An interval passed without it.
+    case pressureCleared = "2221c04a903f457fa2a742e65b06fa98"
 }
 
 extension Logger {

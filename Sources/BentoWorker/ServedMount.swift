@@ -26,6 +26,9 @@ final class ServedMount: @unchecked Sendable {
     let journal: SharedMemoryJournal
     /// The buffer cache behind `superBlock`, for its figures.
     let bufferCache: LRUBufferCache
+    /// Failures that recur per request (the server's and the module's
+    /// reports), logged once per condition and interval.
+    let pressure: PressureLog
     /// Held for the length of an upgrade: one at a time.
     let upgrading = Mutex<Void>(())
     let origin: WorkerStart.Origin
@@ -62,7 +65,17 @@ final class ServedMount: @unchecked Sendable {
             do { journal = try SharedMemoryJournal(cache: cache) } catch { throw Failure("\(error)") }
         }
         let adopted = start.origin != .mounted
-        superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: adopted) { [log] in log.info("\($0)") }
+        let pressure = Self.pressureLog(log: log)
+        self.pressure = pressure
+        // What the module reports goes to the pressure log; an error other
+        // than an Errno counts as EIO and is named in the first entry.
+        superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: adopted,
+                                log: { [log] in log.info("\($0)") },
+                                report: { condition, error, detail in
+            let errno = (error as? Errno)?.rawValue ?? EIO
+            pressure.note(PressureLog.Condition(condition, errno),
+                          detail: ([error is Errno ? "" : "\(error)", detail()].filter { !$0.isEmpty }).joined(separator: ": "))
+        })
         var fileSystem: (any FileSystem)?
         if start.origin == .restarted, let (state, references) = Self.savedState() {
             do {
@@ -85,11 +98,9 @@ final class ServedMount: @unchecked Sendable {
         // An adopted session keeps what the kernel agreed at its first INIT.
         let cachesWrites = adopted ? start.writebackCache ?? true : settings.writebackCache
         server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache,
-                            space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil)
+                            space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil,
+                            pressure: pressure)
         server.quarantine = Set(start.quarantine)
-        server.onQuarantine = { [log] unique in
-            log.warning("request \(unique), quarantined after it faulted or hung a worker, answered EIO")
-        }
         if adopted {
             guard let initRequest = start.initRequest else { throw Failure("no saved INIT request to adopt the session with") }
             // A record without the flag comes from a daemon that did not
@@ -133,6 +144,24 @@ final class ServedMount: @unchecked Sendable {
         return SpaceGuard(reserve: reserve)
     }
 
+    /// The mount's pressure log, writing journal entries with their
+    /// MESSAGE_IDs; its interval is BENTO_PRESSURE_INTERVAL's, if set.
+    private static func pressureLog(log: Logger) -> PressureLog {
+        let interval = PressureLog.intervalFromEnvironment()
+        if interval == nil {
+            log.warning("BENTO_PRESSURE_INTERVAL is not a positive number of seconds: using \(Int(PressureLog.defaultInterval)) s")
+        }
+        return PressureLog(interval: interval ?? PressureLog.defaultInterval, write: { [log] entry in
+            let fields = ["condition": "\(entry.condition.what)", "error": entry.condition.error, "count": "\(entry.count)",
+                          "total": "\(entry.total)", "seconds": "\(Int(entry.seconds.rounded()))"]
+            switch entry.kind {
+            case .began: log.event(.pressureBegan, level: .warning, "\(entry)", fields)
+            case .summary: log.event(.pressureSummary, level: .warning, "\(entry)", fields)
+            case .cleared: log.event(.pressureCleared, level: .notice, "\(entry)", fields)
+            }
+        })
+    }
+
     /// The state in WorkerFD.stateIn, if the supervisor passed one.
     private static func savedState() -> (ExportedState, KernelReferences.Snapshot?)? {
         guard let bytes = try? MemoryFile.contents(of: WorkerFD.stateIn) else { return nil }
@@ -173,6 +202,16 @@ final class ServedMount: @unchecked Sendable {
         }
     }
 
+    /// Writes the pressure log's summaries and all-clears as they come
+    /// due, for the life of the process.
+    func summarizePressure() {
+        let pause = UInt32(pressure.tickInterval * 1e6)
+        while true {
+            usleep(pause)
+            pressure.tick()
+        }
+    }
+
     /// Runs the request loop until the mount goes away, then flushes.
     func serve() {
         _ = server.run(maxThreads: settings.threads)
@@ -180,6 +219,7 @@ final class ServedMount: @unchecked Sendable {
             do { try server.fileSystem.destroy() } catch { log.error("flushing on unmount failed: \(error)") }
         }
         server.destroySession()
+        pressure.flush()
         log.event(.mountStopped, "unmounted \(settings.mountpoint)", ["image": settings.image])
     }
 
@@ -222,6 +262,11 @@ final class ServedMount: @unchecked Sendable {
                                    cachedBytes: UInt64(cached) * blockSize, dirtyBytes: UInt64(dirty) * blockSize,
                                    hits: bufferCache.hits, misses: bufferCache.misses)
         (status.residentBytes, status.peakResidentBytes) = Self.residentMemory()
+        let counts = pressure.counts.map {
+            PressureCount(condition: "\($0.condition.what)", error: $0.condition.error, count: $0.total,
+                          lastSecondsAgo: $0.lastSecondsAgo, ongoing: $0.active)
+        }
+        status.pressure = counts.isEmpty ? nil : counts
         return status
     }
 

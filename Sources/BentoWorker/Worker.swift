@@ -62,6 +62,7 @@ public enum Worker {
         }
         Thread.start { mount.syncPeriodically() }
         Thread.start { mount.passOnModuleChanges() }
+        Thread.start { mount.summarizePressure() }
         // A fresh mount is ready once the kernel's INIT is answered.
         var waited = 0.0
         while mount.server.negotiated == nil && waited < 10 {

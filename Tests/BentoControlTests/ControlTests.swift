@@ -460,6 +460,32 @@ struct ControlProtocolTests {
             "\n  cache     12.0 MiB of 256.0 MiB, 120.0 KiB dirty, 97.1% hits; worker 45.0 MiB resident, peak 60.0 MiB\n"))
         holding.cache?.allocatedBytes = 300 << 20
         #expect(TextReport.status([holding]).contains("97.1% hits (holds 300.0 MiB: all dirty or pinned);"))
+        // Pressure: a line per condition counted, the first named.
+        var pressed = ControlServerTests.mount
+        pressed.pressure = [
+            PressureCount(condition: "provenance not recorded", error: "ENOSPC", count: 12_000, lastSecondsAgo: 3.4, ongoing: true),
+            PressureCount(condition: "requests failed", error: "ENOSPC", count: 12_345, lastSecondsAgo: 125, ongoing: false),
+            PressureCount(condition: "requests failed", error: "EIO", count: 0, lastSecondsAgo: 0, ongoing: false),
+        ]
+        #expect(TextReport.status([pressed]).hasSuffix("""
+              latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
+              pressure  provenance not recorded (ENOSPC) 12000, last 3s ago
+                        requests failed (ENOSPC) 12345, last 2m 05s ago
+
+            """))
+    }
+
+    @Test func pressureInJSON() throws {
+        var pressed = ControlServerTests.mount
+        pressed.pressure = [PressureCount(condition: "requests failed", error: "ENOSPC", count: 7, lastSecondsAgo: 1.5, ongoing: true)]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(pressed.pressure), as: UTF8.self)
+        #expect(json == #"[{"condition":"requests failed","count":7,"error":"ENOSPC","lastSecondsAgo":1.5,"ongoing":true}]"#)
+        let back = try JSONDecoder().decode(MountStatus.self, from: try encoder.encode(pressed))
+        #expect(back == pressed)
+        // A daemon before pressure counts sends none.
+        #expect(try JSONDecoder().decode(MountStatus.self, from: try encoder.encode(ControlServerTests.mount)).pressure == nil)
     }
 
     @Test func upgradeAndHistoryText() {

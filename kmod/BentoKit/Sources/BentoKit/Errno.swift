@@ -38,11 +38,11 @@ public struct Errno: Error, Equatable, Hashable, CustomStringConvertible {
 
     public var description: String {
         switch rawValue {
-        case 1: "EPERM"; case 2: "ENOENT"; case 5: "EIO"; case 9: "EBADF"
-        case 13: "EACCES"; case 17: "EEXIST"; case 18: "EXDEV"; case 20: "ENOTDIR"
+        case 1: "EPERM"; case 2: "ENOENT"; case 5: "EIO"; case 6: "ENXIO"; case 7: "E2BIG"; case 9: "EBADF"
+        case 12: "ENOMEM"; case 13: "EACCES"; case 16: "EBUSY"; case 17: "EEXIST"; case 18: "EXDEV"; case 20: "ENOTDIR"
         case 21: "EISDIR"; case 22: "EINVAL"; case 27: "EFBIG"; case 28: "ENOSPC"
         case 30: "EROFS"; case 31: "EMLINK"; case 34: "ERANGE"; case 36: "ENAMETOOLONG"
-        case 38: "ENOSYS"; case 39: "ENOTEMPTY"; case 40: "ELOOP"; case 61: "ENODATA"
+        case 38: "ENOSYS"; case 39: "ENOTEMPTY"; case 40: "ELOOP"; case 61: "ENODATA"; case 75: "EOVERFLOW"
         case 95: "EOPNOTSUPP"; case 110: "ETIMEDOUT"; case 117: "EUCLEAN"
         default: "errno \(rawValue)"
         }

@@ -61,8 +61,12 @@ extension BufferCache {
 public final class SuperBlock {
     public let cache: any BufferCache
     public var device: any BlockDevice { cache.device }
-    /// Where the module's diagnostics go (the host's log).
+    /// Where the module's diagnostics go (the host's log): one line each.
+    /// For a failure a request can meet again and again, use `report`.
     public let log: @Sendable (String) -> Void
+    /// Where `report` goes: the condition, the error, and the details of
+    /// this occurrence (evaluated only if the host writes them).
+    private let reporter: @Sendable (StaticString, any Error, () -> String) -> Void
     /// Where the module records each operation's changed blocks so that
     /// they survive the death of the host process; nil when the host keeps
     /// none (then only committed changes survive it).
@@ -84,28 +88,41 @@ public final class SuperBlock {
     public let kernelCache = KernelCache()
 
     @_spi(Host)
-    public init(cache: any BufferCache, log: @escaping @Sendable (String) -> Void = { _ in }) {
-        self.cache = cache
-        self.log = log
-        self.journal = nil
-        self.kernelMayHoldInodes = false
+    public convenience init(cache: any BufferCache, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.init(cache: cache, journal: nil, kernelMayHoldInodes: false, log: log)
     }
 
     @_spi(Host)
-    public init(cache: any BufferCache, journal: (any OperationJournal)?,
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
-        self.cache = cache
-        self.log = log
-        self.journal = journal
-        self.kernelMayHoldInodes = false
+    public convenience init(cache: any BufferCache, journal: (any OperationJournal)?,
+                            log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.init(cache: cache, journal: journal, kernelMayHoldInodes: false, log: log)
     }
 
+    /// `report`: where `report(_:_:detail:)` goes; by default a line of
+    /// `log` per occurrence.
     @_spi(Host)
     public init(cache: any BufferCache, journal: (any OperationJournal)?, kernelMayHoldInodes: Bool,
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+                log: @escaping @Sendable (String) -> Void = { _ in },
+                report: (@Sendable (StaticString, any Error, () -> String) -> Void)? = nil) {
         self.cache = cache
         self.log = log
         self.journal = journal
         self.kernelMayHoldInodes = kernelMayHoldInodes
+        self.reporter = report ?? { condition, error, detail in
+            let more = detail()
+            log("\(condition) (\(error))" + (more.isEmpty ? "" : ": " + more))
+        }
+    }
+
+    /// Reports a failure that a request can run into again and again while
+    /// a condition lasts (a full disk, a failing device, a damaged object)
+    /// and that the module does not pass on to the request: a provenance
+    /// record not written, an inode not reclaimed. `condition` says what
+    /// did not happen, in the same words every time ("provenance not
+    /// recorded"); `detail` says which one, if it matters. The host logs
+    /// the first occurrence at once and then counts, with one summary per
+    /// interval, where `log` would write a line for each.
+    public func report(_ condition: StaticString, _ error: any Error, detail: @autoclosure () -> String = "") {
+        reporter(condition, error, detail)
     }
 }

@@ -125,8 +125,9 @@ extension Xv6FileSystem {
 
     /// Appends one record, after the gap line if operations before it were
     /// not recorded. A failure never fails the operation that was
-    /// recorded: it is counted in the gap, and logged when a gap begins and
-    /// when it ends.
+    /// recorded: it is counted in the gap and reported to the host
+    /// (SuperBlock.report: logged when such failures begin, then counted),
+    /// and logged once when the gap ends.
     private func record(_ ctx: RequestContext, _ operation: Operation) {
         guard let provenance, !provenance.concernsItself(operation) else { return }
         let now = currentTime()
@@ -159,10 +160,8 @@ extension Xv6FileSystem {
             superBlock.kernelCache.entryChanged(parent: InodeNumber(Layout.rootInode), name: Provenance.fileName)
         } catch {
             let errno = error as? Errno ?? .EIO
-            if provenance.gap == nil {
-                superBlock.log("xv6fs: recording provenance failed (\(errno)): operations go on, counted, and "
-                               + "/.provenance gets a gap line once a record can be written again")
-            }
+            // Once per operation while the disk is full: the host counts them.
+            superBlock.report("provenance not recorded", errno)
             provenance.missed(at: now, errno)
         }
     }

@@ -276,12 +276,12 @@ public final class Xv6FileSystem: FileSystem {
                 // nobody holds it any more. Handles of ours on it go too:
                 // their late RELEASE must not touch a reused inode number.
                 if held.opens > 0 { references.closeAll(on: ino) }
-                do { try reclaim(node) } catch { superBlock.log("xv6fs: reclaiming inode \(ino) failed: \(error)") }
+                do { try reclaim(node) } catch { superBlock.report("inode not reclaimed", error, detail: "inode \(ino)") }
                 return
             }
             guard !held.isHeld else { return }
             if node.isOrphan {
-                do { try reclaim(node) } catch { superBlock.log("xv6fs: reclaiming inode \(ino) failed: \(error)") }
+                do { try reclaim(node) } catch { superBlock.report("inode not reclaimed", error, detail: "inode \(ino)") }
             } else if !node.isDirectory {
                 volume.inodes.evict(node)
             }

@@ -42,11 +42,15 @@ import XV6Layout
 
     /// A full disk: data runs out first, records go on from the reserve,
     /// and once that is gone too every operation is still accounted for,
-    /// by a gap line ahead of the next record.
+    /// by a gap line ahead of the next record. Each one missed is reported
+    /// to the host (which counts them), never logged once per operation.
     @Test func aFullDiskRecordsFromTheReserveThenMarksTheGap() throws {
         let device = MemoryBlockDevice(blockCount: 4096)
         try Format.format(device, now: Timespec(seconds: 1_700_000_000, nanoseconds: 0))
-        let superBlock = SuperBlock(cache: LRUBufferCache(device: device))
+        let logged = Messages(), reported = Messages()
+        let superBlock = SuperBlock(cache: LRUBufferCache(device: device), journal: nil, kernelMayHoldInodes: false,
+                                    log: { logged.append($0) },
+                                    report: { condition, error, detail in reported.append("\(condition) \(error) \(detail())") })
         let module = Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true)
         var fs = try module.mount(superBlock)
         let (big, o) = try fs.create(ctx, parent: root, name: "big", mode: 0o644, flags: OpenFlags.readWrite)
@@ -88,6 +92,9 @@ import XV6Layout
         #expect(missed > 0 && recorded > 1000, "recorded \(recorded), missed \(missed)")
         #expect(recorded + missed == changes + 1, "recorded \(recorded) + missed \(missed)")
         #expect(gaps.first?.contains("error=ENOSPC") == true)
+        #expect(reported.lines.count == missed, "one report per operation not recorded")
+        #expect(reported.lines.allSatisfy { $0 == "provenance not recorded ENOSPC " }, "\(reported.lines.prefix(3))")
+        #expect(logged.lines.filter { $0.contains("provenance") }.count == 1, "one line when the gap ends: \(logged.lines)")
         #expect(lines.last?.contains("op=setattr ino=\(big.ino)") == true && lines[lines.count - 2] == gaps.first)
         try fs.destroy()
     }
