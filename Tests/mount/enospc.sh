@@ -173,8 +173,10 @@ check "d['msync_errno'] in (28, 5)" "$out" && ok "mmap: msync reports the failur
 reread mmap
 got=$(cd "$mnt" && $fill check . mapped)
 echo "     $got"
-check "d['mapped']['size'] == 100 * $MiB and d['mapped']['prefix'] > 40 * $MiB and d['mapped']['wrong_pages'] == 0" "$got" \
-    && ok "mmap: the file keeps its size; each page holds its data or, where writeback failed, zeros" || fail "mmap: what was stored"
+# Which pages got a block depends on the order the kernel writes them back
+# in (more so with more request threads): the data need not be one prefix.
+check "d['mapped']['size'] == 100 * $MiB and d['mapped']['prefix'] + 4096 * d['mapped']['data_after_hole'] > 40 * $MiB and d['mapped']['wrong_pages'] == 0" "$got" \
+    && ok "mmap: the file keeps its size; more than 40 MiB of it stored; each page holds its data or, where writeback failed, zeros" || fail "mmap: what was stored"
 
 echo "== a fill while the mount is upgraded and rolled back"
 fresh || exit 1
