@@ -1,6 +1,5 @@
 import BentoKit
 import Glibc
-import Synchronization
 
 /// Failures that recur on every request while a condition lasts (a full
 /// disk, a failing device, a damaged object), logged as one entry per
@@ -14,7 +13,7 @@ import Synchronization
 /// writes an entry only for the first occurrence; no allocation. `tick`,
 /// from a thread of its own, writes the summaries and the all-clears that
 /// are due.
-public final class PressureLog: Sendable {
+public final class PressureLog: @unchecked Sendable {
     /// What failed and with which error: one condition, counted apart.
     public struct Condition: Hashable, Sendable, CustomStringConvertible {
         /// What did not happen, the same words every time: "requests
@@ -138,7 +137,16 @@ public final class PressureLog: Sendable {
     public let interval: Double
     private let clock: @Sendable () -> Double
     private let write: @Sendable (Entry) -> Void
-    private let tallies = Mutex<[Condition: Tally]>([:])
+    /// The tallies, under a pthread mutex: ThreadSanitizer (make
+    /// test-tsan) does not see Synchronization.Mutex's futex as a lock.
+    private var tallies: [Condition: Tally] = [:]
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    private func withTallies<R>(_ body: (inout [Condition: Tally]) -> R) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body(&tallies)
+    }
 
     /// `write` gets each entry; `clock` gives monotonic seconds.
     public init(interval: Double = PressureLog.defaultInterval, clock: @escaping @Sendable () -> Double = { RequestStats.now() },
@@ -146,6 +154,12 @@ public final class PressureLog: Sendable {
         self.interval = interval
         self.clock = clock
         self.write = write
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
     }
 
     public static let defaultInterval = 60.0
@@ -164,7 +178,7 @@ public final class PressureLog: Sendable {
     /// they were decided: an all-clear before the next first occurrence.
     public func note(_ condition: Condition, detail: @autoclosure () -> String = "") {
         let now = clock()
-        tallies.withLock { tallies in
+        withTallies { tallies in
             guard tallies[condition, default: Tally()].count(at: now) else { return }
             write(Entry(kind: .began, condition: condition, count: 1, seconds: 0, total: 1, detail: detail(),
                         interval: interval))
@@ -181,7 +195,7 @@ public final class PressureLog: Sendable {
     public func flush() { summarize(now: clock(), all: true) }
 
     private func summarize(now: Double, all: Bool) {
-        tallies.withLock { tallies in
+        withTallies { tallies in
             for condition in tallies.keys.sorted(by: { "\($0)" < "\($1)" }) {
                 guard var tally = tallies[condition], tally.active else { continue }
                 if tally.pending > 0, all || now - tally.lastEntry >= interval {
@@ -202,7 +216,7 @@ public final class PressureLog: Sendable {
     /// Every condition seen so far, by name.
     public var counts: [Count] {
         let now = clock()
-        return tallies.withLock { tallies in
+        return withTallies { tallies in
             tallies.map { Count(condition: $0.key, total: $0.value.total, lastSecondsAgo: now - $0.value.lastSeen,
                                 active: $0.value.active) }
         }.sorted { "\($0.condition)" < "\($1.condition)" }
