@@ -198,14 +198,21 @@ public final class FuseServer: @unchecked Sendable {
     /// there would keep it from ever exiting.
     public func forgetCached(_ change: KernelCache.Change) {
         guard let flusher else { return }
+        var note = [UInt8]()
+        func append<T>(_ value: T) { withUnsafeBytes(of: value) { note.append(contentsOf: $0) } }
         switch change {
         case .inode(let ino):
-            _ = bento_flusher_invalidate_inode(flusher, ino)
+            // FUSE_NOTIFY_INVAL_INODE: attributes and every cached page.
+            append(UInt32(40)); append(Int32(2)); append(UInt64(0))
+            append(ino); append(Int64(0)); append(Int64(0))
         case .entry(let parent, let name):
-            _ = name.withUnsafeBufferPointer { bytes in
-                bytes.withMemoryRebound(to: CChar.self) { bento_flusher_invalidate_entry(flusher, parent, $0.baseAddress, UInt32(clamping: $0.count)) }
-            }
+            // FUSE_NOTIFY_INVAL_ENTRY: parent, name length, flags, the name.
+            guard name.count <= 255 else { return }
+            append(UInt32(16 + 16 + name.count + 1)); append(Int32(3)); append(UInt64(0))
+            append(parent); append(UInt32(name.count)); append(UInt32(0))
+            note += name + [0]
         }
+        _ = note.withUnsafeBytes { bento_flusher_notify(flusher, $0.baseAddress, $0.count) }
     }
 
     private func makeSession(fd: Int32) throws(Failure) -> OpaquePointer {

@@ -21,7 +21,7 @@ struct notification {
     int64_t offset;
     int64_t size;
 };
-enum { notify_inval_inode = 2, notify_inval_entry = 3 };
+enum { notify_inval_inode = 2 };
 
 // A request is a sequence number and inodes to flush, answered with the
 // sequence number; or 0 and a whole notification to write, not answered.
@@ -75,24 +75,6 @@ int bento_flusher_notify(struct bento_flusher *flusher, const void *notification
     request[0] = 0;
     memcpy(&request[1], notification, length);
     return send(flusher->socket, request, 8 + length, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
-int bento_flusher_invalidate_inode(struct bento_flusher *flusher, uint64_t inode) {
-    struct notification note = { sizeof note, notify_inval_inode, 0, inode, 0, 0 };
-    return bento_flusher_notify(flusher, &note, sizeof note);
-}
-
-// FUSE_NOTIFY_INVAL_ENTRY: the header, the parent, the name's length, flags
-// (0), then the name and a NUL.
-int bento_flusher_invalidate_entry(struct bento_flusher *flusher, uint64_t parent, const char *name, uint32_t length) {
-    struct { uint32_t length; int32_t code; uint64_t unique; uint64_t parent; uint32_t namelen; uint32_t flags; } head;
-    char note[BENTO_NOTIFICATION_MAX];
-    if (length > 255 || sizeof head + length + 1 > sizeof note) return -EINVAL;
-    head = (typeof(head)){ (uint32_t)(sizeof head + length + 1), notify_inval_entry, 0, parent, length, 0 };
-    memcpy(note, &head, sizeof head);
-    memcpy(note + sizeof head, name, length);
-    note[sizeof head + length] = 0;
-    return bento_flusher_notify(flusher, note, sizeof head + length + 1);
 }
 
 static int64_t remaining_ms(const struct timespec *deadline) {

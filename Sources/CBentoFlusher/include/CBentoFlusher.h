@@ -43,10 +43,4 @@ int bento_flusher_flush(struct bento_flusher *flusher, const uint64_t *inodes, i
 /// 0 or -errno.
 int bento_flusher_notify(struct bento_flusher *flusher, const void *notification, size_t length);
 
-/// Through the child, without waiting: the kernel drops the attributes and
-/// every cached page of `inode` (FUSE_NOTIFY_INVAL_INODE), or the name
-/// `name` (`length` bytes, at most 255) in `parent` (FUSE_NOTIFY_INVAL_ENTRY).
-int bento_flusher_invalidate_inode(struct bento_flusher *flusher, uint64_t inode);
-int bento_flusher_invalidate_entry(struct bento_flusher *flusher, uint64_t parent, const char *name, uint32_t length);
-
 #endif
