@@ -5,7 +5,8 @@
 # in there (start/ready, status text, live upgrade, journald fields and
 # catalog, restart and kill -9 under load keeping the mount, a hung device
 # costing only its own mount, reload, stop; or, with BENTO_E2E_CHECKS,
-# containment.sh: versions that trap and hang)
+# containment.sh: versions that trap and hang; pressure.sh: a full file
+# system's journal entries, and MemoryMax=)
 # and its exit status becomes the container's.
 # Usage (from anywhere, after the debug build): Tests/systemd/e2e.sh
 # Environment:
@@ -50,10 +51,12 @@ nspawn= cgroups=()
 # Each run has its own cgroup (nspawn --keep-unit puts its supervisor and
 # payload cgroups under ours; without systemd on the host nobody else
 # would), which is also how cleanup finds every process of the container.
+# On a v1 host, a memory cgroup too: it is the container's memory root,
+# which Tests/systemd/pressure.sh hands to systemd for MemoryMax=.
 make_cgroups() {
     local d
     if [ -e /sys/fs/cgroup/cgroup.procs ]; then cgroups=(/sys/fs/cgroup/$name)   # unified
-    else for h in systemd unified; do [ -d /sys/fs/cgroup/$h ] && cgroups+=(/sys/fs/cgroup/$h/$name); done; fi
+    else for h in systemd unified memory; do [ -d /sys/fs/cgroup/$h ] && cgroups+=(/sys/fs/cgroup/$h/$name); done; fi
     for d in "${cgroups[@]}"; do mkdir "$d" || return 1; done
 }
 cgroup_pids() { local d; for d in "${cgroups[@]}"; do find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done | sort -u; }

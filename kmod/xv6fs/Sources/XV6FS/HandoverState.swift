@@ -48,7 +48,7 @@ struct HandoverState {
         journaled = fs.superBlock.journal != nil
         references = Self.carriesReferences(format) ? fs.references.snapshot() : nil
         provenanceIno = fs.provenance?.fileIno
-        provenanceGap = fs.provenance?.gap
+        provenanceGap = fs.provenance.map(\.gap) ?? fs.carriedProvenanceGap
     }
 
     func encoded(format: StateFormat) -> [UInt8] {

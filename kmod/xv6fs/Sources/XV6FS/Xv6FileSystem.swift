@@ -19,6 +19,9 @@ public final class Xv6FileSystem: FileSystem {
     var observer: ((RequestContext, Operation) -> Void)?
     /// Version 2's provenance recorder, when it runs.
     var provenance: Provenance?
+    /// Without a recorder (version 1): the gap an upgrade handed over,
+    /// handed on to the next version, which records it.
+    var carriedProvenanceGap: Provenance.Gap?
 
     init(superBlock: SuperBlock, volume: Volume) {
         self.superBlock = superBlock
@@ -690,8 +693,7 @@ public final class Xv6FileSystem: FileSystem {
 
     public func exportState(format: StateFormat) throws -> ExportedState {
         try lock.withLock {
-            guard provenance != nil || !HandoverState.carriesProvenance(format),
-                  format.name == Xv6Module.fileSystemName, (1...4).contains(format.version) else { throw Errno.EINVAL }
+            guard format.name == Xv6Module.fileSystemName, (1...4).contains(format.version) else { throw Errno.EINVAL }
             return ExportedState(format: format, bytes: HandoverState(self, format: format).encoded(format: format))
         }
     }

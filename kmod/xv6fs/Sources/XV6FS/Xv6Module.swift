@@ -19,12 +19,11 @@ public final class Xv6Module: BentoModule, Sendable {
 
     public init(version: SemanticVersion, provenance: Bool = false) {
         recordsProvenance = provenance
-        // Version 2 also speaks version 1's formats, both ways, so that an
-        // upgrade to it and a rollback from it both carry the state; both
-        // prefer the formats that leave the host's table in place.
-        let formats = provenance
-            ? [Self.provenanceStateFormat, Self.stateFormat, Self.copiedProvenanceStateFormat, Self.copiedStateFormat]
-            : [Self.stateFormat, Self.copiedStateFormat]
+        // Both versions speak all four formats, both ways, and prefer the
+        // ones that leave the host's table in place. Version 1 records no
+        // provenance, but a gap it is handed (operations version 2 could
+        // not record on a full disk) goes on to the next version that does.
+        let formats = [Self.provenanceStateFormat, Self.stateFormat, Self.copiedProvenanceStateFormat, Self.copiedStateFormat]
         descriptor = ModuleDescriptor(fileSystem: Self.fileSystemName, version: version,
                                       exportFormats: formats, importFormats: formats)
     }
@@ -40,6 +39,7 @@ public final class Xv6Module: BentoModule, Sendable {
         let handover = try HandoverState(decoding: state.bytes, format: state.format)
         let fs = try handover.restore(superBlock)
         if recordsProvenance { fs.recordProvenance(fileIno: handover.provenanceIno, gap: handover.provenanceGap) }
+        else { fs.carriedProvenanceGap = handover.provenanceGap }
         return fs
     }
 }

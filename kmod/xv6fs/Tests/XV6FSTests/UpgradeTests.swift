@@ -13,16 +13,21 @@ import XV6Layout
         let next = Xv6Module(version: SemanticVersion(1, 0, 1))
         #expect(module.descriptor.fileSystem == "xv6fs")
         #expect(module.descriptor.sdkABIVersion == BentoABI.version)
-        #expect(module.descriptor.handoverFormat(to: next.descriptor) == StateFormat(name: "xv6fs", version: 3))
+        // Version 1 speaks the provenance formats too: it carries a gap on.
+        #expect(module.descriptor.handoverFormat(to: next.descriptor) == StateFormat(name: "xv6fs", version: 4))
         var other = next.descriptor
-        // An earlier build, which kept its own table: the copied format.
+        // An earlier build of version 1: the plain format.
+        other.importFormats = [StateFormat(name: "xv6fs", version: 3), StateFormat(name: "xv6fs", version: 1)]
+        #expect(module.descriptor.handoverFormat(to: other) == StateFormat(name: "xv6fs", version: 3))
+        // One that kept its own table: the copied format.
         other.importFormats = [StateFormat(name: "xv6fs", version: 1)]
         #expect(module.descriptor.handoverFormat(to: other) == StateFormat(name: "xv6fs", version: 1))
-        other.importFormats = [StateFormat(name: "xv6fs", version: 2)]
+        other.importFormats = [StateFormat(name: "xv6fs", version: 5)]
         #expect(module.descriptor.handoverFormat(to: other) == nil)
         let v2 = Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true)
         #expect(v2.descriptor.handoverFormat(to: v2.descriptor) == StateFormat(name: "xv6fs", version: 4))
-        #expect(v2.descriptor.handoverFormat(to: next.descriptor) == StateFormat(name: "xv6fs", version: 3))
+        #expect(v2.descriptor.handoverFormat(to: next.descriptor) == StateFormat(name: "xv6fs", version: 4))
+        #expect(next.descriptor.handoverFormat(to: v2.descriptor) == StateFormat(name: "xv6fs", version: 4))
     }
 
     /// The host keeps the table of lookups and handles: the state that
