@@ -134,7 +134,27 @@ public struct UnsupportedFeatures: Error, CustomStringConvertible, Equatable {
     public init(unknown: FeatureSet, reader: String) { self.unknown = unknown; self.reader = reader }
 
     public var description: String {
-        "the image uses incompat features \(reader) does not know (\(unknown.description)): "
-            + "a version that supports them must serve it"
+        "the image uses incompat features \(reader) does not know: \(unknown.description)"
+    }
+}
+
+extension FeatureSet {
+    public struct ParseError: Error, CustomStringConvertible, Equatable {
+        public let description: String
+    }
+
+    /// mkfs's `-O` list, "xattr,bigfile" or "^xattr", applied to `self`:
+    /// a name adds its feature, "^name" removes it.
+    public func applying(_ list: String) throws(ParseError) -> FeatureSet {
+        var result = self
+        for item in list.split(separator: ",", omittingEmptySubsequences: false) {
+            let removes = item.hasPrefix("^")
+            let name = String(removes ? item.dropFirst() : item)
+            guard let feature = Feature.named(name) else {
+                throw ParseError(description: "unknown feature '\(name)' (known: \(Feature.all.map(\.name).joined(separator: ", ")))")
+            }
+            if removes { result.remove(feature) } else { result.insert(feature) }
+        }
+        return result
     }
 }
