@@ -64,6 +64,7 @@ test: deps
 	Tests/mount/stress-ng.sh .build/debug
 	Tests/mount/memory.sh .build/debug
 	Tests/mount/fstab.sh .build/debug
+	Tests/mount/readonly.sh .build/debug
 	Tests/install/install.sh
 	$(MAKE) -s test-tsan
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) Tests/systemd/e2e.sh

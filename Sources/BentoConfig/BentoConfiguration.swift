@@ -100,6 +100,8 @@ public struct MountConfiguration: Equatable, Sendable {
     public var cacheMiB: Int
     /// Key `allow_other`.
     public var allowOther: Bool
+    /// Key `read_only`.
+    public var readOnly: Bool
     /// Key `probation_seconds`.
     public var probationSeconds: Int
     /// Key `hang_limit_seconds`.
@@ -113,6 +115,7 @@ public struct MountConfiguration: Equatable, Sendable {
         threads: Int = MountConfiguration.defaultThreads,
         cacheMiB: Int = MountConfiguration.defaultCacheMiB,
         allowOther: Bool = false,
+        readOnly: Bool = false,
         probationSeconds: Int = MountConfiguration.defaultProbationSeconds,
         hangLimitSeconds: Int = MountConfiguration.defaultHangLimitSeconds,
         healthMaxErrorIncreasePercent: Int = MountConfiguration.defaultHealthMaxErrorIncreasePercent,
@@ -129,5 +132,6 @@ public struct MountConfiguration: Equatable, Sendable {
         self.threads = threads
         self.cacheMiB = cacheMiB
         self.allowOther = allowOther
+        self.readOnly = readOnly
     }
 }

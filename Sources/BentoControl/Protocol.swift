@@ -43,10 +43,12 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var cacheMiB: Int?
     /// mount: let users other than root in.
     public var allowOther: Bool?
+    /// mount: serve the image read-only (mount's `ro`).
+    public var readOnly: Bool?
 
     public init(command: Command, mountpoint: String? = nil, module: String? = nil, probationSeconds: Double? = nil,
                 force: Bool? = nil, wait: Bool? = nil, image: String? = nil, threads: Int? = nil, cacheMiB: Int? = nil,
-                allowOther: Bool? = nil) {
+                allowOther: Bool? = nil, readOnly: Bool? = nil) {
         self.command = command
         self.mountpoint = mountpoint
         self.module = module
@@ -57,6 +59,7 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         self.threads = threads
         self.cacheMiB = cacheMiB
         self.allowOther = allowOther
+        self.readOnly = readOnly
     }
 
     public static let status = ControlRequest(command: .status)
@@ -73,13 +76,13 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     }
     public static let reload = ControlRequest(command: .reload)
     public static func mount(image: String, mountpoint: String, module: String, threads: Int? = nil, cacheMiB: Int? = nil,
-                             allowOther: Bool = false) -> ControlRequest {
+                             allowOther: Bool = false, readOnly: Bool = false) -> ControlRequest {
         ControlRequest(command: .mount, mountpoint: mountpoint, module: module, image: image, threads: threads,
-                       cacheMiB: cacheMiB, allowOther: allowOther ? true : nil)
+                       cacheMiB: cacheMiB, allowOther: allowOther ? true : nil, readOnly: readOnly ? true : nil)
     }
 
     private enum CodingKeys: String, CodingKey {
-        case command, mountpoint, module, probationSeconds, force, wait, image, threads, cacheMiB, allowOther
+        case command, mountpoint, module, probationSeconds, force, wait, image, threads, cacheMiB, allowOther, readOnly
     }
 
     public init(from decoder: any Decoder) throws {
@@ -101,6 +104,7 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         threads = try container.decodeIfPresent(Int.self, forKey: .threads)
         cacheMiB = try container.decodeIfPresent(Int.self, forKey: .cacheMiB)
         allowOther = try container.decodeIfPresent(Bool.self, forKey: .allowOther)
+        readOnly = try container.decodeIfPresent(Bool.self, forKey: .readOnly)
     }
 
     /// Decodes one request line (without its newline) and checks that the
@@ -242,10 +246,13 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// one per condition seen since the worker started (Docs/pressure.md);
     /// absent when none.
     public var pressure: [PressureCount]?
+    /// Served read-only (`read_only`, `--read-only`, `ro`); absent when not.
+    public var readOnly: Bool?
 
     public init(mountpoint: String, image: String, module: ModuleInfo, state: MountState,
                 uptimeSeconds: Double, operations: [String: UInt64], resentRetries: UInt64? = nil,
-                latencyMicros: LatencySummary) {
+                latencyMicros: LatencySummary, readOnly: Bool? = nil) {
+        self.readOnly = readOnly
         self.resentRetries = resentRetries.flatMap { $0 == 0 ? nil : $0 }
         self.mountpoint = mountpoint
         self.image = image

@@ -7,7 +7,7 @@ public enum TextReport {
     ///
     ///     /mnt/bento
     ///       module    xv6fs 1.0.0  (/usr/local/lib/bento/modules/xv6fs-1.0.0.so)
-    ///       image     /var/lib/bento/bento.img
+    ///       image     /var/lib/bento/bento.img (read-only)
     ///       state     serving, up 2h 03m, on probation for 42s, 1 request quarantined
     ///       ops       12345 total: getattr 5000, lookup 4000, read 2000, write 1000, open 345
     ///       latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
@@ -45,7 +45,7 @@ public enum TextReport {
             return """
                 \(mount.mountpoint)
                   module    \(mount.module.name) \(mount.module.version)  (\(mount.module.path))
-                  image     \(mount.image)
+                  image     \(mount.image)\(mount.readOnly == true ? " (read-only)" : "")
                   state     \(mount.state.rawValue), up \(duration(seconds: mount.uptimeSeconds))\(probation)\(quarantined)
                   ops       \(total) total\(top.isEmpty ? "" : ": " + top.joined(separator: ", "))
                   latency   p50 \(micros(latency.p50))  p90 \(micros(latency.p90))  p99 \(micros(latency.p99))  max \(micros(latency.max))\(held)\(memory)\(pressure)

@@ -92,7 +92,7 @@ final class MountSupervisor: @unchecked Sendable {
             throw Failure("\(error)")
         }
         imageInStore = stored?.imageFile != nil
-        image = try Self.openImage(settings.image, stored: stored?.imageFile, log: log)
+        image = try Self.openImage(settings.image, readOnly: settings.readOnly, stored: stored?.imageFile, log: log)
         guard let recorder = FlightRecorder(fd: FlightRecorder.create()) else {
             if !imageInStore { close(image) }  // else the caller closes what it was given
             throw Failure("flight recorder: \(String(cString: strerror(errno)))")
@@ -115,7 +115,8 @@ final class MountSupervisor: @unchecked Sendable {
             journal = try Self.newJournal()
             do {
                 fuse = try FuseMount.mount(at: settings.mountpoint, source: settings.image,
-                                           type: FuseMount.subtype(of: fileSystemType), allowOther: settings.allowOther)
+                                           type: FuseMount.subtype(of: fileSystemType), allowOther: settings.allowOther,
+                                           readOnly: settings.readOnly)
             } catch {
                 // A stored image fd is the caller's to close (release).
                 for fd in [journal, recorder.fd, stateOut] + (imageInStore ? [] : [image]) { close(fd) }
@@ -129,16 +130,17 @@ final class MountSupervisor: @unchecked Sendable {
     /// The image, open and locked: the fd a previous process of the service
     /// left in the fd store (its lock came with it), else opened now.
     /// Throws if another program holds the image: another daemon serves
-    /// it, or mkfs.xv6 or fsck.xv6 is changing it.
-    private static func openImage(_ path: String, stored: Int32?, log: Logger) throws -> Int32 {
-        let fd = stored ?? open(path, O_RDWR | O_CLOEXEC)
+    /// it, or mkfs.xv6 or fsck.xv6 is changing it. Read-only: opened
+    /// read-only (it may sit on read-only storage) under a shared lock.
+    private static func openImage(_ path: String, readOnly: Bool, stored: Int32?, log: Logger) throws -> Int32 {
+        let fd = stored ?? open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard fd >= 0 else { throw Failure("cannot open \(path): \(String(cString: strerror(errno)))") }
-        var outcome = ImageLock.lock(fd)
+        var outcome = ImageLock.lock(fd, shared: readOnly)
         // An fd of a previous process that the fd store is dropping may
         // hold it a moment longer: systemd handles FDSTOREREMOVE later.
         for _ in 0..<10 where outcome == .heldElsewhere {
             usleep(100_000)
-            outcome = ImageLock.lock(fd)
+            outcome = ImageLock.lock(fd, shared: readOnly)
         }
         switch outcome {
         case .locked:
@@ -525,7 +527,8 @@ final class MountSupervisor: @unchecked Sendable {
         }
         return MountStatus(mountpoint: settings.mountpoint, image: settings.image,
                            module: ModuleInfo(name: fileSystemType, version: "?", path: module),
-                           state: ended ? .stopped : .restarting, uptimeSeconds: 0, operations: [:], latencyMicros: .zero)
+                           state: ended ? .stopped : .restarting, uptimeSeconds: 0, operations: [:], latencyMicros: .zero,
+                           readOnly: settings.readOnly ? true : nil)
     }
 
     /// Upgrades (or rolls back) the worker's module; one at a time.

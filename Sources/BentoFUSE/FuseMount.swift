@@ -16,9 +16,10 @@ public enum FuseMount {
     }
 
     /// Mounts a new FUSE file system at `mountpoint` (type fuse.`type`,
-    /// source `source`); returns the /dev/fuse fd.
+    /// source `source`); returns the /dev/fuse fd. `readOnly`: the kernel
+    /// refuses every change (EROFS) before it reaches the server.
     public static func mount(at mountpoint: String, source: String, type: String,
-                             allowOther: Bool) throws(Failure) -> Int32 {
+                             allowOther: Bool, readOnly: Bool = false) throws(Failure) -> Int32 {
         try cleanUpDeadMount(at: mountpoint)
         var st = stat()
         guard stat(mountpoint, &st) == 0 else { throw Failure(description: "\(mountpoint): \(lastError())") }
@@ -27,7 +28,8 @@ public enum FuseMount {
         guard fd >= 0 else { throw Failure(description: "/dev/fuse: \(lastError())") }
         var options = "fd=\(fd),rootmode=\(String(st.st_mode & S_IFMT, radix: 8)),user_id=0,group_id=0,default_permissions"
         if allowOther { options += ",allow_other" }
-        guard Glibc.mount(source, mountpoint, "fuse.\(type)", UInt(MS_NOSUID | MS_NODEV), options) == 0 else {
+        let flags = UInt(MS_NOSUID | MS_NODEV) | (readOnly ? UInt(MS_RDONLY) : 0)
+        guard Glibc.mount(source, mountpoint, "fuse.\(type)", flags, options) == 0 else {
             let why = lastError()
             close(fd)
             throw Failure(description: "mounting \(source) at \(mountpoint): \(why)")

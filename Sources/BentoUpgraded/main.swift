@@ -29,6 +29,8 @@ struct BentoUpgraded: ParsableCommand {
     @Option(help: "Most request threads per mount.") var threads = MountConfiguration.defaultThreads
     @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
+    @Flag(help: "Serve the image read-only: opened read-only (it may sit on read-only storage), mounted read-only, nothing written.")
+    var readOnly = false
     @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache).") var writebackCache = true
     @Flag(inversion: .prefixedNo, help: "Make write() fail with ENOSPC on a full disk, with the writeback cache (off only to measure its cost).")
     var writeSpaceCheck = true
@@ -76,7 +78,8 @@ struct BentoUpgraded: ParsableCommand {
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
             var mount = MountSettings(image: image, mountpoint: mountpoint, module: module, threads: threads,
                                       cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache,
-                                      probationSeconds: Double(probationSeconds), hangLimitSeconds: Double(hangLimitSeconds))
+                                      probationSeconds: Double(probationSeconds), hangLimitSeconds: Double(hangLimitSeconds),
+                                      readOnly: readOnly)
             mount.writeSpaceCheck = writeSpaceCheck
             return ([mount], nil)
         }
@@ -84,7 +87,8 @@ struct BentoUpgraded: ParsableCommand {
         return (file.mounts.map {
             var mount = MountSettings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
                                       cacheMiB: $0.cacheMiB, allowOther: $0.allowOther,
-                                      probationSeconds: Double($0.probationSeconds), hangLimitSeconds: Double($0.hangLimitSeconds))
+                                      probationSeconds: Double($0.probationSeconds), hangLimitSeconds: Double($0.hangLimitSeconds),
+                                      readOnly: $0.readOnly)
             mount.healthMaxFaultRateIncrease = Double($0.healthMaxErrorIncreasePercent) / 100
             mount.healthMaxP99Factor = Double($0.healthMaxP99Factor)
             return mount

@@ -70,7 +70,7 @@ final class ServedMount: @unchecked Sendable {
         // What the module reports goes to the pressure log; an error other
         // than an Errno counts as EIO and is named in the first entry.
         superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: adopted,
-                                log: { [log] in log.info("\($0)") },
+                                readOnly: settings.readOnly, log: { [log] in log.info("\($0)") },
                                 report: { condition, error, detail in
             let errno = (error as? Errno)?.rawValue ?? EIO
             pressure.note(PressureLog.Condition(condition, errno),
@@ -127,7 +127,8 @@ final class ServedMount: @unchecked Sendable {
         let cache = LRUBufferCache(device: device, capacity: start.settings.cacheMiB * 256)
         let journal: SharedMemoryJournal
         do { journal = try SharedMemoryJournal(adopting: WorkerFD.journal, cache: cache) } catch { throw Failure("\(error)") }
-        let superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: false) { log.info("\($0)") }
+        let superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: false,
+                                    readOnly: start.settings.readOnly) { log.info("\($0)") }
         let fileSystem = try module.module.mount(superBlock)
         try fileSystem.destroy()
         log.info("\(start.settings.mountpoint): recovered and flushed after its worker died while unmounting")
@@ -250,7 +251,8 @@ final class ServedMount: @unchecked Sendable {
                                                     path: loaded.path),
                                  state: .serving, uptimeSeconds: server.stats.uptimeSeconds,
                                  operations: server.stats.operationCounts, resentRetries: server.stats.resendRetries,
-                                 latencyMicros: LatencySummary(p50: latency.p50, p90: latency.p90, p99: latency.p99, max: latency.max))
+                                 latencyMicros: LatencySummary(p50: latency.p50, p90: latency.p90, p99: latency.p99, max: latency.max),
+                                 readOnly: settings.readOnly ? true : nil)
         status.inFlight = server.gate.count
         let held = superBlock.references.size
         status.heldInodes = UInt64(held.inodes)

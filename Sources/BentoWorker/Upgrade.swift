@@ -51,6 +51,15 @@ extension ServedMount {
         }
         report.module = next.path
         report.toVersion = "\(next.descriptor.version)"
+        // The new version reads the image's superblock now: one that cannot
+        // serve it (a format feature it does not know) is refused unpaused.
+        do {
+            try next.module.checkCanServe(superBlock)
+        } catch {
+            report.error = "\(next.descriptor.fileSystem) \(next.descriptor.version) cannot serve \(settings.image): \(error)"
+            lap(.preflight)
+            return report
+        }
         guard let format = old.descriptor.handoverFormat(to: next.descriptor) else {
             report.error = "no common state format: \(old.descriptor.version) exports "
                 + "\(old.descriptor.exportFormats.map(\.description)), \(next.descriptor.version) imports "

@@ -43,10 +43,18 @@ public struct MountSettings: Codable, Equatable, Sendable {
     /// rise by this share of all replies, the p99 latency by this factor.
     public var healthMaxFaultRateIncrease = 0.01
     public var healthMaxP99Factor = 4.0
+    /// Serve the image read-only: open it read-only, mount read-only, and
+    /// have the module write nothing. Stored as an optional so that the
+    /// settings a daemon from before it saved still decode.
+    public var readOnly: Bool {
+        get { readOnlySetting ?? false }
+        set { readOnlySetting = newValue ? true : nil }
+    }
+    private var readOnlySetting: Bool?
 
     public init(image: String, mountpoint: String, module: String, threads: Int = 16, cacheMiB: Int = 256,
                 allowOther: Bool = false, writebackCache: Bool = true, probationSeconds: Double = 60,
-                hangLimitSeconds: Double = 30) {
+                hangLimitSeconds: Double = 30, readOnly: Bool = false) {
         self.image = image
         self.mountpoint = mountpoint
         self.module = module
@@ -56,6 +64,7 @@ public struct MountSettings: Codable, Equatable, Sendable {
         self.writebackCache = writebackCache
         self.probationSeconds = probationSeconds
         self.hangLimitSeconds = hangLimitSeconds
+        self.readOnly = readOnly
     }
 
     /// Everything but the module: the module a mount serves changes by

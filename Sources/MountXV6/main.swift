@@ -7,8 +7,9 @@
 //
 // OPTIONS: module=PATH (default: the newest xv6fs-*.so installed beside
 // this program, in ../lib/bento/modules), threads=N, cache_mib=N,
-// allow_other, socket=PATH (default /run/bento/control.sock). Options
-// that concern mount(8) or systemd (defaults, rw, auto, noauto, nofail,
+// allow_other, ro (serve read-only; rw undoes it), socket=PATH (default
+// /run/bento/control.sock). Options
+// that concern mount(8) or systemd (defaults, auto, noauto, nofail,
 // _netdev, nosuid, nodev, x-*, comment=*) are accepted and have no effect.
 // Exit status as mount(8)'s: 0 mounted, 1 wrong usage, 32 not mounted.
 import BentoControl
@@ -16,7 +17,7 @@ import BentoVersion
 import FoundationEssentials
 import Glibc
 
-let usage = "usage: mount.xv6 IMAGE DIR [-sfnv] [-o module=PATH,threads=N,cache_mib=N,allow_other,socket=PATH]"
+let usage = "usage: mount.xv6 IMAGE DIR [-sfnv] [-o module=PATH,threads=N,cache_mib=N,allow_other,ro,socket=PATH]"
 
 func fail(_ message: String, status: Int32 = 32) -> Never {
     let text = Array("mount.xv6: \(message)\n".utf8)
@@ -69,9 +70,10 @@ struct MountOptions {
     var threads: Int?
     var cacheMiB: Int?
     var allowOther = false
+    var readOnly = false
 
     /// For mount(8), fstab or systemd: nothing to do here.
-    static let ignored: Set<String> = ["defaults", "rw", "auto", "noauto", "nofail", "_netdev", "nosuid", "nodev"]
+    static let ignored: Set<String> = ["defaults", "auto", "noauto", "nofail", "_netdev", "nosuid", "nodev"]
 
     init(_ options: [String], sloppy: Bool) {
         for option in options {
@@ -87,7 +89,8 @@ struct MountOptions {
             case "threads": threads = number()
             case "cache_mib": cacheMiB = number()
             case "allow_other": allowOther = true
-            case "ro": fail("read-only mounts are not supported")
+            case "ro": readOnly = true
+            case "rw": readOnly = false
             case _ where Self.ignored.contains(name) || name.hasPrefix("x-") || name == "comment": break
             default: if !sloppy { fail("unknown option '\(option)'\n\(usage)", status: 1) }
             }
@@ -122,7 +125,8 @@ if arguments.verbose {
 if arguments.fake { exit(0) }
 
 let request = ControlRequest.mount(image: arguments.image, mountpoint: arguments.directory, module: module,
-                                   threads: options.threads, cacheMiB: options.cacheMiB, allowOther: options.allowOther)
+                                   threads: options.threads, cacheMiB: options.cacheMiB, allowOther: options.allowOther,
+                                   readOnly: options.readOnly)
 let reply: ControlReply
 do {
     // The daemon answers once the kernel's INIT is answered, or after a

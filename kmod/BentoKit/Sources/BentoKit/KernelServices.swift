@@ -79,6 +79,11 @@ public final class SuperBlock {
     /// later mount with this flag off). It stays set for the life of the
     /// host process, through live upgrades.
     public let kernelMayHoldInodes: Bool
+    /// The host serves this mount read-only: the image may sit on
+    /// read-only storage, and the module must write nothing to it (no log
+    /// replay, no orphan cleanup, no commit). Operations that would change
+    /// the file system fail with EROFS.
+    public let readOnly: Bool
     /// What the kernel holds: lookup counts, open handles. The host keeps it
     /// for the life of the mount's process, through upgrades.
     public let references = KernelReferences()
@@ -102,12 +107,14 @@ public final class SuperBlock {
     /// `log` per occurrence.
     @_spi(Host)
     public init(cache: any BufferCache, journal: (any OperationJournal)?, kernelMayHoldInodes: Bool,
+                readOnly: Bool = false,
                 log: @escaping @Sendable (String) -> Void = { _ in },
                 report: (@Sendable (StaticString, any Error, () -> String) -> Void)? = nil) {
         self.cache = cache
         self.log = log
         self.journal = journal
         self.kernelMayHoldInodes = kernelMayHoldInodes
+        self.readOnly = readOnly
         self.reporter = report ?? { condition, error, detail in
             let more = detail()
             log("\(condition) (\(error))" + (more.isEmpty ? "" : ": " + more))

@@ -77,4 +77,16 @@ public protocol BentoModule: AnyObject {
     /// An instance that carries on from a state another instance exported
     /// over the same superblock. Throwing leaves the old instance in charge.
     func restore(_ superBlock: SuperBlock, from state: ExportedState) throws -> any FileSystem
+    /// Throws why this version cannot serve the file system behind
+    /// `superBlock` (say, the image uses a format feature it does not
+    /// know). An upgrade's preflight asks, while the old version still
+    /// serves: it must only read, and a refusal costs no pause.
+    func checkCanServe(_ superBlock: SuperBlock) throws
+}
+
+extension BentoModule {
+    /// Modules that have nothing to check. A requirement with a default is
+    /// an addition that resilient protocols allow: modules built before it
+    /// get this one, so the SDK ABI version stays.
+    public func checkCanServe(_ superBlock: SuperBlock) throws {}
 }

@@ -19,9 +19,11 @@ public enum ImageLock {
     }
 
     /// Locks the image open on `fd` (open for writing). Locking again
-    /// through the same open file description succeeds.
-    public static func lock(_ fd: Int32) -> Outcome {
-        if bento_ofd_lock(fd) == 0 { return .locked }
+    /// through the same open file description succeeds. `shared`: a read
+    /// lock, for an image served read-only (the fd may be open read-only):
+    /// it shuts out every writer, not other readers.
+    public static func lock(_ fd: Int32, shared: Bool = false) -> Outcome {
+        if (shared ? bento_ofd_lock_shared(fd) : bento_ofd_lock(fd)) == 0 { return .locked }
         return errno == EAGAIN || errno == EACCES ? .heldElsewhere : .failed(errno)
     }
 

@@ -27,6 +27,12 @@ int bento_ofd_lock(int fd) {
     return fcntl(fd, F_OFD_SETLK, &lock);
 }
 
+int bento_ofd_lock_shared(int fd) {
+    struct flock lock = whole_file_write_lock();
+    lock.l_type = F_RDLCK;
+    return fcntl(fd, F_OFD_SETLK, &lock);
+}
+
 int bento_ofd_is_locked(int fd) {
     struct flock lock = whole_file_write_lock();
     if (fcntl(fd, F_OFD_GETLK, &lock) < 0) return -1;

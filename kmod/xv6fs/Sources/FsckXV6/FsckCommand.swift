@@ -30,6 +30,10 @@ struct FsckCommand: ParsableCommand {
             Exit status, as fsck(8), added up when several apply: 0 clean, 1 errors \
             corrected, 4 errors left uncorrected, 8 operational error (cannot check, or \
             the image is in use), 16 usage error.
+
+            The report names the image's format features. An image with an incompat \
+            feature fsck.xv6 does not know is not checked (exit status 8); one with an \
+            unknown ro_compat feature is checked only with -n.
             """,
         version: bentoVersion)
 
@@ -123,6 +127,7 @@ struct FsckCommand: ParsableCommand {
 
     /// Prints the findings and the summary, and exits with fsck(8)'s status.
     private func finish(_ report: CheckReport, preenHalt unsafe: Set<FindingKind> = []) -> Never {
+        if let superblock = report.superblock { print("\(image): features: \(superblock.features.description)") }
         if let problem = report.operationalError {
             printError("fsck.xv6: \(image): \(problem)")
             Glibc.exit(8)

@@ -19,7 +19,10 @@ struct MkfsCommand: ParsableCommand {
             are 32 bits on disk): a larger size is refused.
 
             An image that bento-upgraded serves (it holds the image's lock) or that is \
-            mounted is never formatted, even with --force. While formatting, mkfs.xv6 \
+            mounted is never formatted, even with --force. -O sets format features \
+            (Docs/on-disk-format.md): an xv6fs version that does not know an incompat \
+            feature refuses the image, and serves one with an unknown ro_compat feature \
+            read-only. While formatting, mkfs.xv6 \
             holds the image's lock itself. On a terminal, a format that takes more than \
             a second shows its progress.
 
@@ -39,6 +42,11 @@ struct MkfsCommand: ParsableCommand {
     @Option(help: "Number of inodes (default: one per four blocks, at least 64).")
     var inodes: UInt32?
 
+    @Option(name: .customShort("O"),
+            help: ArgumentHelp("Format features to set, comma-separated (\(Feature.all.map(\.name).joined(separator: ", "))); "
+                               + "^name clears one. Default: none.", valueName: "feature,..."))
+    var features: String?
+
     @Flag(name: .shortAndLong, help: "Print nothing but errors.")
     var quiet = false
 
@@ -49,6 +57,13 @@ struct MkfsCommand: ParsableCommand {
         if let inodes, inodes < 2 || inodes > UInt32.max / 2 {
             throw ValidationError("--inodes must be between 2 and \(UInt32.max / 2)")
         }
+        _ = try chosenFeatures()
+    }
+
+    /// The features -O asks for.
+    private func chosenFeatures() throws -> FeatureSet {
+        guard let features else { return .none }
+        do { return try FeatureSet.none.applying(features) } catch { throw ValidationError("-O: \(error)") }
     }
 
     func run() throws {
@@ -118,7 +133,7 @@ struct MkfsCommand: ParsableCommand {
         let sb: Superblock
         let progress = quiet || isatty(STDOUT_FILENO) == 0 ? nil : FormatProgress(image: image)
         do {
-            sb = try Format.format(device, inodeCount: inodes, now: Self.now(), progress: progress.map { p in { p.show(written: $0, total: $1) } })
+            sb = try Format.format(device, inodeCount: inodes, features: (try? chosenFeatures()) ?? .none, now: Self.now(), progress: progress.map { p in { p.show(written: $0, total: $1) } })
         } catch {
             progress?.finish()
             throw .message("\(image): \(error)")
@@ -171,6 +186,7 @@ struct MkfsCommand: ParsableCommand {
               bitmap:       \(sb.bitmapBlocks) block(s) from block \(sb.bitmapStart)
               data blocks:  \(dataBlocks) from block \(sb.dataStart) (1 holds the root directory)
               uuid:         \(hex(sb.uuid.0))\(hex(sb.uuid.1))
+              features:     \(sb.features.description)
             """)
     }
 

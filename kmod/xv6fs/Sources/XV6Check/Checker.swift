@@ -23,6 +23,12 @@ public struct Checker: Sendable {
         self.maxFindingsPerKind = maxFindingsPerKind
     }
 
+    /// The format features this checker understands: none yet. An image
+    /// with another incompat feature is not checked at all, one with another
+    /// ro_compat feature only read-only (its repairs could damage what the
+    /// feature keeps); other compat features are named in an info finding.
+    public static let knownFeatures = FeatureSet.none
+
     public func check(_ device: any BlockDevice) -> CheckReport {
         switch loadSuperblock(device) {
         case .failure(let problem):
@@ -30,7 +36,25 @@ public struct Checker: Sendable {
             report.operationalError = problem.message
             return report
         case .success(let superblock):
-            return CheckRun(device: device, superblock: superblock, options: self).run()
+            var report = CheckReport()
+            report.superblock = superblock
+            let unknown = superblock.features.subtracting(Self.knownFeatures)
+            switch superblock.features.support(knowing: Self.knownFeatures) {
+            case .refused(let incompat):
+                report.operationalError = UnsupportedFeatures(unknown: incompat, reader: "fsck.xv6").description
+                return report
+            case .readOnly(let roCompat) where !readOnly:
+                report.operationalError = "the image uses ro_compat features fsck.xv6 does not know "
+                    + "(\(roCompat.description)): not repairing it (-n checks it)"
+                return report
+            case .readOnly, .readWrite:
+                var report = CheckRun(device: device, superblock: superblock, options: self).run()
+                if !unknown.isEmpty {
+                    report.findings.insert(Finding(severity: .info, kind: .features,
+                                                   message: "features this fsck.xv6 does not check: \(unknown.description)"), at: 0)
+                }
+                return report
+            }
         }
     }
 }

@@ -53,6 +53,9 @@ public enum FindingKind: String, Sendable, CaseIterable {
     case linkCount
     /// An allocated inode that no directory reachable from the root names.
     case orphan
+    /// Format features this checker does not know (info only: unknown
+    /// incompat ones stop the check).
+    case features
     /// Stands for findings left out of the list (the count is in the message).
     case omitted
 }

@@ -148,8 +148,10 @@ struct HandoverState {
     }
 
     /// An instance that carries on where the exporting one stopped.
-    func restore(_ superBlock: SuperBlock) throws -> Xv6FileSystem {
+    func restore(_ superBlock: SuperBlock, knownFeatures: FeatureSet = .none,
+                 reader: String = "xv6fs") throws -> Xv6FileSystem {
         let sb = try Volume.readSuperblock(superBlock.cache)
+        let readOnly = try Xv6FileSystem.accessIsReadOnly(sb, superBlock, knownFeatures: knownFeatures, reader: reader)
         try validate(against: sb)
         let volume = Volume(cache: superBlock.cache, superblock: sb, journal: superBlock.journal)
         volume.log.adopt(log)
@@ -157,7 +159,7 @@ struct HandoverState {
         volume.blocks.freeCount = freeBlocks
         volume.inodes.hint = inodeHint
         volume.inodes.freeCount = freeInodes
-        let fs = Xv6FileSystem(superBlock: superBlock, volume: volume)
+        let fs = Xv6FileSystem(superBlock: superBlock, volume: volume, readOnly: readOnly)
         fs.failed = failed
         // A copied table (formats 1 and 2) replaces the host's: the
         // exporter kept its own, and the host's may be stale.

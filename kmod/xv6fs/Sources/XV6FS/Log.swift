@@ -141,17 +141,7 @@ final class WriteAheadLog {
     /// mount. Returns the number of blocks replayed.
     @discardableResult
     func recover(superblock sb: Superblock) throws -> Int {
-        try device.read(block: headerBlock, into: scratch)
-        guard let header = LogHeader.decode(UnsafeRawBufferPointer(scratch), capacity: capacity) else { return 0 }
-        sequence = header.sequence
-        var sum = LogHeader.seed(sequence: header.sequence, blocks: header.blocks)
-        for (i, home) in header.blocks.enumerated() {
-            // The log may hold inode, bitmap and data blocks, nothing before them.
-            guard home >= sb.inodeStart, UInt64(home) < sb.totalBlocks else { return 0 }
-            try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
-            sum = Checksum.combine(sum, UnsafeRawBufferPointer(scratch))
-        }
-        guard sum == header.checksum else { return 0 }  // torn or stale: never committed
+        guard let header = try committedHeader(superblock: sb) else { return 0 }
         for (i, home) in header.blocks.enumerated() {
             try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
             try device.write(block: UInt64(home), from: UnsafeRawBufferPointer(scratch))
@@ -159,6 +149,41 @@ final class WriteAheadLog {
         }
         try device.flush()
         return header.blocks.count
+    }
+
+    /// Recovery for a read-only mount: the last committed transaction goes
+    /// into the cache instead of the image, its blocks dirty and pinned so
+    /// that reads see them and the cache never drops them. Nothing writes
+    /// them back: a read-only instance never commits. Returns the number of
+    /// blocks laid over the image.
+    @discardableResult
+    func recoverInMemory(superblock sb: Superblock) throws -> Int {
+        guard let header = try committedHeader(superblock: sb) else { return 0 }
+        var overlaid: Set<UInt32> = []
+        for (i, home) in header.blocks.enumerated() {
+            try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
+            try cache.withMutableBlock(UInt64(home), fill: .zero) { $0.copyMemory(from: UnsafeRawBufferPointer(scratch)) }
+            // A later copy of a block wins; pin each block once.
+            if overlaid.insert(home).inserted { cache.pin(UInt64(home)) }
+        }
+        return header.blocks.count
+    }
+
+    /// The last committed transaction's header, if it checks out; also
+    /// takes its sequence number.
+    private func committedHeader(superblock sb: Superblock) throws -> LogHeader? {
+        try device.read(block: headerBlock, into: scratch)
+        guard let header = LogHeader.decode(UnsafeRawBufferPointer(scratch), capacity: capacity) else { return nil }
+        sequence = header.sequence
+        var sum = LogHeader.seed(sequence: header.sequence, blocks: header.blocks)
+        for (i, home) in header.blocks.enumerated() {
+            // The log may hold inode, bitmap and data blocks, nothing before them.
+            guard home >= sb.inodeStart, UInt64(home) < sb.totalBlocks else { return nil }
+            try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
+            sum = Checksum.combine(sum, UnsafeRawBufferPointer(scratch))
+        }
+        guard sum == header.checksum else { return nil }  // torn or stale: never committed
+        return header
     }
 
     /// Puts back the operations a dead instance answered but never

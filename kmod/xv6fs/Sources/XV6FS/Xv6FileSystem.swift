@@ -22,10 +22,14 @@ public final class Xv6FileSystem: FileSystem {
     /// Without a recorder (version 1): the gap an upgrade handed over,
     /// handed on to the next version, which records it.
     var carriedProvenanceGap: Provenance.Gap?
+    /// Served read-only (the host asked, or unknown ro_compat features):
+    /// every change fails with EROFS and nothing is written to the image.
+    let readOnly: Bool
 
-    init(superBlock: SuperBlock, volume: Volume) {
+    init(superBlock: SuperBlock, volume: Volume, readOnly: Bool = false) {
         self.superBlock = superBlock
         self.volume = volume
+        self.readOnly = readOnly
     }
 
     /// Operations an observer hears about, after they succeeded.
@@ -46,29 +50,63 @@ public final class Xv6FileSystem: FileSystem {
     /// holds from an instance that died, counts free space, reclaims orphans
     /// (keeps them instead when the kernel may still hold them: see
     /// `SuperBlock.kernelMayHoldInodes`; each is reclaimed at its FORGET).
-    static func mount(_ superBlock: SuperBlock) throws -> Xv6FileSystem {
+    /// Read-only, it writes nothing: the log's last transaction is laid
+    /// over the image in memory, and orphans stay.
+    static func mount(_ superBlock: SuperBlock, knownFeatures: FeatureSet = .none,
+                      reader: String = "xv6fs") throws -> Xv6FileSystem {
         let sb = try Volume.readSuperblock(superBlock.cache)
+        let readOnly = try accessIsReadOnly(sb, superBlock, knownFeatures: knownFeatures, reader: reader)
         let volume = Volume(cache: superBlock.cache, superblock: sb, journal: superBlock.journal)
-        let replayed = try volume.log.recover(superblock: sb)
-        if replayed > 0 { superBlock.log("xv6fs: log recovery replayed \(replayed) blocks") }
-        let journaled = try volume.log.replayJournal(superblock: sb, report: superBlock.log)
-        if journaled.blocks > 0 {
-            superBlock.log("xv6fs: recovered \(journaled.blocks) blocks of \(journaled.operations) operations from the operation journal")
+        if readOnly {
+            let overlaid = try volume.log.recoverInMemory(superblock: sb)
+            if overlaid > 0 {
+                superBlock.log("xv6fs: read-only: the log's last committed transaction (\(overlaid) blocks) is served from memory, not written to the image")
+            }
+            if let journal = superBlock.journal, journal.pendingOperations > 0 {
+                superBlock.log("xv6fs: read-only: \(journal.pendingOperations) operations in the operation journal are not put back")
+            }
+        } else {
+            let replayed = try volume.log.recover(superblock: sb)
+            if replayed > 0 { superBlock.log("xv6fs: log recovery replayed \(replayed) blocks") }
+            let journaled = try volume.log.replayJournal(superblock: sb, report: superBlock.log)
+            if journaled.blocks > 0 {
+                superBlock.log("xv6fs: recovered \(journaled.blocks) blocks of \(journaled.operations) operations from the operation journal")
+            }
         }
         try volume.blocks.countFree()
         let orphans = try volume.inodes.scan()
-        let fs = Xv6FileSystem(superBlock: superBlock, volume: volume)
+        let fs = Xv6FileSystem(superBlock: superBlock, volume: volume, readOnly: readOnly)
         guard try volume.inodes.get(Layout.rootInode).isDirectory else { throw Errno.EUCLEAN }
-        let keep = superBlock.kernelMayHoldInodes
-        try fs.lock.withLock {
-            if !keep { for ino in orphans { try fs.reclaim(try volume.inodes.get(ino)) } }
-            try volume.log.commit()
+        let keep = superBlock.kernelMayHoldInodes || readOnly
+        if !readOnly {
+            try fs.lock.withLock {
+                if !keep { for ino in orphans { try fs.reclaim(try volume.inodes.get(ino)) } }
+                try volume.log.commit()
+            }
         }
         if !orphans.isEmpty {
-            superBlock.log(keep ? "xv6fs: kept \(orphans.count) orphan inodes the kernel may still hold (each is reclaimed when the kernel forgets it)"
+            superBlock.log(readOnly ? "xv6fs: read-only: kept \(orphans.count) orphan inodes"
+                           : keep ? "xv6fs: kept \(orphans.count) orphan inodes the kernel may still hold (each is reclaimed when the kernel forgets it)"
                                 : "xv6fs: reclaimed \(orphans.count) orphan inodes")
         }
         return fs
+    }
+
+    /// Whether this version must serve the image read-only: the host asks
+    /// it, or the image has ro_compat features this version does not know
+    /// (logged). Unknown incompat features refuse the image.
+    static func accessIsReadOnly(_ sb: Superblock, _ superBlock: SuperBlock, knownFeatures: FeatureSet,
+                                 reader: String) throws -> Bool {
+        switch sb.features.support(knowing: knownFeatures) {
+        case .refused(let unknown):
+            throw UnsupportedFeatures(unknown: unknown, reader: reader)
+        case .readOnly(let unknown):
+            superBlock.log("xv6fs: serving read-only: the image uses ro_compat features \(reader) does not know "
+                           + "(\(unknown.description)); writes fail with EROFS")
+            return true
+        case .readWrite:
+            return superBlock.readOnly
+        }
     }
 
     // MARK: Helpers (called with the lock held)
@@ -88,6 +126,7 @@ public final class Xv6FileSystem: FileSystem {
     /// changed to the operation journal. A device error makes the file
     /// system refuse further changes.
     func transaction<R>(_ body: () throws -> R) throws -> R {
+        guard !readOnly else { throw Errno.EROFS }
         guard !failed else { throw Errno.EIO }
         do {
             try volume.log.begin()
@@ -143,6 +182,7 @@ public final class Xv6FileSystem: FileSystem {
     /// Frees an orphan's blocks, in as many transactions as that takes, then
     /// its inode.
     private func reclaim(_ inode: Inode) throws {
+        guard !readOnly else { return }  // an orphan stays, for a writable mount to reclaim
         inode.directory = nil
         while true {
             let done = try transaction { () throws -> Bool in
@@ -241,6 +281,7 @@ public final class Xv6FileSystem: FileSystem {
 
     public func destroy() throws {
         try lock.withLock {
+            guard !readOnly else { return }
             guard !failed else { throw Errno.EIO }
             try volume.log.commit()
             try volume.cache.device.flush()
@@ -251,6 +292,7 @@ public final class Xv6FileSystem: FileSystem {
     /// does: the file system takes no further change (see `failed`).
     public func sync() throws {
         try lock.withLock {
+            guard !readOnly else { return }
             guard !failed else { throw Errno.EIO }
             do { try volume.log.commit() } catch { failed = true; throw Errno.EIO }
         }
@@ -545,6 +587,9 @@ public final class Xv6FileSystem: FileSystem {
         try lock.withLock {
             let node = try inode(ino)
             if node.isDirectory && Self.writable(flags) { throw Errno.EISDIR }
+            // As a read-only kernel mount refuses it: with the kernel's
+            // writeback cache, a write would otherwise fail only at flush.
+            if readOnly && Self.writable(flags) { throw Errno.EROFS }
             if Self.writable(flags) && flags & OpenFlags.truncate != 0 && node.disk.isRegular {
                 try truncate(node, to: 0, now: currentTime())
             }

@@ -27,12 +27,14 @@ public enum Format {
     /// after each block written: (blocks written, blocks to write).
     @discardableResult
     public static func format(_ device: any BlockDevice, inodeCount: UInt32? = nil, logBlocks: UInt32? = nil,
+                              features: FeatureSet = .none,
                               uuid: (UInt64, UInt64) = (UInt64.random(in: 1...UInt64.max), UInt64.random(in: 0...UInt64.max)),
                               now: Timespec, progress: ((UInt64, UInt64) -> Void)? = nil) throws(Failure) -> Superblock {
         guard var sb = Superblock.plan(totalBlocks: device.blockCount, inodeCount: inodeCount, logBlocks: logBlocks) else {
             throw .tooSmall(device.blockCount)
         }
         sb.uuid = uuid
+        sb.features = features
         sb.createdSeconds = now.seconds
         let rootBlock = sb.dataStart
         let page = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)

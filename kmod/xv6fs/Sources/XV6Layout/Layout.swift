@@ -93,12 +93,15 @@ public struct Superblock: Equatable, Sendable {
     public var dataStart: UInt32
     public var uuid: (UInt64, UInt64)
     public var createdSeconds: Int64
+    /// The format features the image uses (bytes 80 ..< 92, zero in images
+    /// made before features existed).
+    public var features = FeatureSet.none
 
     public static func == (a: Superblock, b: Superblock) -> Bool {
         a.totalBlocks == b.totalBlocks && a.inodeCount == b.inodeCount && a.logBlocks == b.logBlocks
             && a.logStart == b.logStart && a.inodeStart == b.inodeStart && a.bitmapStart == b.bitmapStart
             && a.bitmapBlocks == b.bitmapBlocks && a.dataStart == b.dataStart && a.uuid == b.uuid
-            && a.createdSeconds == b.createdSeconds
+            && a.createdSeconds == b.createdSeconds && a.features == b.features
     }
 
     public var inodeBlocks: UInt32 { UInt32((UInt64(inodeCount) + UInt64(Layout.inodesPerBlock) - 1) / UInt64(Layout.inodesPerBlock)) }
@@ -140,6 +143,9 @@ public struct Superblock: Equatable, Sendable {
         block.set(56, uuid.0)
         block.set(64, uuid.1)
         block.set(72, UInt64(bitPattern: createdSeconds))
+        block.set(80, features.compat)
+        block.set(84, features.roCompat)
+        block.set(88, features.incompat)
         let sum = Checksum.hash(UnsafeRawBufferPointer(rebasing: block[0..<Self.checksumOffset]))
         block.set(Self.checksumOffset, sum)
     }
@@ -170,7 +176,8 @@ public struct Superblock: Equatable, Sendable {
         let sb = Superblock(totalBlocks: block.u64(16), inodeCount: block.u32(24), logBlocks: block.u32(28),
                             logStart: block.u32(32), inodeStart: block.u32(36), bitmapStart: block.u32(40),
                             bitmapBlocks: block.u32(44), dataStart: block.u32(48),
-                            uuid: (block.u64(56), block.u64(64)), createdSeconds: Int64(bitPattern: block.u64(72)))
+                            uuid: (block.u64(56), block.u64(64)), createdSeconds: Int64(bitPattern: block.u64(72)),
+                            features: FeatureSet(compat: block.u32(80), roCompat: block.u32(84), incompat: block.u32(88)))
         guard let expected = plan(totalBlocks: sb.totalBlocks, inodeCount: sb.inodeCount, logBlocks: sb.logBlocks),
               expected.logStart == sb.logStart, expected.inodeStart == sb.inodeStart,
               expected.bitmapStart == sb.bitmapStart, expected.bitmapBlocks == sb.bitmapBlocks,

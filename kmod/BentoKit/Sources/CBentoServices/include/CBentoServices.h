@@ -22,6 +22,9 @@ int bento_memfd_is_sealed(int fd);
 /// it). fd must be open for writing. 0, or -1 and errno (EAGAIN: another open
 /// file description holds a lock on the file).
 int bento_ofd_lock(int fd);
+/// A shared (read) lock instead, for an image open read-only: it keeps
+/// writers (bento-upgraded serving it writable, mkfs, fsck repairing) out.
+int bento_ofd_lock_shared(int fd);
 
 /// 1 if another open file description holds a lock on part of the file that
 /// a whole-file write lock would conflict with (F_OFD_GETLK: nothing is
