@@ -4,8 +4,8 @@
 # mount to it, printing how long each step took. A build error or a
 # refused upgrade leaves the mount on the version it had.
 # Usage: Tools/dev.sh MOUNTPOINT MODULE_DIR
-# Environment: BENTOCTL (default: this tree's .build/debug/bentoctl, else
-# bentoctl on PATH), SOCKET (bentoctl's --socket), UPGRADE_FLAGS (more
+# Environment: BENTOCTL (default: this tree's .build/release or .build/debug
+# bentoctl, else bentoctl on PATH), SOCKET (bentoctl's --socket), UPGRADE_FLAGS (more
 # options for `bentoctl upgrade`, e.g. "--probation 0").
 set -u
 usage() { echo "usage: $0 MOUNTPOINT MODULE_DIR" >&2; exit 2; }
@@ -13,8 +13,11 @@ usage() { echo "usage: $0 MOUNTPOINT MODULE_DIR" >&2; exit 2; }
 mount=$(realpath -m "$1") dir=$(cd "$2" 2>/dev/null && pwd) || { echo "$0: no such directory: $2" >&2; exit 2; }
 tree=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=/opt/swift/usr/bin:$PATH
-bentoctl=${BENTOCTL:-$tree/.build/debug/bentoctl}
-[ -x "$bentoctl" ] || bentoctl=bentoctl
+bentoctl=${BENTOCTL:-}
+for candidate in $tree/.build/release/bentoctl $tree/.build/debug/bentoctl; do
+    [ -z "$bentoctl" ] && [ -x "$candidate" ] && bentoctl=$candidate
+done
+bentoctl=${bentoctl:-bentoctl}
 ctl() { "$bentoctl" ${SOCKET:+--socket "$SOCKET"} "$@"; }
 now() { date +%s%N; }
 seconds() { awk -v ns=$(($2 - $1)) 'BEGIN { printf "%.2f s", ns / 1e9 }'; }
