@@ -18,7 +18,7 @@ tree=$(cd "$(dirname "$0")/.." && pwd)
 module=$(tr '[:lower:]' '[:upper:]' <<<"${name:0:1}")${name:1}
 mkdir -p "$dir"
 cp -R "$tree/Templates/module/." "$dir/"
-find "$dir" -type f -exec sed -i -e "s|@NAME@|$name|g" -e "s|@MODULE@|$module|g" \
+find "$dir" -type f -exec sed -i -e "s|@NAME@|$name|g" -e "s|@MODULE@|$module|g" -e "s|@BENTO@|$tree|g" \
     -e "s|@VERSION@|$version|g" -e "s|@BENTOKIT@|$tree/kmod/BentoKit|g" {} +
 echo "made $dir: file system $name $version (module file lib${module}Module.so)"
 echo "next: swift test --package-path $dir; then see $dir/README.md"
