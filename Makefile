@@ -29,7 +29,8 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev li
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps deb test test-tsan soak bench install install-systemd install-docs man diagrams plots run clean version
+.PHONY: all build deps deb test test-tsan soak bench install install-systemd install-docs man diagrams plots run clean version \
+        new-module dev
 
 all: build
 
@@ -53,6 +54,7 @@ test: deps
 	@for p in $(PRODUCTS) $(FIXTURES); do $(SWIFT) build --product $$p || exit 1; done
 	$(SWIFT) test
 	Tests/tools/mkfs-fsck.sh .build/debug
+	Tests/tools/tutorial.sh .build/debug
 	Tests/mount/posix.sh .build/debug
 	Tests/mount/persistence.sh .build/debug
 	Tests/mount/enospc.sh .build/debug
@@ -245,6 +247,20 @@ run: build $(IMAGE)
 
 $(IMAGE):
 	$(BIN)/mkfs.xv6 --size $(IMAGE_SIZE) $(IMAGE)
+
+# A new module package from Templates/module (Docs/first-module.md):
+# make new-module NAME=hellofs DIR=~/hellofs [MODULE_VERSION=0.1.0]
+# (MODULE_VERSION: VERSION is Bento's own release number.)
+new-module:
+	@[ -n "$(NAME)" ] && [ -n "$(DIR)" ] || { echo "usage: make new-module NAME=name DIR=dir [MODULE_VERSION=x.y.z]"; exit 2; }
+	Tools/new-module.sh $(NAME) $(DIR) $(MODULE_VERSION)
+
+# The edit-to-live loop: rebuild a module package as a new development
+# version and upgrade a mount to it (Tools/dev.sh, Docs/first-module.md):
+# make dev MOUNT=/mnt/hello MODULE_DIR=~/hellofs [SOCKET=...]
+dev:
+	@[ -n "$(MOUNT)" ] && [ -n "$(MODULE_DIR)" ] || { echo "usage: make dev MOUNT=mountpoint MODULE_DIR=dir [SOCKET=path]"; exit 2; }
+	@SOCKET=$(SOCKET) Tools/dev.sh $(MOUNT) $(MODULE_DIR)
 
 # The release number (`make -s version`), e.g. for a package's file name.
 version:
