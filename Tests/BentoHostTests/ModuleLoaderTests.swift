@@ -43,7 +43,7 @@ import Testing
         #expect(loaded.descriptor.fileSystem == "xv6fs")
         #expect(loaded.descriptor.version == SemanticVersion(1, 0, 0))
         #expect(loaded.descriptor.sdkABIVersion == BentoABI.version)
-        #expect(loaded.descriptor.handoverFormat(to: loaded.descriptor) == StateFormat(name: "xv6fs", version: 3))
+        #expect(loaded.descriptor.handoverFormat(to: loaded.descriptor) == StateFormat(name: "xv6fs", version: 4))
         // Loading again gives the same module object.
         let again = try ModuleLoader.load(path: Self.modulePath)
         #expect(again.module === loaded.module)
@@ -79,8 +79,8 @@ import Testing
         let v1 = try ModuleLoader.load(path: Self.modulePath, fileSystem: "xv6fs")
         let v2 = try ModuleLoader.load(path: Self.module2Path, fileSystem: "xv6fs")
         #expect(v2.descriptor.version == SemanticVersion(2, 0, 0))
-        #expect(v1.descriptor.handoverFormat(to: v2.descriptor) == StateFormat(name: "xv6fs", version: 3))
-        #expect(v2.descriptor.handoverFormat(to: v1.descriptor) == StateFormat(name: "xv6fs", version: 3))
+        #expect(v1.descriptor.handoverFormat(to: v2.descriptor) == StateFormat(name: "xv6fs", version: 4))
+        #expect(v2.descriptor.handoverFormat(to: v1.descriptor) == StateFormat(name: "xv6fs", version: 4))
         #expect(v2.descriptor.handoverFormat(to: v2.descriptor) == StateFormat(name: "xv6fs", version: 4))
 
         let image = scratch("handover.img")
