@@ -1,9 +1,10 @@
 #!/bin/bash
 # The doc test of Docs/debugging.md: runs its ```sh blocks, in order, in one
 # shell that stops at the first failing command (gdb attached to a mount's
-# worker, a breakpoint in xv6fs hit by a touch; an xv6fs test under gdb),
-# then checks what gdb printed. Root; needs bento-upgraded, XV6Module,
-# mkfs.xv6 and fsck.xv6 in BIN_DIR, and gdb.
+# worker, a breakpoint in xv6fs hit by a touch, a live upgrade under gdb; an
+# xv6fs test under gdb), then checks what gdb printed. Root; needs
+# bento-upgraded, bentoctl, XV6Module, XV6Module2, mkfs.xv6 and fsck.xv6 in
+# BIN_DIR, and gdb.
 # Usage: Tests/tools/debugging.sh BIN_DIR
 set -u
 bin=$(cd "${1:?usage: $0 BIN_DIR}" && pwd)
@@ -54,6 +55,12 @@ expect "gdb shows the arguments' names" "$w/gdb.out" '^name = '
 expect "gdb detached" "$w/gdb.out" '^\[Inferior 1 \(process [0-9]+\) detached\]'
 expect "the touch completed" "$work/out" ' root +0 .*/mnt/hello$'
 expect "the mount served on after the session" "$work/out" '^still serving$'
+# A live upgrade: the breakpoint set again in the new module file, hit there.
+expect "after an upgrade, gdb stopped in the new version's source" "$w/gdb-upgrade.out" \
+    'hit Breakpoint 1\.[0-9]+, Xv6FileSystem\.create\(.* at .*/kmod/xv6fs/Sources/XV6FS2/Xv6FileSystem\.swift:[0-9]+'
+expect "the backtrace goes through the new module file" "$w/gdb-upgrade.out" '^#[0-9]+ .* from .*/libXV6Module2\.so$'
+expect "the upgrade to 2.0.0 went through with gdb attached" "$work/out" '^upgraded .*: 1\.0\.0 -> 2\.0\.0'
+expect "the touch after the upgrade completed" "$work/out" ' root +0 .*/mnt/hello2$'
 expect "fsck.xv6 found the image clean" "$work/out" ': clean$'
 # In process: the same breakpoint under the package's own test harness.
 expect "swift test --filter ran the test" "$work/out" 'Test run with 1 test .* passed'
