@@ -25,7 +25,7 @@ BIN       = .build/$(CONFIG)
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat \
-                   python3 e2fsprogs mount util-linux groff-base stress-ng
+                   python3 e2fsprogs mount util-linux groff-base stress-ng gdb
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
@@ -55,6 +55,7 @@ test: deps
 	$(SWIFT) test
 	Tests/tools/mkfs-fsck.sh .build/debug
 	Tests/tools/tutorial.sh .build/debug
+	Tests/tools/debugging.sh .build/debug
 	Tests/mount/posix.sh .build/debug
 	Tests/mount/persistence.sh .build/debug
 	Tests/mount/enospc.sh .build/debug
