@@ -229,7 +229,7 @@ section_state() {
     ln -s fixed/1 "$mnt/link"
     (cd "$mnt" && ls -liR fixed link; find fixed -type f -exec sha256sum {} +) > "$work/before"
     hold_start 500
-    exec 7<>"$mnt/fixed/100"
+    exec 7>>"$mnt/fixed/100"
     local i target rounds=0
     for i in 1 2 3 4 5 6; do
         target=$work/a2.so; [ $((i % 2)) -eq 0 ] && target=$work/a.so
@@ -287,15 +287,18 @@ section_kill9() {
     "$work/load" "$mnt/load" 4 300 > "$work/load.out" 2> "$work/load.err" &
     loadpid=$!
     sleep 1
-    # The mount's worker: the daemon's child that is a bento-upgraded too.
-    local kills=0 w i
+    # The mount's worker: the daemon's child running --worker.
+    local kills=0 took=0 w i
     for i in 1 2 3; do
-        w=$(pgrep -P "$daemon" -x bento-upgraded | head -1)
+        w=$(pgrep -P "$daemon" -f -- --worker | head -1)
         [ -n "$w" ] && kill -9 "$w" && kills=$((kills + 1))
         sleep 1.5
+        # Another worker serves now.
+        local n; n=$(pgrep -P "$daemon" -f -- --worker | head -1)
+        [ -n "$n" ] && [ "$n" != "$w" ] && took=$((took + 1))
     done
     touch "$mnt/load/STOP"; wait $loadpid; local status=$?; loadpid=
-    expect "3 workers killed by kill -9" test $kills -eq 3
+    expect "3 workers killed by kill -9, each replaced by a new one" test $kills -eq 3 -a $took -eq 3
     echo "     $(cat "$work/load.out")"; head -3 "$work/load.err" | sed 's/^/     /'
     expect "through the worker kills the load saw no failed call and no wrong byte" test $status -eq 0
     # The daemon itself: what fsync returned for survives, on the next mount.
