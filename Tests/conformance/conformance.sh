@@ -21,16 +21,20 @@
 #   --bin DIR          bento-upgraded and bentoctl (default .build/debug)
 #   --upgrades N       upgrades per load section (default 20)
 #   --cuts N           crash cut points (default 12)
+#   --subsets N        at each cut also N random subsets of the writes before
+#                      the next flush (default 0: prefixes only, as a device
+#                      that writes in order; a module without a journal may
+#                      fail these, the template's does)
 #   --sections LIST    which to run (default posix,crash,state,self,next,kill9)
 # Exit status 0 when every section passed.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 usage() { sed -n '/^# Usage/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-next= mkfs= fsck= size=256M bin=.build/debug upgrades=20 cuts=12 sections=posix,crash,state,self,next,kill9
+next= mkfs= fsck= size=256M bin=.build/debug upgrades=20 cuts=12 subsets=0 sections=posix,crash,state,self,next,kill9
 while [ $# -gt 1 ]; do
     case $1 in
         --next) next=$2 ;; --mkfs) mkfs=$2 ;; --fsck) fsck=$2 ;; --image-size) size=$2 ;;
-        --bin) bin=$2 ;; --upgrades) upgrades=$2 ;; --cuts) cuts=$2 ;; --sections) sections=$2 ;;
+        --bin) bin=$2 ;; --upgrades) upgrades=$2 ;; --cuts) cuts=$2 ;; --subsets) subsets=$2 ;; --sections) sections=$2 ;;
         *) usage ;;
     esac
     shift 2
@@ -194,7 +198,7 @@ section_crash() {
     # all of the writes before the next flush: a prefix of the device's writes.
     local k subset out deadline durable=0 images=0 problems
     for k in $(for ((j = 0; j < cuts; j++)); do echo $(( j * flushes / (cuts - 1) )); done | uniq); do
-        for subset in none all; do
+        for subset in none all $(for ((r = 1; r <= subsets; r++)); do echo $((seed % 100000 * 1000 + k * 10 + r)); done); do
             out=$("$work/crashimages" build "$work/c.base" "$work/c.rec" "$k" $subset "$work/cut.img") \
                 || { fail "cut $k/$flushes $subset: crashimages"; continue; }
             read -r _ deadline _ _ <<<"$out"
@@ -260,9 +264,11 @@ upgrades_under_load() {
     "$work/load" "$mnt/load" 4 300 > "$work/load.out" 2> "$work/load.err" &
     loadpid=$!
     sleep 1
+    local versions=$(version)
     for i in $(seq "$upgrades"); do
         target=$b; [ $((i % 2)) -eq 0 ] && target=$a
         upgrade "$target" && done=$((done + 1))
+        [ $i -eq 1 ] && versions+=" <-> $(version)"
         sleep 0.2
     done
     touch "$mnt/load/STOP"; wait $loadpid; local status=$?; loadpid=
@@ -273,7 +279,7 @@ upgrades_under_load() {
     expect "$label: each of $held held fds still works" hold_check
     hold_stop
     clean_stop "$label"
-    extra="$done upgrades, $(grep -o 'ops=[0-9]*' "$work/load.out")"
+    extra="$done upgrades $versions, $(grep -o 'ops=[0-9]*' "$work/load.out") by the load"
 }
 section_self() { upgrades_under_load self "$work/a.so" "$work/a2.so"; }
 section_next() {
