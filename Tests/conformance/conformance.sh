@@ -13,8 +13,8 @@
 #             daemon after an fsync: the data must survive
 # Usage: Tests/conformance/conformance.sh [OPTIONS] MODULE.so
 #   --next NEXT.so     the next version (default: a copy of MODULE, as "self")
-#   --mkfs 'CMD'       makes an empty image: sh runs CMD IMAGE, with $SIZE set
-#                      (e.g. 'mkfs.xv6 --size $SIZE'); default: a file of
+#   --mkfs 'CMD'       makes an empty image: sh runs CMD IMAGE, {size} in CMD
+#                      the size (e.g. 'mkfs.xv6 --size {size}'); default: a file of
 #                      zeroes, for modules that format at their first mount
 #   --image-size N     the image's size (default 256M; 64M for crash images)
 #   --fsck 'CMD'       also runs CMD IMAGE after each clean unmount
@@ -62,7 +62,7 @@ serving() { mounted && stat -f "$mnt" >/dev/null 2>&1; }
 # make_image FILE SIZE: an empty image, by --mkfs or of zeroes.
 make_image() {
     rm -f "$1"
-    if [ -n "$mkfs" ]; then SIZE=$2 sh -c "$mkfs \"\$1\"" sh "$1" >/dev/null
+    if [ -n "$mkfs" ]; then sh -c "${mkfs//\{size\}/$2} \"\$1\"" sh "$1" >/dev/null
     else truncate -s "$2" "$1"; fi
 }
 # run_fsck IMAGE: --fsck, if given.
