@@ -113,6 +113,7 @@ clean_stop() {  # clean_stop LABEL: stop, then --fsck
 version() { ctl status --json | grep -o '"version" *: *"[^"]*"' | head -1 | sed 's/.*"\([^"]*\)"$/\1/'; }
 upgrade() {  # upgrade MODULE: 0 if upgraded, else prints the answer
     local out; out=$(ctl upgrade "$mnt" "$1" --json 2>&1)
+    echo "$out" > "$work/answer"
     grep -q '"result" *: *"upgraded"' <<<"$out" && return 0
     echo "     upgrade to ${1##*/}: $(head -c 300 <<<"$out")"; return 1
 }
@@ -240,6 +241,7 @@ section_state() {
         stat -f -c '%b %f %a %c %d' "$mnt" > "$work/statfs.before"
         upgrade "$target" || { fail "round trip $i: upgraded"; continue; }
         rounds=$((rounds + 1))
+        expect "round trip $i: the state was exported and imported" grep -q '"stateFormat"' "$work/answer"
         (cd "$mnt" && ls -liR fixed link; find fixed -type f -exec sha256sum {} +) > "$work/after"
         expect "round trip $i: names, inode numbers, attributes and content unchanged" cmp "$work/before" "$work/after"
         expect "round trip $i: free counts unchanged" test "$(stat -f -c '%b %f %a %c %d' "$mnt")" = "$(cat "$work/statfs.before")"
@@ -251,7 +253,7 @@ section_state() {
     expect "after the rollback: held fds work" hold_check
     hold_stop
     clean_stop state
-    extra="$rounds round trips with $held files held open"
+    extra="$rounds round trips with $held files held open, state $(grep -o '"stateBytes" *: *[0-9]*' "$work/answer" | grep -o '[0-9]*$') B ($(sed -n 's/.*"stateFormat" *: *"\([^"]*\)".*/\1/p' "$work/answer"))"
 }
 
 # upgrades_under_load LABEL A B: $upgrades upgrades alternating B and A
