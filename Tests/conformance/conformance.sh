@@ -115,7 +115,7 @@ upgrade() {  # upgrade MODULE: 0 if upgraded, else prints the answer
     local out; out=$(ctl upgrade "$mnt" "$1" --json 2>&1)
     echo "$out" > "$work/answer"
     grep -q '"result" *: *"upgraded"' <<<"$out" && return 0
-    echo "     upgrade to ${1##*/}: $(head -c 300 <<<"$out")"; return 1
+    echo "     upgrade to ${1##*/}: $(grep -E '"(result|error)"' <<<"$out" | tr -s ' ' | paste -sd ' ' | head -c 300)"; return 1
 }
 
 cc -O2 -pthread -o "$work/load" "$here/mount/load.c" || exit 1
