@@ -20,8 +20,8 @@
 #   --fsck 'CMD'       also runs CMD IMAGE after each clean unmount (a crash
 #                      image's too, after its recovery mount)
 #   --bin DIR          bento-upgraded and bentoctl (default .build/debug)
-#   --upgrades N       upgrades per load section (default 20)
-#   --cuts N           crash cut points (default 12)
+#   --upgrades N       upgrades per load section (default 30)
+#   --cuts N           crash cut points (default 20)
 #   --subsets N        at each cut also N random subsets of the writes before
 #                      the next flush (default 0: prefixes only, as a device
 #                      that writes in order; a module without a journal may
@@ -31,7 +31,7 @@
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 usage() { sed -n '/^# Usage/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-next= mkfs= fsck= size=256M bin=.build/debug upgrades=20 cuts=12 subsets=0 sections=posix,crash,state,self,next,kill9
+next= mkfs= fsck= size=256M bin=.build/debug upgrades=30 cuts=20 subsets=0 sections=posix,crash,state,self,next,kill9
 while [ $# -gt 1 ]; do
     case $1 in
         --next) next=$2 ;; --mkfs) mkfs=$2 ;; --fsck) fsck=$2 ;; --image-size) size=$2 ;;
@@ -326,7 +326,7 @@ section_kill9() {
     expect "an fsynced name survives kill -9" test "$(cat "$mnt/dir/f")" = named
     expect "the load's files read back after kill -9" bash -c "ls -R '$mnt/load' >/dev/null"
     clean_stop kill9
-    extra="$kills worker kills, 1 daemon kill"
+    extra="$kills worker kills under $(grep -o 'ops=[0-9]*' "$work/load.out") by the load, 1 daemon kill"
 }
 
 for s in ${sections//,/ }; do

@@ -10,7 +10,7 @@ export PATH=/opt/swift/usr/bin:$PATH
 work=$(mktemp -d /tmp/bento-conformance-template.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 pkg=$work/conffs
-"$tree/Tools/new-module.sh" conffs "$pkg" 0.1.0 >/dev/null
+make -s -C "$tree" new-module NAME=conffs DIR="$pkg" MODULE_VERSION=0.1.0 >/dev/null
 swift build --package-path "$pkg" --product ConffsModule 2>&1 | tail -1
 cp "$pkg/.build/debug/libConffsModule.so" "$work/conffs-0.1.0.so"
 sed -i 's|^let version = "0.1.0"|let version = "0.1.1"|' "$pkg/Package.swift"
