@@ -30,7 +30,7 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev li
 export PATH := /opt/swift/usr/bin:$(PATH)
 
 .PHONY: all build deps deb test test-tsan soak bench install install-systemd install-docs man diagrams plots run clean version \
-        new-module dev
+        new-module dev conformance
 
 all: build
 
@@ -68,6 +68,11 @@ test: deps
 	Tests/mount/memory.sh .build/debug
 	Tests/mount/fstab.sh .build/debug
 	Tests/mount/readonly.sh .build/debug
+	$(MAKE) -s conformance BIN=.build/debug MODULE=.build/debug/libXV6Module.so NEXT=.build/debug/libXV6Module2.so \
+		FORMAT='$(CURDIR)/.build/debug/mkfs.xv6 --size {size}' FSCK='$(CURDIR)/.build/debug/fsck.xv6 -n' KIT_OPTIONS='--subsets 1'
+	$(MAKE) -s conformance BIN=.build/debug MODULE=.build/debug/libXV6Module2.so \
+		FORMAT='$(CURDIR)/.build/debug/mkfs.xv6 --size {size}' FSCK='$(CURDIR)/.build/debug/fsck.xv6 -n' KIT_OPTIONS='--subsets 1'
+	Tests/conformance/template.sh .build/debug
 	Tests/install/install.sh
 	$(MAKE) -s test-tsan
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) Tests/systemd/e2e.sh
@@ -262,6 +267,15 @@ new-module:
 dev:
 	@[ -n "$(MOUNT)" ] && [ -n "$(MODULE_DIR)" ] || { echo "usage: make dev MOUNT=mountpoint MODULE_DIR=dir [SOCKET=path]"; exit 2; }
 	@SOCKET=$(SOCKET) Tools/dev.sh $(MOUNT) $(MODULE_DIR)
+
+# The conformance kit (Tests/conformance/conformance.sh) on any module file:
+# make conformance MODULE=x.so [NEXT=next.so] [FORMAT='mkfs CMD, {size} the size']
+#                  [FSCK='fsck CMD'] [BIN=.build/release] [KIT_OPTIONS=...]
+# Without FORMAT the image is all zeroes, for a module that formats it.
+conformance:
+	@[ -n "$(MODULE)" ] || { echo "usage: make conformance MODULE=x.so [NEXT=next.so] [FORMAT=cmd] [FSCK=cmd] [BIN=dir]"; exit 2; }
+	Tests/conformance/conformance.sh --bin $(BIN) $(if $(NEXT),--next $(NEXT)) \
+		$(if $(FORMAT),--mkfs "$(FORMAT)") $(if $(FSCK),--fsck "$(FSCK)") $(KIT_OPTIONS) $(MODULE)
 
 # The release number (`make -s version`), e.g. for a package's file name.
 version:
