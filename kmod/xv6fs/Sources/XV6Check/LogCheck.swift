@@ -40,6 +40,13 @@ extension CheckRun {
             return
         }
 
+        if let i = header.blocks.firstIndex(of: UInt32(Layout.superblockNumber)),
+           !logged[i].withUnsafeBytes({ sb.acceptsLogged($0) }) {
+            error(.log, "committed log transaction \(header.sequence) changes the superblock beyond its feature bits: "
+                  + "not replayed", block: headerBlock)
+            return
+        }
+
         var overlay: [UInt64: [UInt8]] = [:]
         for (home, bytes) in zip(header.blocks, logged) { overlay[UInt64(home)] = bytes }
         let pending = overlay.contains { home, bytes in reader.readDevice(home) != bytes }

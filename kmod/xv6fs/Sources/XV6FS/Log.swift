@@ -180,6 +180,8 @@ final class WriteAheadLog {
             guard sb.mayLog(UInt64(home)) else { return nil }
             try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
             sum = Checksum.combine(sum, UnsafeRawBufferPointer(scratch))
+            // A superblock may change its feature bits only.
+            if UInt64(home) == Layout.superblockNumber && !sb.acceptsLogged(UnsafeRawBufferPointer(scratch)) { return nil }
         }
         guard sum == header.checksum else { return nil }  // torn or stale: never committed
         return header

@@ -695,6 +695,8 @@ public final class Xv6FileSystem: FileSystem {
             if kind == FallocateMode.punchHole {
                 try punchHole(node, offset: offset, end: end, now: now)
             } else {
+                // The unwritten mark is bit 31 of a block number: free only below 2^31 blocks.
+                guard volume.sb.totalBlocks <= Layout.maxUnwrittenImageBlocks else { throw Errno.EOPNOTSUPP }
                 try allocateRange(node, offset: offset, end: end, zeroing: kind == FallocateMode.zeroRange,
                                   keepSize: keepSize, now: now)
             }

@@ -215,6 +215,18 @@ public struct Superblock: Equatable, Sendable {
         block == Layout.superblockNumber || (block >= UInt64(inodeStart) && block < totalBlocks)
     }
 
+    /// True when a logged copy of block 1 is this superblock with other
+    /// feature bits: the only change a transaction may make to it.
+    public func acceptsLogged(_ block: UnsafeRawBufferPointer) -> Bool {
+        do throws(DecodeError) {
+            var logged = try Superblock.decode(block, deviceBlocks: totalBlocks)
+            logged.features = features
+            return logged == self
+        } catch {
+            return false
+        }
+    }
+
     /// True for a block number that may hold file data, directory entries or
     /// indirect addresses.
     @inline(__always)
