@@ -1,6 +1,7 @@
 @_spi(Host) import BentoKit
 import BentoServices
 import Testing
+import XV6Check
 import XV6FS
 import XV6Layout
 
@@ -262,6 +263,43 @@ import XV6Layout
         try after.fs.destroy()
         #expect(try Self.features(h.device) == FeatureSet([.bigfile, .unwritten, .keepSize]))
         try expectClean(h.device, "after an upgrade")
+    }
+
+    /// Rewrites the superblock on the device with other features, offline.
+    static func setFeatures(_ device: MemoryBlockDevice, _ features: FeatureSet) throws {
+        var block = [UInt8](repeating: 0, count: Layout.blockSize)
+        try block.withUnsafeMutableBytes { try device.read(block: Layout.superblockNumber, into: $0) }
+        var sb = try block.withUnsafeBytes { try Superblock.decode($0, deviceBlocks: device.blockCount) }
+        sb.features = features
+        try block.withUnsafeMutableBytes { sb.encode(into: $0) }
+        try block.withUnsafeBytes { try device.write(block: Layout.superblockNumber, from: $0) }
+        // The log's last transaction, installed already, may hold a copy of
+        // the superblock that replay would put back: clear it, as an
+        // offline tool must.
+        let empty = [UInt8](repeating: 0, count: Layout.blockSize)
+        try empty.withUnsafeBytes { try device.write(block: UInt64(sb.logStart), from: $0) }
+    }
+
+    @Test func fsckNeedsTheFeatureBitsForWhatItFinds() throws {
+        let device = MemoryBlockDevice(blockCount: 8192)
+        try Format.format(device, now: Timespec(seconds: 1_700_000_000, nanoseconds: 0))
+        let h = try Self.mount(device)
+        let big = try h.writeFile("big", [])
+        try Self.write(h, big, at: Self.tib, [1])
+        let kept = try h.writeFile("kept", [2])
+        try Self.fallocate(h, kept, mode: Self.keepSize, 0, 1 << 20)
+        try h.fs.destroy()
+        try expectClean(device, "all three features")
+        try Self.setFeatures(device, FeatureSet([.bigfile, .unwritten]))
+        let noKeepSize = Checker(readOnly: true).check(device)
+        #expect(noKeepSize.has(.beyondSize) && !noKeepSize.has(.blockAddress), "\(noKeepSize)")
+        try Self.setFeatures(device, FeatureSet([.unwritten, .keepSize]))
+        let noBigfile = Checker(readOnly: true).check(device)
+        #expect(noBigfile.has(.blockAddress) && noBigfile.has(.fileSize), "\(noBigfile)")
+        // Without `unwritten`, a marked address is a block number past the image.
+        try Self.setFeatures(device, FeatureSet([.bigfile, .keepSize]))
+        let noUnwritten = Checker(readOnly: true).check(device)
+        #expect(noUnwritten.has(.blockAddress) && !noUnwritten.has(.fileSize), "\(noUnwritten)")
     }
 
     /// A large fallocate spans many transactions: a crash anywhere leaves a
