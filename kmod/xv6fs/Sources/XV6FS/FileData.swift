@@ -351,7 +351,6 @@ extension Volume {
     /// next block to do: `stop` once done.
     func preallocate(_ inode: Inode, from first: UInt64, to stop: UInt64, zeroing: Bool,
                      growSizeTo end: UInt64?, now: Timespec) throws -> UInt64 {
-        try useFeature(.unwritten)
         var n = first
         defer {
             if let end, n > first || n >= stop {
@@ -366,11 +365,13 @@ extension Volume {
             guard let slot = try slot(inode, n, allocate: true) else { throw Errno.EIO }
             let (block, unwritten) = decodeAddress(try entry(inode, slot))
             if block == 0 {
+                try useFeature(.unwritten)
                 let fresh = try blocks.allocate()
                 inode.disk.blockCount &+= 1
                 try setEntry(inode, slot, fresh | Layout.unwrittenMark)
                 budget -= 1
             } else if zeroing && !unwritten {
+                try useFeature(.unwritten)
                 try setEntry(inode, slot, block | Layout.unwrittenMark)
                 budget -= 1
             }
