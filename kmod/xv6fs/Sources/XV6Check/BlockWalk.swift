@@ -39,9 +39,12 @@ struct BlockWalk {
 }
 
 /// Following block maps: 38 direct addresses, one indirect block, one
-/// double-indirect block. Each block is claimed once; a block claimed again
-/// is a duplicate and, if it is an indirect block, not followed again. So
-/// the whole walk reads each block at most once, however corrupt the maps.
+/// double-indirect block and (`bigfile`) one triple-indirect block. Each
+/// block is claimed once; a block claimed again is a duplicate and, if it
+/// is an indirect block, not followed again. So the whole walk reads each
+/// block at most once, however corrupt the maps. With `unwritten`, a data
+/// address may carry the unwritten mark; with `keep_size`, blocks may lie
+/// past the size.
 extension CheckRun {
     func walkBlocks(_ ino: UInt32, _ inode: DiskInode, collectData: Bool) -> BlockWalk {
         let blockSize = UInt64(Layout.blockSize)
@@ -51,39 +54,51 @@ extension CheckRun {
         }
         let perBlock = UInt64(Layout.addressesPerBlock)
         let indirectBase = UInt64(Layout.directCount)
+        let doubleBase = indirectBase + perBlock
+        let tripleBase = doubleBase + perBlock * perBlock
         if inode.indirect != 0, let table = openIndirect(inode.indirect, "indirect block", &walk) {
-            visitTable(table, base: indirectBase, &walk)
+            visitTree(table, base: indirectBase, depth: 0, &walk)
         }
         if inode.doubleIndirect != 0, let top = openIndirect(inode.doubleIndirect, "double-indirect block", &walk) {
-            let doubleBase = indirectBase + perBlock
-            for j in 0..<Layout.addressesPerBlock where !walk.gaveUp {
-                let address = top.u32(4 * j)
-                guard address != 0, let table = openIndirect(address, "indirect block", &walk) else { continue }
-                visitTable(table, base: doubleBase + UInt64(j) * perBlock, &walk)
-            }
+            visitTree(top, base: doubleBase, depth: 1, &walk)
+        }
+        if inode.tripleIndirect != 0, let top = openIndirect(inode.tripleIndirect, "triple-indirect block", &walk) {
+            visitTree(top, base: tripleBase, depth: 2, &walk)
         }
         return walk
     }
 
-    private func visitTable(_ table: [UInt8], base: UInt64, _ walk: inout BlockWalk) {
+    /// A table `depth` levels above the data (0: its entries are data).
+    private func visitTree(_ table: [UInt8], base: UInt64, depth: Int, _ walk: inout BlockWalk) {
+        var span: UInt64 = 1
+        for _ in 0..<depth { span *= UInt64(Layout.addressesPerBlock) }
         for k in 0..<Layout.addressesPerBlock where !walk.gaveUp {
             let address = table.u32(4 * k)
-            if address != 0 { visitData(address, at: base + UInt64(k), &walk) }
+            guard address != 0 else { continue }
+            let start = base + UInt64(k) * span
+            if depth == 0 {
+                visitData(address, at: start, &walk)
+            } else if let child = openIndirect(address, depth == 1 ? "indirect block" : "double-indirect block", &walk) {
+                visitTree(child, base: start, depth: depth - 1, &walk)
+            }
         }
     }
 
-    private func visitData(_ address: UInt32, at index: UInt64, _ walk: inout BlockWalk) {
+    private func visitData(_ raw: UInt32, at index: UInt64, _ walk: inout BlockWalk) {
         walk.held += 1
+        let unwritten = features.contains(.unwritten) && raw & Layout.unwrittenMark != 0
+        let address = unwritten ? raw & ~Layout.unwrittenMark : raw
         guard sb.isDataBlock(address) else {
-            walk.noteBad(address, "file block \(index)")
+            walk.noteBad(raw, "file block \(index)")
             return
         }
-        if index >= walk.sizeBlocks {
+        if index >= walk.sizeBlocks && !features.contains(.keepSize) {
             walk.beyondSize += 1
             if walk.firstBeyond == nil { walk.firstBeyond = (index, address) }
         }
         if !claimed.insert(UInt64(address)) { walk.noteDuplicate(address) }
-        if walk.collectData && index < walk.sizeBlocks { walk.data.append((index, address)) }
+        // An unwritten block reads as zeroes: its contents are not the file's.
+        if walk.collectData && index < walk.sizeBlocks && !unwritten { walk.data.append((index, address)) }
     }
 
     /// Claims an indirect block and reads it; nil if it must not be followed.

@@ -21,6 +21,9 @@ struct DirectoryContents {
 /// live in extensions, one file each; this holds what they share.
 final class CheckRun {
     let sb: Superblock
+    /// The features the image uses: the superblock's, as the log leaves it
+    /// (a first use sets a bit through the log).
+    var features: FeatureSet
     let reader: ImageReader
     let readOnly: Bool
     var log: FindingLog
@@ -62,6 +65,7 @@ final class CheckRun {
 
     init(device: any BlockDevice, superblock: Superblock, options: Checker) {
         sb = superblock
+        features = superblock.features
         reader = ImageReader(device: device)
         readOnly = options.readOnly
         progress = options.progress
@@ -77,6 +81,10 @@ final class CheckRun {
 
     func run() -> CheckReport {
         checkLog()
+        if let bytes = readBlock(Layout.superblockNumber, "superblock"),
+           case .success(let replayed) = bytes.withUnsafeBytes({ decodeSuperblock($0, deviceBlocks: sb.totalBlocks) }) {
+            features = replayed.features
+        }
         scanInodes()
         checkDirectoryTree()
         // Passes 3 and 4 work in memory: quick, told only as done.

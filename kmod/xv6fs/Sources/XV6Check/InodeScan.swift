@@ -44,6 +44,15 @@ extension CheckRun {
         let walk = walkBlocks(ino, inode, collectData: inode.isDirectory || inode.isSymlink)
         reportBlockMap(walk, inode)
         checkBlockCount(walk, inode)
+        let bigfile = features.contains(.bigfile)
+        if inode.size > (bigfile ? Layout.maxBigFileSize : Layout.maxFileSize) {
+            error(.fileSize, "inode \(ino) has size \(inode.size), past the largest file "
+                  + (bigfile ? "" : "without the bigfile feature"), inode: ino)
+        }
+        if inode.tripleIndirect != 0 && !bigfile {
+            error(.blockAddress, "inode \(ino) has a triple-indirect block, but the image lacks the bigfile feature",
+                  inode: ino, block: UInt64(inode.tripleIndirect))
+        }
         if inode.isDirectory {
             if inode.size % UInt64(Layout.blockSize) != 0 {
                 error(.fileSize, "directory \(ino) has size \(inode.size), not a multiple of \(Layout.blockSize)", inode: ino)

@@ -32,10 +32,18 @@ extension CheckRun {
             return
         }
 
-        // Replay may only touch the inode table, the bitmap and data blocks.
-        if let bad = header.blocks.first(where: { $0 < sb.inodeStart || UInt64($0) >= sb.totalBlocks }) {
+        // Replay may only touch the superblock (feature bits), the inode
+        // table, the bitmap and data blocks.
+        if let bad = header.blocks.first(where: { !sb.mayLog(UInt64($0)) }) {
             error(.log, "committed log transaction \(header.sequence) names home block \(bad), outside the "
-                  + "inode table, bitmap and data area: not replayed", block: headerBlock)
+                  + "superblock, inode table, bitmap and data area: not replayed", block: headerBlock)
+            return
+        }
+
+        if let i = header.blocks.firstIndex(of: UInt32(Layout.superblockNumber)),
+           !logged[i].withUnsafeBytes({ sb.acceptsLogged($0) }) {
+            error(.log, "committed log transaction \(header.sequence) changes the superblock beyond its feature bits: "
+                  + "not replayed", block: headerBlock)
             return
         }
 

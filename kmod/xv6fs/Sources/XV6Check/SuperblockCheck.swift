@@ -38,7 +38,7 @@ func loadSuperblock(_ device: any BlockDevice) -> Result<Superblock, Operational
 
 /// Superblock.decode as a Result (a plain function: typed throws inside
 /// closures trips the compiler).
-private func decodeSuperblock(_ buffer: UnsafeRawBufferPointer,
+func decodeSuperblock(_ buffer: UnsafeRawBufferPointer,
                               deviceBlocks: UInt64) -> Result<Superblock, Superblock.DecodeError> {
     do throws(Superblock.DecodeError) {
         return .success(try Superblock.decode(buffer, deviceBlocks: deviceBlocks))

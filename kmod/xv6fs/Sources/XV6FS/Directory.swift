@@ -115,7 +115,7 @@ extension Volume {
         if n < 0, let found = index.room.firstIndex(where: { $0 >= needed }) { n = found }
         if n < 0 {
             n = index.room.count
-            let (block, _) = try map(dir, UInt64(n), allocate: true)
+            let block = try map(dir, UInt64(n), allocate: true).block
             try cache.withMutableBlock(UInt64(block), fill: .zero) { DirectoryRecord.initializeEmpty($0) }
             log.record(UInt64(block))
             dir.disk.size += UInt64(Layout.blockSize)
@@ -205,7 +205,7 @@ extension Volume {
 
     /// A new directory's first block: "." and "..".
     func initializeDirectory(_ dir: Inode, parent: UInt32) throws {
-        let (block, _) = try map(dir, 0, allocate: true)
+        let block = try map(dir, 0, allocate: true).block
         let type = DirectoryRecord.typeByte(mode: FileMode.directory)
         try cache.withMutableBlock(UInt64(block), fill: .zero) { data in
             DirectoryRecord.initializeEmpty(data)

@@ -177,10 +177,11 @@ final class WriteAheadLog {
         sequence = header.sequence
         var sum = LogHeader.seed(sequence: header.sequence, blocks: header.blocks)
         for (i, home) in header.blocks.enumerated() {
-            // The log may hold inode, bitmap and data blocks, nothing before them.
-            guard home >= sb.inodeStart, UInt64(home) < sb.totalBlocks else { return nil }
+            guard sb.mayLog(UInt64(home)) else { return nil }
             try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
             sum = Checksum.combine(sum, UnsafeRawBufferPointer(scratch))
+            // A superblock may change its feature bits only.
+            if UInt64(home) == Layout.superblockNumber && !sb.acceptsLogged(UnsafeRawBufferPointer(scratch)) { return nil }
         }
         guard sum == header.checksum else { return nil }  // torn or stale: never committed
         return header
@@ -207,7 +208,7 @@ final class WriteAheadLog {
         var homes: [UInt64] = []
         journal.forEachPending { block, _ in homes.append(block) }
         guard homes.count <= capacity,
-              homes.allSatisfy({ $0 >= UInt64(sb.inodeStart) && $0 < sb.totalBlocks }) else {
+              homes.allSatisfy(sb.mayLog) else {
             report("xv6fs: the operation journal holds blocks the log cannot: ignored")
             journal.reset(checkpoint: checkpoint)
             return (0, 0)

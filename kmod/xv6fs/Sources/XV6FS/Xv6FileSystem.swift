@@ -25,6 +25,14 @@ public final class Xv6FileSystem: FileSystem {
     /// Served read-only (the host asked, or unknown ro_compat features):
     /// every change fails with EROFS and nothing is written to the image.
     let readOnly: Bool
+    /// Whether this version uses the data features: files past 4 GiB
+    /// (`bigfile`), fallocate (`unwritten`, `keep_size`) and SEEK_DATA /
+    /// SEEK_HOLE. Version 3 sets it; without it fallocate and seek are
+    /// refused and no feature bit is ever set.
+    public var dataFeatures: Bool {
+        get { volume.dataFeatures }
+        set { volume.dataFeatures = newValue }
+    }
 
     init(superBlock: SuperBlock, volume: Volume, readOnly: Bool = false) {
         self.superBlock = superBlock
@@ -55,7 +63,7 @@ public final class Xv6FileSystem: FileSystem {
     static func mount(_ superBlock: SuperBlock, knownFeatures: FeatureSet = .none,
                       reader: String = "xv6fs") throws -> Xv6FileSystem {
         let sb = try Volume.readSuperblock(superBlock.cache)
-        let readOnly = try accessIsReadOnly(sb, superBlock, knownFeatures: knownFeatures, reader: reader)
+        var readOnly = try accessIsReadOnly(sb, superBlock, knownFeatures: knownFeatures, reader: reader)
         let volume = Volume(cache: superBlock.cache, superblock: sb, journal: superBlock.journal)
         if readOnly {
             let overlaid = try volume.log.recoverInMemory(superblock: sb)
@@ -72,6 +80,12 @@ public final class Xv6FileSystem: FileSystem {
             if journaled.blocks > 0 {
                 superBlock.log("xv6fs: recovered \(journaled.blocks) blocks of \(journaled.operations) operations from the operation journal")
             }
+        }
+        // The log may have set feature bits (their first use): check again.
+        let recovered = try Volume.readSuperblock(superBlock.cache)
+        if recovered.features != sb.features {
+            volume.features = recovered.features
+            readOnly = try accessIsReadOnly(recovered, superBlock, knownFeatures: knownFeatures, reader: reader) || readOnly
         }
         try volume.blocks.countFree()
         let orphans = try volume.inodes.scan()
@@ -203,7 +217,7 @@ public final class Xv6FileSystem: FileSystem {
     /// Sets a regular file's size: growing leaves a hole, shrinking frees
     /// blocks from the end in as many transactions as it takes.
     private func truncate(_ inode: Inode, to size: UInt64, now: Timespec) throws {
-        guard size <= Layout.maxFileSize else { throw Errno.EFBIG }
+        guard size <= volume.maxFileSize else { throw Errno.EFBIG }
         let bs = UInt64(Layout.blockSize)
         if size >= inode.disk.size {
             try transaction {
@@ -219,8 +233,9 @@ public final class Xv6FileSystem: FileSystem {
             let done = try transaction { () throws -> Bool in
                 if zeroTail {
                     // Bytes past the new end must read as zeroes if the file grows again.
-                    let block = try volume.map(inode, size / bs, allocate: false).block
-                    if block != 0 {
+                    let mapping = try volume.map(inode, size / bs, allocate: false)
+                    let block = mapping.block
+                    if block != 0 && !mapping.unwritten {
                         let from = Int(size % bs)
                         try volume.cache.withMutableBlock(UInt64(block)) { data in
                             UnsafeMutableRawBufferPointer(rebasing: data[from...]).initializeMemory(as: UInt8.self, repeating: 0)
@@ -616,8 +631,9 @@ public final class Xv6FileSystem: FileSystem {
             // At `offset`, whatever the handle's flags: the kernel places
             // appends itself, and with its writeback cache sends whole
             // cached pages back at their offsets (Docs/module-sdk.md, "Writes").
-            guard offset < Layout.maxFileSize else { throw data.isEmpty ? Errno.EINVAL : Errno.EFBIG }
-            let total = Int(min(UInt64(data.count), Layout.maxFileSize - offset))
+            let maxFileSize = volume.maxFileSize
+            guard offset < maxFileSize else { throw data.isEmpty ? Errno.EINVAL : Errno.EFBIG }
+            let total = Int(min(UInt64(data.count), maxFileSize - offset))
             var done = 0
             let now = currentTime()
             while done < total {
@@ -637,6 +653,144 @@ public final class Xv6FileSystem: FileSystem {
                 observer?(writer, .write(ino: node.ino, offset: offset, count: done))
             }
             return done
+        }
+    }
+
+    // MARK: FileSystem: preallocation and holes (version 3)
+
+    /// fallocate(2)'s mode bits.
+    public enum FallocateMode {
+        public static let keepSize: Int32 = 0x01
+        public static let punchHole: Int32 = 0x02
+        public static let zeroRange: Int32 = 0x10
+    }
+
+    /// lseek(2)'s whence values the kernel passes on.
+    public enum SeekWhence {
+        public static let data: Int32 = 3
+        public static let hole: Int32 = 4
+    }
+
+    /// Mode 0 and KEEP_SIZE preallocate, PUNCH_HOLE|KEEP_SIZE frees,
+    /// ZERO_RANGE (with or without KEEP_SIZE) zeroes; nothing else.
+    /// Preallocated blocks are unwritten: they read as zeroes and no zeroes
+    /// are written. Large ranges take several transactions (`allocateRange`,
+    /// `punchHole`).
+    public func fallocate(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, mode: Int32, offset: UInt64,
+                          length: UInt64) throws {
+        guard dataFeatures else { throw Errno.EOPNOTSUPP }
+        let keepSize = mode & FallocateMode.keepSize != 0
+        let kind = mode & ~FallocateMode.keepSize
+        guard kind == 0 || kind == FallocateMode.zeroRange || (kind == FallocateMode.punchHole && keepSize) else {
+            throw Errno.EOPNOTSUPP
+        }
+        guard length > 0 else { throw Errno.EINVAL }
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        guard !overflow, end <= volume.maxFileSize else { throw Errno.EFBIG }
+        try lock.withLock {
+            let node = try inode(ino)
+            if node.isDirectory { throw Errno.EISDIR }
+            guard node.disk.isRegular else { throw Errno(19) }  // ENODEV, as fallocate(2) says
+            let now = currentTime()
+            if kind == FallocateMode.punchHole {
+                try punchHole(node, offset: offset, end: end, now: now)
+            } else {
+                // The unwritten mark is bit 31 of a block number: free only below 2^31 blocks.
+                guard volume.sb.totalBlocks <= Layout.maxUnwrittenImageBlocks else { throw Errno.EOPNOTSUPP }
+                try allocateRange(node, offset: offset, end: end, zeroing: kind == FallocateMode.zeroRange,
+                                  keepSize: keepSize, now: now)
+            }
+            observer?(ctx, .write(ino: node.ino, offset: offset, count: Int(clamping: length)))
+        }
+    }
+
+    /// Preallocates (or, `zeroing`, zeroes) bytes `offset ..< end`, a
+    /// bounded number of blocks per transaction. A crash part way leaves
+    /// a consistent file: the blocks done so far stay allocated and
+    /// unwritten (reading as zeroes), and without KEEP_SIZE the size covers
+    /// exactly them (each transaction grows it over its own blocks), so no
+    /// block lies past the size. With KEEP_SIZE the first transaction sets
+    /// `keep_size`, which makes blocks past the size legal. Nothing is
+    /// undone, as on ext4: the caller sees the error or the crash and may
+    /// truncate.
+    private func allocateRange(_ node: Inode, offset: UInt64, end: UInt64, zeroing: Bool, keepSize: Bool,
+                               now: Timespec) throws {
+        let bs = UInt64(Layout.blockSize)
+        // ZERO_RANGE turns whole blocks unwritten and zeroes the partial
+        // ones at the edges; mode 0 allocates every block it touches.
+        var next = zeroing ? (offset + bs - 1) / bs : offset / bs
+        let stop = zeroing ? end / bs : (end + bs - 1) / bs
+        var edgesZeroed = !zeroing
+        while true {
+            let done = try transaction { () throws -> Bool in
+                if keepSize && max(stop, next) * bs > (node.disk.size + bs - 1) / bs * bs {
+                    try volume.useFeature(.keepSize)
+                }
+                if !edgesZeroed {
+                    try zeroEdges(node, offset: offset, end: end)
+                    edgesZeroed = true
+                }
+                next = try volume.preallocate(node, from: next, to: max(next, stop), zeroing: zeroing,
+                                              growSizeTo: keepSize ? nil : end, now: now)
+                return next >= stop
+            }
+            if done { return }
+        }
+    }
+
+    /// PUNCH_HOLE: zeroes the partial blocks at the edges, then frees the
+    /// whole blocks in between, a bounded number per transaction (a crash
+    /// part way leaves some of them freed: a consistent file). The size
+    /// stays.
+    private func punchHole(_ node: Inode, offset: UInt64, end: UInt64, now: Timespec) throws {
+        let bs = UInt64(Layout.blockSize)
+        var next = (offset + bs - 1) / bs
+        let stop = end / bs
+        var edgesZeroed = false
+        while true {
+            let done = try transaction { () throws -> Bool in
+                if !edgesZeroed {
+                    try zeroEdges(node, offset: offset, end: end)
+                    edgesZeroed = true
+                }
+                if next < stop { next = try volume.punch(node, from: next, to: stop) }
+                node.disk.mtime = now; node.disk.ctime = now
+                try volume.inodes.update(node)
+                return next >= stop
+            }
+            if done { return }
+        }
+    }
+
+    /// Zeroes the bytes of `offset ..< end` that lie in partial blocks.
+    private func zeroEdges(_ node: Inode, offset: UInt64, end: UInt64) throws {
+        let bs = UInt64(Layout.blockSize)
+        let headEnd = (offset + bs - 1) / bs * bs, tailStart = end / bs * bs
+        if offset % bs != 0 { try volume.zeroBytes(node, from: offset, to: min(end, headEnd)) }
+        if end % bs != 0 && tailStart >= headEnd { try volume.zeroBytes(node, from: tailStart, to: end) }
+    }
+
+    /// SEEK_DATA and SEEK_HOLE over the block map. Unwritten blocks count
+    /// as holes, as ext4 reports them (it has no dirty pages here: a write
+    /// turns them written at once). Past the size: ENXIO, as lseek(2) says;
+    /// the size is a hole.
+    public func seek(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64,
+                     whence: Int32) throws -> UInt64 {
+        guard dataFeatures else { throw Errno.ENOSYS }
+        guard whence == SeekWhence.data || whence == SeekWhence.hole else { throw Errno.EINVAL }
+        return try lock.withLock {
+            let node = try inode(ino)
+            let size = node.disk.size
+            guard offset < size else { throw Errno.ENXIO }
+            let bs = UInt64(Layout.blockSize)
+            let sizeBlocks = (size + bs - 1) / bs
+            if whence == SeekWhence.data {
+                guard let n = try volume.nextMapped(node, from: offset / bs, before: sizeBlocks, countUnwritten: false)
+                else { throw Errno.ENXIO }
+                return max(offset, n * bs)
+            }
+            let n = try volume.nextHole(node, from: offset / bs, before: sizeBlocks) ?? sizeBlocks
+            return min(size, max(offset, n * bs))
         }
     }
 

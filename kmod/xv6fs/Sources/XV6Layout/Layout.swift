@@ -22,6 +22,17 @@ public enum Layout {
     public static let addressesPerBlock = blockSize / 4
     public static let maxFileBlocks = UInt64(directCount + addressesPerBlock + addressesPerBlock * addressesPerBlock)
     public static let maxFileSize = maxFileBlocks * UInt64(blockSize)
+    /// With the `bigfile` feature, a triple-indirect block adds 1024³ blocks:
+    /// about 4 TiB.
+    public static let maxBigFileBlocks = maxFileBlocks + UInt64(addressesPerBlock * addressesPerBlock * addressesPerBlock)
+    public static let maxBigFileSize = maxBigFileBlocks * UInt64(blockSize)
+
+    /// With the `unwritten` feature, a block map entry with this bit set
+    /// names a preallocated block that reads as zeroes. Only images of at
+    /// most 2^31 blocks (8 TiB) may use it, so real block numbers never
+    /// have the bit.
+    public static let unwrittenMark: UInt32 = 1 << 31
+    public static let maxUnwrittenImageBlocks = UInt64(unwrittenMark)
 
     public static let maxNameLength = 255
     public static let maxLinks: UInt32 = 65000
@@ -196,6 +207,26 @@ public struct Superblock: Equatable, Sendable {
          Int(ino % UInt32(Layout.inodesPerBlock)) * Layout.inodeSize)
     }
 
+    /// True for a block a transaction may change: the superblock (whose
+    /// feature bits a first use sets), the inode table, the bitmap and data
+    /// blocks. Versions before 3.0 did not log the superblock: their
+    /// recovery ignores such a transaction whole.
+    public func mayLog(_ block: UInt64) -> Bool {
+        block == Layout.superblockNumber || (block >= UInt64(inodeStart) && block < totalBlocks)
+    }
+
+    /// True when a logged copy of block 1 is this superblock with other
+    /// feature bits: the only change a transaction may make to it.
+    public func acceptsLogged(_ block: UnsafeRawBufferPointer) -> Bool {
+        do throws(DecodeError) {
+            var logged = try Superblock.decode(block, deviceBlocks: totalBlocks)
+            logged.features = features
+            return logged == self
+        } catch {
+            return false
+        }
+    }
+
     /// True for a block number that may hold file data, directory entries or
     /// indirect addresses.
     @inline(__always)
@@ -224,6 +255,8 @@ public struct DiskInode: Equatable, Sendable {
     public var direct = [UInt32](repeating: 0, count: Layout.directCount)
     public var indirect: UInt32 = 0
     public var doubleIndirect: UInt32 = 0
+    /// The `bigfile` feature's block of 1024 double-indirect blocks.
+    public var tripleIndirect: UInt32 = 0
 
     public init() {}
 
@@ -254,7 +287,8 @@ public struct DiskInode: Equatable, Sendable {
         for i in 0..<Layout.directCount { slot.set(80 + 4 * i, direct[i]) }
         slot.set(232, indirect)
         slot.set(236, doubleIndirect)
-        slot.set(240, UInt64(0)); slot.set(248, UInt32(0))
+        slot.set(240, tripleIndirect)
+        slot.set(244, UInt32(0)); slot.set(248, UInt32(0))
         slot.set(Self.checksumOffset, Self.checksum(ino: ino, UnsafeRawBufferPointer(slot)))
     }
 
@@ -292,7 +326,10 @@ public struct DiskInode: Equatable, Sendable {
         for i in 0..<Layout.directCount { inode.direct[i] = slot.u32(80 + 4 * i) }
         inode.indirect = slot.u32(232)
         inode.doubleIndirect = slot.u32(236)
-        guard inode.size <= Layout.maxFileSize else { throw .EUCLEAN }
+        inode.tripleIndirect = slot.u32(240)
+        // Whether the image may hold files this big (`bigfile`) is the
+        // reader's to check.
+        guard inode.size <= Layout.maxBigFileSize else { throw .EUCLEAN }
         return inode
     }
 

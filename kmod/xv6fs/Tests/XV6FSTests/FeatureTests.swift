@@ -144,11 +144,14 @@ import XV6Layout
     }
 
     @Test func fsckChecksFeatures() throws {
-        let refused = Checker(readOnly: true).check(try Self.formatted(FeatureSet([.bigfile])))
+        let refused = Checker(readOnly: true).check(try Self.formatted(FeatureSet(incompat: 1 << 9)))
         #expect(refused.exitCode == 8)
-        #expect(refused.operationalError?.contains("incompat features fsck.xv6 does not know: bigfile") == true)
-        #expect(refused.superblock?.features == FeatureSet([.bigfile]))
-        let roCompat = try Self.formatted(FeatureSet([.keepSize]))
+        #expect(refused.operationalError?.contains("incompat features fsck.xv6 does not know: incompat_bit_9") == true)
+        #expect(refused.superblock?.features == FeatureSet(incompat: 1 << 9))
+        // The data features of xv6fs 3.0 are checked.
+        let known = Checker(readOnly: false).check(try Self.formatted(FeatureSet([.bigfile, .unwritten, .keepSize])))
+        #expect(known.isClean && !known.has(.features), "\(known)")
+        let roCompat = try Self.formatted(FeatureSet(roCompat: 1 << 9))
         let repair = Checker(readOnly: false).check(roCompat)
         #expect(repair.exitCode == 8)
         #expect(repair.operationalError?.contains("not repairing") == true)
