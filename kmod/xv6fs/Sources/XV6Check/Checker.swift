@@ -23,11 +23,11 @@ public struct Checker: Sendable {
         self.maxFindingsPerKind = maxFindingsPerKind
     }
 
-    /// The format features this checker understands: none yet. An image
+    /// The format features this checker understands. An image
     /// with another incompat feature is not checked at all, one with another
     /// ro_compat feature only read-only (its repairs could damage what the
     /// feature keeps); other compat features are named in an info finding.
-    public static let knownFeatures = FeatureSet.none
+    public static let knownFeatures = FeatureSet([.xattr])
 
     public func check(_ device: any BlockDevice) -> CheckReport {
         switch loadSuperblock(device) {

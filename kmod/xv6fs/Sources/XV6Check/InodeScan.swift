@@ -44,6 +44,7 @@ extension CheckRun {
         let walk = walkBlocks(ino, inode, collectData: inode.isDirectory || inode.isSymlink)
         reportBlockMap(walk, inode)
         checkBlockCount(walk, inode)
+        checkXattrs(ino, inode)
         if inode.isDirectory {
             if inode.size % UInt64(Layout.blockSize) != 0 {
                 error(.fileSize, "directory \(ino) has size \(inode.size), not a multiple of \(Layout.blockSize)", inode: ino)

@@ -32,11 +32,21 @@ extension CheckRun {
             return
         }
 
-        // Replay may only touch the inode table, the bitmap and data blocks.
-        if let bad = header.blocks.first(where: { $0 < sb.inodeStart || UInt64($0) >= sb.totalBlocks }) {
+        // Replay may only touch the superblock, the inode table, the bitmap and data blocks.
+        if let bad = header.blocks.first(where: { !sb.mayBeLogged(UInt64($0)) }) {
             error(.log, "committed log transaction \(header.sequence) names home block \(bad), outside the "
-                  + "inode table, bitmap and data area: not replayed", block: headerBlock)
+                  + "superblock, inode table, bitmap and data area: not replayed", block: headerBlock)
             return
+        }
+        // A logged superblock (a feature's first use) may change its features only.
+        if let at = header.blocks.firstIndex(of: UInt32(Layout.superblockNumber)) {
+            var superblock = logged[at].withUnsafeBytes { try? Superblock.decode($0, deviceBlocks: sb.totalBlocks) }
+            superblock?.features = sb.features
+            guard superblock == sb else {
+                error(.log, "committed log transaction \(header.sequence) holds a superblock that is not this "
+                      + "file system's: not replayed", block: headerBlock)
+                return
+            }
         }
 
         var overlay: [UInt64: [UInt8]] = [:]

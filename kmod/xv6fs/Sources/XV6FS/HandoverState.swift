@@ -135,7 +135,7 @@ struct HandoverState {
     func validate(against sb: Superblock) throws {
         guard uuid == sb.uuid else { throw Errno.EINVAL }
         guard log.blocks.count <= Int(sb.logBlocks),
-              log.blocks.allSatisfy({ $0 >= UInt64(sb.inodeStart) && $0 < sb.totalBlocks }),
+              log.blocks.allSatisfy(sb.mayBeLogged),
               freeBlocks <= sb.totalBlocks, freeInodes < UInt64(sb.inodeCount),
               references.map({ Self.inodesValid($0, sb) }) ?? true,
               provenanceIno.map({ $0 >= Layout.rootInode && $0 < sb.inodeCount }) ?? true

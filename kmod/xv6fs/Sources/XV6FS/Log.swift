@@ -177,8 +177,8 @@ final class WriteAheadLog {
         sequence = header.sequence
         var sum = LogHeader.seed(sequence: header.sequence, blocks: header.blocks)
         for (i, home) in header.blocks.enumerated() {
-            // The log may hold inode, bitmap and data blocks, nothing before them.
-            guard home >= sb.inodeStart, UInt64(home) < sb.totalBlocks else { return nil }
+            // The log may hold the superblock, inode, bitmap and data blocks.
+            guard sb.mayBeLogged(UInt64(home)) else { return nil }
             try device.read(block: headerBlock + 1 + UInt64(i), into: scratch)
             sum = Checksum.combine(sum, UnsafeRawBufferPointer(scratch))
         }
@@ -207,7 +207,7 @@ final class WriteAheadLog {
         var homes: [UInt64] = []
         journal.forEachPending { block, _ in homes.append(block) }
         guard homes.count <= capacity,
-              homes.allSatisfy({ $0 >= UInt64(sb.inodeStart) && $0 < sb.totalBlocks }) else {
+              homes.allSatisfy(sb.mayBeLogged) else {
             report("xv6fs: the operation journal holds blocks the log cannot: ignored")
             journal.reset(checkpoint: checkpoint)
             return (0, 0)

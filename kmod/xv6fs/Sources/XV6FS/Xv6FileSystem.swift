@@ -25,6 +25,9 @@ public final class Xv6FileSystem: FileSystem {
     /// Served read-only (the host asked, or unknown ro_compat features):
     /// every change fails with EROFS and nothing is written to the image.
     let readOnly: Bool
+    /// Keeps extended attributes (version 3, Xattrs.swift); versions 1 and
+    /// 2 answer that they have none.
+    var storesXattrs = false
 
     init(superBlock: SuperBlock, volume: Volume, readOnly: Bool = false) {
         self.superBlock = superBlock
@@ -68,6 +71,11 @@ public final class Xv6FileSystem: FileSystem {
         } else {
             let replayed = try volume.log.recover(superblock: sb)
             if replayed > 0 { superBlock.log("xv6fs: log recovery replayed \(replayed) blocks") }
+            // The replayed transaction may have set a feature bit (its first use).
+            if replayed > 0, try Volume.readSuperblock(superBlock.cache).features != sb.features {
+                _ = try accessIsReadOnly(try Volume.readSuperblock(superBlock.cache), superBlock,
+                                         knownFeatures: knownFeatures, reader: reader)
+            }
             let journaled = try volume.log.replayJournal(superblock: sb, report: superBlock.log)
             if journaled.blocks > 0 {
                 superBlock.log("xv6fs: recovered \(journaled.blocks) blocks of \(journaled.operations) operations from the operation journal")
@@ -189,6 +197,7 @@ public final class Xv6FileSystem: FileSystem {
                 let result = try volume.freeTail(inode, from: 0)
                 if result.done {
                     inode.disk.size = 0
+                    try volume.freeXattrs(inode)
                     try volume.inodes.free(inode)
                 } else {
                     inode.disk.size = min(inode.disk.size, result.lowestFreed * UInt64(Layout.blockSize))
@@ -723,17 +732,6 @@ public final class Xv6FileSystem: FileSystem {
             let granted = Int32((d.mode >> shift) & 7)
             guard granted & mask == mask else { throw Errno.EACCES }
         }
-    }
-
-    /// xv6fs keeps no extended attributes. ENOSYS (rather than ENODATA)
-    /// tells the kernel so once: it stops asking, where it would otherwise
-    /// ask for security.capability before every write.
-    public func getxattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName) throws -> [UInt8] {
-        throw Errno.ENOSYS
-    }
-
-    public func listxattr(_ ctx: RequestContext, ino: InodeNumber) throws -> [FileName] {
-        throw Errno.ENOSYS
     }
 
     public func exportState(format: StateFormat) throws -> ExportedState {

@@ -196,6 +196,14 @@ public struct Superblock: Equatable, Sendable {
          Int(ino % UInt32(Layout.inodesPerBlock)) * Layout.inodeSize)
     }
 
+    /// True for a home block a log transaction may hold: the superblock (a
+    /// feature's first use sets its bit), the inode table, the bitmap and
+    /// data blocks.
+    @inline(__always)
+    public func mayBeLogged(_ block: UInt64) -> Bool {
+        block == Layout.superblockNumber || (block >= UInt64(inodeStart) && block < totalBlocks)
+    }
+
     /// True for a block number that may hold file data, directory entries or
     /// indirect addresses.
     @inline(__always)
@@ -224,6 +232,9 @@ public struct DiskInode: Equatable, Sendable {
     public var direct = [UInt32](repeating: 0, count: Layout.directCount)
     public var indirect: UInt32 = 0
     public var doubleIndirect: UInt32 = 0
+    /// The block of the inode's extended attributes, 0 for none (feature
+    /// `xattr`, XattrBlock).
+    public var xattrBlock: UInt32 = 0
 
     public init() {}
 
@@ -254,7 +265,7 @@ public struct DiskInode: Equatable, Sendable {
         for i in 0..<Layout.directCount { slot.set(80 + 4 * i, direct[i]) }
         slot.set(232, indirect)
         slot.set(236, doubleIndirect)
-        slot.set(240, UInt64(0)); slot.set(248, UInt32(0))
+        slot.set(240, UInt32(0)); slot.set(244, xattrBlock); slot.set(248, UInt32(0))
         slot.set(Self.checksumOffset, Self.checksum(ino: ino, UnsafeRawBufferPointer(slot)))
     }
 
@@ -292,6 +303,7 @@ public struct DiskInode: Equatable, Sendable {
         for i in 0..<Layout.directCount { inode.direct[i] = slot.u32(80 + 4 * i) }
         inode.indirect = slot.u32(232)
         inode.doubleIndirect = slot.u32(236)
+        inode.xattrBlock = slot.u32(244)
         guard inode.size <= Layout.maxFileSize else { throw .EUCLEAN }
         return inode
     }

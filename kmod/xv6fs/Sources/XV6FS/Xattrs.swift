@@ -1,0 +1,206 @@
+import BentoKit
+import XV6Layout
+
+/// Extended attributes (version 3, feature `xattr`): one attribute block
+/// per inode, large values in blocks of their own (XattrBlock). Every
+/// change rewrites the attribute block in one log transaction.
+extension Volume {
+    /// The inode's attributes, as its attribute block holds them.
+    func xattrs(_ inode: Inode) throws -> [XattrEntry] {
+        let block = inode.disk.xattrBlock
+        guard block != 0 else { return [] }
+        guard sb.isDataBlock(block) else { throw Errno.EUCLEAN }
+        let entries = try cache.withBlock(UInt64(block)) { XattrBlock.decode($0, owner: inode.ino) }
+        guard let entries, entries.allSatisfy({ $0.blocks.allSatisfy(sb.isDataBlock) }) else { throw Errno.EUCLEAN }
+        return entries
+    }
+
+    func value(of entry: XattrEntry) throws -> [UInt8] {
+        guard !entry.blocks.isEmpty else { return entry.inline }
+        var value: [UInt8] = []
+        value.reserveCapacity(entry.length)
+        for block in entry.blocks {
+            let count = min(Layout.blockSize, entry.length - value.count)
+            try cache.withBlock(UInt64(block)) { value.append(contentsOf: $0[0..<count]) }
+        }
+        return value
+    }
+
+    /// An entry for `value`: inline if small, else in new blocks.
+    func makeEntry(name: [UInt8], value: UnsafeRawBufferPointer) throws -> XattrEntry {
+        guard value.count > XattrBlock.inlineMax else {
+            return XattrEntry(name: name, length: value.count, inline: Array(value))
+        }
+        var blocks: [UInt32] = []
+        do {
+            for start in stride(from: 0, to: value.count, by: Layout.blockSize) {
+                let block = try self.blocks.allocate()
+                blocks.append(block)
+                let part = UnsafeRawBufferPointer(rebasing: value[start..<min(start + Layout.blockSize, value.count)])
+                try cache.withMutableBlock(UInt64(block), fill: .zero) { $0.copyMemory(from: part) }
+                log.record(UInt64(block))
+            }
+        } catch {
+            for block in blocks { try? self.blocks.free(block) }
+            throw error
+        }
+        return XattrEntry(name: name, length: value.count, blocks: blocks)
+    }
+
+    /// Writes `entries` as the inode's attribute block: allocated for the
+    /// first attribute, freed with the last. The caller updates the inode.
+    func storeXattrs(_ inode: Inode, _ entries: [XattrEntry]) throws {
+        if entries.isEmpty {
+            if inode.disk.xattrBlock != 0 { try blocks.free(inode.disk.xattrBlock) }
+            inode.disk.xattrBlock = 0
+            return
+        }
+        if inode.disk.xattrBlock == 0 { inode.disk.xattrBlock = try blocks.allocate() }
+        let block = UInt64(inode.disk.xattrBlock)
+        try cache.withMutableBlock(block, fill: .zero) { XattrBlock.encode(entries, owner: inode.ino, into: $0) }
+        log.record(block)
+    }
+
+    /// Frees every attribute block of an inode being freed.
+    func freeXattrs(_ inode: Inode) throws {
+        guard inode.disk.xattrBlock != 0 else { return }
+        for entry in try xattrs(inode) { for block in entry.blocks { try blocks.free(block) } }
+        try storeXattrs(inode, [])
+    }
+
+    /// Marks the image as using `feature`, in the open transaction; true
+    /// if this set the bit. The superblock is the only block that says
+    /// so, and versions that do not know the feature read it first.
+    func useFeature(_ feature: Feature) throws -> Bool {
+        let number = Layout.superblockNumber
+        let deviceBlocks = cache.device.blockCount
+        let current = try cache.withBlock(number) { try? Superblock.decode($0, deviceBlocks: deviceBlocks) }
+        guard var superblock = current else { throw Errno.EUCLEAN }
+        guard !superblock.features.contains(feature) else { return false }
+        superblock.features.insert(feature)
+        try cache.withMutableBlock(number) { superblock.encode(into: $0) }
+        log.record(number)
+        return true
+    }
+}
+
+/// The FileSystem calls. Versions 1 and 2 keep none: they answer as they
+/// always have.
+extension Xv6FileSystem {
+    static let xattrCreate: Int32 = 1
+    static let xattrReplace: Int32 = 2
+    static let namespaces: [[UInt8]] = ["user.", "trusted.", "security."].map { Array($0.utf8) }
+    static let aclNames: [[UInt8]] = ["system.posix_acl_access", "system.posix_acl_default"].map { Array($0.utf8) }
+
+    private func xattrInode(_ ino: InodeNumber) throws -> Inode {
+        guard ino <= InodeNumber(UInt32.max) else { throw Errno.ENOENT }
+        return try volume.inodes.get(UInt32(ino))
+    }
+
+    /// Checks a name as Linux does: ERANGE when too long, EOPNOTSUPP
+    /// outside the namespaces kept, EPERM where the namespace forbids it.
+    private func checkXattrName(_ ctx: RequestContext, _ name: [UInt8], _ inode: Inode, writing: Bool) throws {
+        guard name.count <= XattrBlock.maxNameLength else { throw Errno.ERANGE }
+        guard !name.isEmpty, !name.contains(0) else { throw Errno.EINVAL }
+        if Self.aclNames.contains(name) {
+            // Only a directory has a default ACL.
+            if name == Self.aclNames[1] && !inode.isDirectory { throw writing ? Errno.EACCES : Errno.ENODATA }
+            return
+        }
+        guard let prefix = Self.namespaces.first(where: { name.starts(with: $0) }) else { throw Errno.EOPNOTSUPP }
+        guard name.count > prefix.count else { throw Errno.EINVAL }
+        if prefix == Self.namespaces[1] && ctx.uid != 0 { throw Errno.EPERM }  // trusted: CAP_SYS_ADMIN
+        // user.: regular files and directories only (sticky directories aside, as Linux).
+        if prefix == Self.namespaces[0] && !inode.disk.isRegular && !inode.isDirectory {
+            throw writing ? Errno.EPERM : Errno.ENODATA
+        }
+    }
+
+    public func getxattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName) throws -> [UInt8] {
+        // ENOSYS (rather than ENODATA) tells the kernel once that there are
+        // none: it stops asking, where it would otherwise ask for
+        // security.capability before every write.
+        guard storesXattrs else { throw Errno.ENOSYS }
+        return try lock.withLock {
+            let node = try xattrInode(ino)
+            try checkXattrName(ctx, name.bytes, node, writing: false)
+            guard let entry = try volume.xattrs(node).first(where: { $0.name == name.bytes }) else { throw Errno.ENODATA }
+            return try volume.value(of: entry)
+        }
+    }
+
+    public func listxattr(_ ctx: RequestContext, ino: InodeNumber) throws -> [FileName] {
+        guard storesXattrs else { throw Errno.ENOSYS }
+        return try lock.withLock {
+            let node = try xattrInode(ino)
+            // trusted.* names only for the administrator, as Linux lists them.
+            return try volume.xattrs(node).filter { ctx.uid == 0 || !$0.name.starts(with: Self.namespaces[1]) }
+                .map { FileName($0.name) }
+        }
+    }
+
+    public func setxattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName, value: UnsafeRawBufferPointer,
+                         flags: Int32) throws {
+        guard storesXattrs else { throw Errno.EOPNOTSUPP }
+        guard flags & ~(Self.xattrCreate | Self.xattrReplace) == 0 else { throw Errno.EINVAL }
+        guard value.count <= XattrBlock.maxValueLength else { throw Errno.E2BIG }
+        try lock.withLock {
+            let node = try xattrInode(ino)
+            try checkXattrName(ctx, name.bytes, node, writing: true)
+            let firstUse = try transaction { () throws -> Bool in
+                var entries = try volume.xattrs(node)
+                let index = entries.firstIndex { $0.name == name.bytes }
+                if index != nil && flags & Self.xattrCreate != 0 { throw Errno.EEXIST }
+                if index == nil && flags & Self.xattrReplace != 0 { throw Errno.ENODATA }
+                let old = index.map { entries[$0] }
+                var candidate = entries
+                let placeholder = XattrEntry(name: name.bytes, length: value.count,
+                                             inline: value.count > XattrBlock.inlineMax ? [] : Array(value),
+                                             blocks: Array(repeating: 0, count: value.count > XattrBlock.inlineMax
+                                                           ? XattrBlock.blockCount(value.count) : 0))
+                if let index { candidate[index] = placeholder } else { candidate.append(placeholder) }
+                // No room left in the attribute block: ENOSPC, as ext4 answers.
+                guard XattrBlock.fits(candidate) else { throw Errno.ENOSPC }
+                let firstUse = try volume.useFeature(.xattr)
+                let entry = try volume.makeEntry(name: name.bytes, value: value)
+                if let index { entries[index] = entry } else { entries.append(entry) }
+                do {
+                    try volume.storeXattrs(node, entries)
+                } catch {
+                    for block in entry.blocks { try? volume.blocks.free(block) }
+                    throw error
+                }
+                for block in old?.blocks ?? [] { try volume.blocks.free(block) }
+                node.disk.ctime = currentTime()
+                try volume.inodes.update(node)
+                return firstUse
+            }
+            // Durable at once: versions that do not know the feature read
+            // the superblock from the disk, not from this cache.
+            if firstUse { try commitNow() }
+            observer?(ctx, .setattr(ino: node.ino))
+        }
+    }
+
+    public func removexattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName) throws {
+        guard storesXattrs else { throw Errno.EOPNOTSUPP }
+        try lock.withLock {
+            let node = try xattrInode(ino)
+            try checkXattrName(ctx, name.bytes, node, writing: true)
+            try transaction {
+                var entries = try volume.xattrs(node)
+                guard let index = entries.firstIndex(where: { $0.name == name.bytes }) else { throw Errno.ENODATA }
+                let old = entries.remove(at: index)
+                try volume.storeXattrs(node, entries)
+                for block in old.blocks { try volume.blocks.free(block) }
+                node.disk.ctime = currentTime()
+                try volume.inodes.update(node)
+            }
+            observer?(ctx, .setattr(ino: node.ino))
+        }
+    }
+
+    private func commitNow() throws {
+        do { try volume.log.commit() } catch { failed = true; throw Errno.EIO }
+    }
+}

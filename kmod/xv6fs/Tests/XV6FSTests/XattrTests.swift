@@ -1,0 +1,227 @@
+@_spi(Host) import BentoKit
+import BentoServices
+import Testing
+import XV6FS
+import XV6Layout
+
+let version3 = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
+                         knownFeatures: FeatureSet([.xattr, .bigfile, .unwritten, .keepSize]))
+
+/// Extended attributes in version 3.
+@Suite struct XattrTests {
+    /// Version 3 without its provenance file, whose growth would hide
+    /// what attributes take.
+    static let version3Plain = Xv6Module(version: SemanticVersion(3, 0, 0), knownFeatures: version3.knownFeatures)
+
+    static func mount3(_ device: any BlockDevice, _ version: Xv6Module = version3) throws -> Harness {
+        let superBlock = SuperBlock(cache: LRUBufferCache(device: device, capacity: 4096))
+        return Harness(device: device, superBlock: superBlock, fs: try version.mount(superBlock))
+    }
+
+    static func fresh3(blocks: UInt64 = 8192, _ version: Xv6Module = version3) throws -> Harness {
+        let device = MemoryBlockDevice(blockCount: blocks)
+        try Format.format(device, now: Timespec(seconds: 1_700_000_000, nanoseconds: 0))
+        return try mount3(device, version)
+    }
+
+    static func diskFeatures(_ device: any BlockDevice) throws -> FeatureSet {
+        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)
+        defer { page.deallocate() }
+        try device.read(block: Layout.superblockNumber, into: page)
+        return try Superblock.decode(UnsafeRawBufferPointer(page), deviceBlocks: device.blockCount).features
+    }
+
+    func set(_ h: Harness, _ ino: InodeNumber, _ name: String, _ value: [UInt8], flags: Int32 = 0,
+             as who: RequestContext = ctx) throws {
+        try value.withUnsafeBytes { try h.fs.setxattr(who, ino: ino, name: FileName(name), value: $0, flags: flags) }
+    }
+
+    func get(_ h: Harness, _ ino: InodeNumber, _ name: String) throws -> [UInt8] {
+        try h.fs.getxattr(ctx, ino: ino, name: FileName(name))
+    }
+
+    func names(_ h: Harness, _ ino: InodeNumber, as who: RequestContext = ctx) throws -> [String] {
+        try h.fs.listxattr(who, ino: ino).map(\.description)
+    }
+
+    @Test func setGetListRemove() throws {
+        let h = try Self.fresh3(blocks: 8192, Self.version3Plain)
+        let ino = try h.writeFile("/f", [1, 2, 3])
+        #expect(try names(h, ino) == [])
+        #expect(errno { _ = try get(h, ino, "user.a") } == .ENODATA)
+        let big = pattern(20_000, seed: 1)
+        try set(h, ino, "user.a", Array("hello".utf8))
+        try set(h, ino, "user.big", big)
+        try set(h, ino, "user.empty", [])
+        try set(h, ino, "security.selinux", Array("system_u:object_r:etc_t:s0".utf8))
+        try set(h, ino, "trusted.t", [9])
+        #expect(try get(h, ino, "user.a") == Array("hello".utf8))
+        #expect(try get(h, ino, "user.big") == big)
+        #expect(try get(h, ino, "user.empty") == [])
+        #expect(try names(h, ino) == ["user.a", "user.big", "user.empty", "security.selinux", "trusted.t"])
+        // trusted.* is listed for the administrator only.
+        let user = RequestContext(uid: 1000, gid: 1000, pid: 1)
+        #expect(try names(h, ino, as: user) == ["user.a", "user.big", "user.empty", "security.selinux"])
+        // Replacing a value in blocks by an inline one frees its blocks.
+        let free = try h.statfs().freeBlocks
+        try set(h, ino, "user.big", [7])
+        #expect(try get(h, ino, "user.big") == [7])
+        #expect(try h.statfs().freeBlocks == free + 5)
+        try h.fs.removexattr(ctx, ino: ino, name: "user.a")
+        #expect(errno { _ = try get(h, ino, "user.a") } == .ENODATA)
+        #expect(errno { try h.fs.removexattr(ctx, ino: ino, name: "user.a") } == .ENODATA)
+        for name in ["user.big", "user.empty", "security.selinux", "trusted.t"] {
+            try h.fs.removexattr(ctx, ino: ino, name: FileName(name))
+        }
+        // The last one gone, so is the attribute block.
+        #expect(try h.statfs().freeBlocks == free + 6)
+        #expect(try names(h, ino) == [])
+        // Directories and ACL names too.
+        let dir = try h.mkdir("/d")
+        try set(h, dir, "system.posix_acl_default", [2, 0, 0, 0])
+        try set(h, dir, "system.posix_acl_access", [2, 0, 0, 0, 1])
+        #expect(try get(h, dir, "system.posix_acl_access") == [2, 0, 0, 0, 1])
+        try h.fs.sync()
+        try expectClean(h.device, "after set and remove")
+    }
+
+    @Test func flagsAndLimits() throws {
+        let h = try Self.fresh3()
+        let ino = try h.writeFile("/f", [1])
+        try set(h, ino, "user.x", [1], flags: 1)
+        #expect(errno { try set(h, ino, "user.x", [2], flags: 1) } == .EEXIST)
+        #expect(errno { try set(h, ino, "user.y", [2], flags: 2) } == .ENODATA)
+        try set(h, ino, "user.x", [3], flags: 2)
+        #expect(try get(h, ino, "user.x") == [3])
+        #expect(errno { try set(h, ino, "user.x", [3], flags: 4) } == .EINVAL)
+        // Names: up to 255 bytes, in a namespace kept, not empty after it.
+        try set(h, ino, "user." + String(repeating: "n", count: 250), [1])
+        #expect(errno { try set(h, ino, "user." + String(repeating: "n", count: 251), [1]) } == .ERANGE)
+        #expect(errno { try set(h, ino, "user.", [1]) } == .EINVAL)
+        #expect(errno { try set(h, ino, "other.x", [1]) } == .EOPNOTSUPP)
+        #expect(errno { try set(h, ino, "system.other", [1]) } == .EOPNOTSUPP)
+        // trusted.* for the administrator only; user.* not on a symlink.
+        let user = RequestContext(uid: 1000, gid: 1000, pid: 1)
+        #expect(errno { try set(h, ino, "trusted.x", [1], as: user) } == .EPERM)
+        let link = try h.fs.symlink(ctx, parent: root, name: "l", target: Array("f".utf8))
+        h.fs.forget(ino: link.ino, count: 1)
+        #expect(errno { try set(h, link.ino, "user.x", [1]) } == .EPERM)
+        #expect(errno { _ = try get(h, link.ino, "user.x") } == .ENODATA)
+        try set(h, link.ino, "security.x", [1])
+        // Values: up to 64 KiB.
+        let largest = pattern(65536, seed: 2)
+        try set(h, ino, "user.largest", largest)
+        #expect(try get(h, ino, "user.largest") == largest)
+        #expect(errno { try set(h, ino, "user.toolarge", pattern(65537, seed: 3)) } == .E2BIG)
+        // Names and small values share one block: ENOSPC once it is full.
+        let other = try h.writeFile("/g", [1])
+        let value = [UInt8](repeating: 5, count: 1000)
+        for i in 0..<4 { try set(h, other, "user.v\(i)", value) }
+        #expect(errno { try set(h, other, "user.v4", value) } == .ENOSPC)
+        #expect(try names(h, other).count == 4)
+        try h.fs.sync()
+        try expectClean(h.device, "after the limits")
+    }
+
+    @Test func firstUseSetsTheIncompatBitInTheSameTransaction() throws {
+        let h = try Self.fresh3()
+        let ino = try h.writeFile("/f", [1])
+        try h.fs.sync()
+        #expect(try Self.diskFeatures(h.device) == .none)
+        try set(h, ino, "user.a", [1])
+        // Committed at once: the superblock on the disk says so, and the
+        // transaction that did it holds the attribute block too.
+        #expect(try Self.diskFeatures(h.device) == FeatureSet([.xattr]))
+        let header = try h.superBlock.cache.withBlock(2) { try #require(LogHeader.decode($0, capacity: Layout.maxLogBlocks)) }
+        let inodeBlock = try Volume3Probe.inodeSlotBlock(h.device, ino: UInt32(ino))
+        #expect(header.blocks.contains(UInt32(Layout.superblockNumber)))
+        #expect(header.blocks.contains(inodeBlock))
+        // Versions 1 and 2 refuse the image now, at mount and in the preflight.
+        try h.fs.destroy()
+        for old in [module, Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true)] {
+            let superBlock = SuperBlock(cache: LRUBufferCache(device: h.device, capacity: 256))
+            #expect(throws: UnsupportedFeatures.self) { _ = try old.mount(superBlock) }
+            #expect(throws: UnsupportedFeatures.self) { try old.checkCanServe(superBlock) }
+        }
+        try expectClean(h.device, "after the first attribute")
+    }
+
+    @Test func persistsAcrossRemountAndUpgrade() throws {
+        var h = try Self.fresh3()
+        let ino = try h.writeFile("/f", [1])
+        let big = pattern(9000, seed: 4)
+        try set(h, ino, "user.small", [1, 2])
+        try set(h, ino, "user.big", big)
+        // A state handed over with the transaction open: the next instance
+        // carries on from it.
+        let state = try h.fs.exportState(format: Xv6Module.provenanceStateFormat)
+        let restored = try version3.restore(h.superBlock, from: state)
+        #expect(try restored.getxattr(ctx, ino: ino, name: "user.big") == big)
+        try restored.removexattr(ctx, ino: ino, name: "user.small")
+        h = Harness(device: h.device, superBlock: h.superBlock, fs: restored)
+        try h.fs.destroy()
+        h = try Self.mount3(h.device)
+        #expect(try names(h, ino) == ["user.big"])
+        #expect(try get(h, ino, "user.big") == big)
+        // A version 2 refuses to take the state over.
+        let again = try h.fs.exportState(format: Xv6Module.provenanceStateFormat)
+        #expect(throws: UnsupportedFeatures.self) {
+            _ = try Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true).restore(h.superBlock, from: again)
+        }
+        try h.fs.destroy()
+        try expectClean(h.device, "after remounts")
+    }
+
+    @Test func versionsOneAndTwoKeepNone() throws {
+        let h = try Harness.fresh()
+        let ino = try h.writeFile("/f", [1])
+        #expect(errno { try set(h, ino, "user.a", [1]) } == .EOPNOTSUPP)
+        #expect(errno { try h.fs.removexattr(ctx, ino: ino, name: "user.a") } == .EOPNOTSUPP)
+        #expect(!module.posixACL)
+        #expect(version3.posixACL)
+    }
+
+    @Test func churnLeavesACleanImage() throws {
+        let h = try Self.fresh3(blocks: 16384, Self.version3Plain)
+        try h.fs.sync()
+        let freeAtStart = try h.statfs().freeBlocks
+        var g = SeededGenerator(seed: 42)
+        var files: [InodeNumber] = []
+        var expected: [InodeNumber: [String: [UInt8]]] = [:]
+        for i in 0..<40 { files.append(try h.writeFile("/f\(i)", [UInt8(i)])) }
+        for step in 0..<2000 {
+            let ino = files[Int(g.next() % UInt64(files.count))]
+            let name = "user.k\(g.next() % 6)"
+            if g.next() % 3 == 0 {
+                let err = errno { try h.fs.removexattr(ctx, ino: ino, name: FileName(name)) }
+                #expect(err == (expected[ino]?[name] == nil ? .ENODATA : nil))
+                expected[ino]?[name] = nil
+            } else {
+                let sizes = [0, 10, 600, 1025, 5000, 20_000]
+                let value = pattern(sizes[Int(g.next() % UInt64(sizes.count))], seed: UInt64(step))
+                if errno({ try set(h, ino, name, value) }) == nil { expected[ino, default: [:]][name] = value }
+            }
+        }
+        for ino in files {
+            for (name, value) in expected[ino] ?? [:] { #expect(try get(h, ino, name) == value) }
+        }
+        try h.fs.sync()
+        try expectClean(h.device, "after churn")
+        // Files with attributes deleted: every block comes back.
+        for i in 0..<40 { try h.fs.unlink(ctx, parent: root, name: FileName("f\(i)")) }
+        try h.fs.sync()
+        #expect(try h.statfs().freeBlocks == freeAtStart, "blocks not given back")
+        try expectClean(h.device, "after deleting the files")
+    }
+}
+
+enum Volume3Probe {
+    /// The inode table block holding inode `ino`.
+    static func inodeSlotBlock(_ device: any BlockDevice, ino: UInt32) throws -> UInt32 {
+        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)
+        defer { page.deallocate() }
+        try device.read(block: Layout.superblockNumber, into: page)
+        let sb = try Superblock.decode(UnsafeRawBufferPointer(page), deviceBlocks: device.blockCount)
+        return UInt32(sb.inodeLocation(ino).block)
+    }
+}
