@@ -243,7 +243,7 @@ extension FuseServer {
         }
         ops.listxattr = { req, ino, size in
             FuseServer.server(req).handle(req, .listxattr) { fs, ctx in
-                let names = try fs.listxattr(ctx, ino: ino).flatMap { $0.bytes + [0] }
+                let names: [UInt8] = try fs.listxattr(ctx, ino: ino).flatMap { $0.bytes + [0] }
                 if size == 0 { fuse_reply_xattr(req, names.count); return }
                 guard names.count <= size else { throw Errno.ERANGE }
                 names.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), names.count) }

@@ -147,11 +147,28 @@ extension Xv6FileSystem {
         try lock.withLock {
             let node = try xattrInode(ino)
             try checkXattrName(ctx, name.bytes, node, writing: true)
+            // The kernel enforces an access ACL through the mode's bits, which
+            // the file system keeps in step (as posix_acl_update_mode does).
+            let aclMode = name.bytes == Self.aclNames[0] ? try Self.modeOfAccessACL(value) : nil
             let firstUse = try transaction { () throws -> Bool in
                 var entries = try volume.xattrs(node)
                 let index = entries.firstIndex { $0.name == name.bytes }
                 if index != nil && flags & Self.xattrCreate != 0 { throw Errno.EEXIST }
                 if index == nil && flags & Self.xattrReplace != 0 { throw Errno.ENODATA }
+                if let aclMode {
+                    node.disk.mode = (node.disk.mode & ~0o777) | aclMode.mode
+                    // An ACL that says no more than the mode is not kept.
+                    if aclMode.equivalent {
+                        if let index {
+                            let old = entries.remove(at: index)
+                            try volume.storeXattrs(node, entries)
+                            for block in old.blocks { try volume.blocks.free(block) }
+                        }
+                        node.disk.ctime = currentTime()
+                        try volume.inodes.update(node)
+                        return false
+                    }
+                }
                 let old = index.map { entries[$0] }
                 var candidate = entries
                 let placeholder = XattrEntry(name: name.bytes, length: value.count,
@@ -198,6 +215,29 @@ extension Xv6FileSystem {
             }
             observer?(ctx, .setattr(ino: node.ino))
         }
+    }
+
+    /// The permission bits an access ACL stands for (owner, mask or
+    /// group, other), and whether it says no more than they do. The value
+    /// is the kernel's encoding: version 2, then entries of tag u16, perm
+    /// u16, id u32.
+    static func modeOfAccessACL(_ value: UnsafeRawBufferPointer) throws -> (mode: UInt32, equivalent: Bool) {
+        guard value.count >= 4, (value.count - 4) % 8 == 0, value.u32(0) == 2 else { throw Errno.EINVAL }
+        var owner: UInt32?, group: UInt32?, mask: UInt32?, other: UInt32?
+        var named = false
+        for i in 0..<(value.count - 4) / 8 {
+            let perm = UInt32(value.u16(6 + 8 * i) & 7)
+            switch value.u16(4 + 8 * i) {
+            case 0x01: owner = perm
+            case 0x04: group = perm
+            case 0x10: mask = perm
+            case 0x20: other = perm
+            case 0x02, 0x08: named = true
+            default: throw Errno.EINVAL
+            }
+        }
+        guard let owner, let group, let other else { throw Errno.EINVAL }
+        return (owner << 6 | (mask ?? group) << 3 | other, !named && mask == nil)
     }
 
     private func commitNow() throws {

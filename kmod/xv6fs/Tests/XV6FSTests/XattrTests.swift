@@ -79,8 +79,9 @@ let version3 = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
         // Directories and ACL names too.
         let dir = try h.mkdir("/d")
         try set(h, dir, "system.posix_acl_default", [2, 0, 0, 0])
-        try set(h, dir, "system.posix_acl_access", [2, 0, 0, 0, 1])
-        #expect(try get(h, dir, "system.posix_acl_access") == [2, 0, 0, 0, 1])
+        let acl = Self.acl([(0x01, 7, 0), (0x08, 5, 1234), (0x04, 5, 0), (0x10, 5, 0), (0x20, 5, 0)])
+        try set(h, dir, "system.posix_acl_access", acl)
+        #expect(try get(h, dir, "system.posix_acl_access") == acl)
         try h.fs.sync()
         try expectClean(h.device, "after set and remove")
     }
@@ -170,6 +171,35 @@ let version3 = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
         }
         try h.fs.destroy()
         try expectClean(h.device, "after remounts")
+    }
+
+    /// The kernel's encoding of an access ACL: version 2, then (tag, perm, id).
+    static func acl(_ entries: [(UInt16, UInt16, UInt32)]) -> [UInt8] {
+        var bytes: [UInt8] = [2, 0, 0, 0]
+        for (tag, perm, id) in entries {
+            withUnsafeBytes(of: tag.littleEndian) { bytes += $0 }
+            withUnsafeBytes(of: perm.littleEndian) { bytes += $0 }
+            withUnsafeBytes(of: id.littleEndian) { bytes += $0 }
+        }
+        return bytes
+    }
+
+    @Test func anAccessACLKeepsTheModeInStep() throws {
+        let h = try Self.fresh3()
+        let ino = try h.writeFile("/f", [1])
+        _ = try h.fs.setattr(ctx, ino: ino, SetAttributes(mode: 0o600), handle: nil)
+        // user::rw-, user:1234:r--, group::---, mask::r--, other::---: the group bits are the mask's.
+        let extended = Self.acl([(0x01, 6, 0), (0x02, 4, 1234), (0x04, 0, 0), (0x10, 4, 0), (0x20, 0, 0)])
+        try set(h, ino, "system.posix_acl_access", extended)
+        #expect(try h.fs.getattr(ctx, ino: ino).mode & 0o777 == 0o640)
+        #expect(try get(h, ino, "system.posix_acl_access") == extended)
+        // One that says no more than a mode: the mode, and no attribute kept.
+        try set(h, ino, "system.posix_acl_access", Self.acl([(0x01, 7, 0), (0x04, 5, 0), (0x20, 1, 0)]))
+        #expect(try h.fs.getattr(ctx, ino: ino).mode & 0o777 == 0o751)
+        #expect(try names(h, ino) == [])
+        #expect(errno { try set(h, ino, "system.posix_acl_access", [1, 2, 3]) } == .EINVAL)
+        try h.fs.sync()
+        try expectClean(h.device, "after ACLs")
     }
 
     @Test func versionsOneAndTwoKeepNone() throws {
