@@ -72,6 +72,11 @@ expect "the ACL lets user 1234 read" as_user cat private
 expect "but not write" not as_user sh -c 'echo x >> private'
 expect "setfacl -x takes it back" setfacl -x u:1234 private
 expect "user 1234 cannot read again" not as_user cat private
+echo secret > masked && chmod 640 masked && setfacl -m u:1234:r masked
+expect "an ACL entry on a 0640 file lets user 1234 read" as_user cat masked
+chmod 600 masked
+expect "chmod 600 sets the ACL's mask" grep -q "^mask::---" <(getfacl -p masked)
+expect "and user 1234 is refused" not as_user cat masked
 mkdir shared && chmod 700 shared
 expect "a default ACL on a directory" setfacl -d -m u:1234:rx shared
 expect "getfacl -d shows it" grep -q "^default:user:1234:r-x" <(getfacl -p shared)

@@ -240,6 +240,42 @@ extension Xv6FileSystem {
         return (owner << 6 | (mask ?? group) << 3 | other, !named && mask == nil)
     }
 
+    /// After a chmod: the access ACL's owner, mask (or group) and other
+    /// entries take the new permission bits, as posix_acl_chmod does.
+    /// Called in the chmod's transaction.
+    func chmodAccessACL(_ node: Inode) throws {
+        guard storesXattrs, node.disk.xattrBlock != 0 else { return }
+        var entries = try volume.xattrs(node)
+        guard let index = entries.firstIndex(where: { $0.name == Self.aclNames[0] }) else { return }
+        var value = try volume.value(of: entries[index])
+        guard value.count >= 4, (value.count - 4) % 8 == 0 else { throw Errno.EUCLEAN }
+        let mode = node.disk.mode
+        let hasMask = stride(from: 4, to: value.count, by: 8).contains { value[$0] == 0x10 }
+        for at in stride(from: 4, to: value.count, by: 8) {
+            let bits: UInt32?
+            switch value[at] {
+            case 0x01: bits = mode >> 6
+            case 0x10: bits = mode >> 3
+            case 0x04: bits = hasMask ? nil : mode >> 3
+            case 0x20: bits = mode
+            default: bits = nil
+            }
+            if let bits { value[at + 2] = UInt8(bits & 7); value[at + 3] = 0 }
+        }
+        if entries[index].blocks.isEmpty {
+            entries[index].inline = value
+            try volume.storeXattrs(node, entries)
+        } else {
+            for (i, block) in entries[index].blocks.enumerated() {
+                let part = value[(i * Layout.blockSize)..<min((i + 1) * Layout.blockSize, value.count)]
+                try volume.cache.withMutableBlock(UInt64(block)) { page in
+                    part.withUnsafeBytes { page.copyMemory(from: $0) }
+                }
+                volume.log.record(UInt64(block))
+            }
+        }
+    }
+
     private func commitNow() throws {
         do { try volume.log.commit() } catch { failed = true; throw Errno.EIO }
     }

@@ -359,6 +359,7 @@ public final class Xv6FileSystem: FileSystem {
             try transaction {
                 if let mode = changes.mode {
                     node.disk.mode = (node.disk.mode & FileMode.typeMask) | (mode & FileMode.permissionMask)
+                    try chmodAccessACL(node)
                 }
                 if let uid = changes.uid { node.disk.uid = uid }
                 if let gid = changes.gid { node.disk.gid = gid }

@@ -193,6 +193,10 @@ let version3 = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
         try set(h, ino, "system.posix_acl_access", extended)
         #expect(try h.fs.getattr(ctx, ino: ino).mode & 0o777 == 0o640)
         #expect(try get(h, ino, "system.posix_acl_access") == extended)
+        // chmod: the owner, mask and other entries follow the new mode.
+        _ = try h.fs.setattr(ctx, ino: ino, SetAttributes(mode: 0o750), handle: nil)
+        #expect(try get(h, ino, "system.posix_acl_access")
+                == Self.acl([(0x01, 7, 0), (0x02, 4, 1234), (0x04, 0, 0), (0x10, 5, 0), (0x20, 0, 0)]))
         // One that says no more than a mode: the mode, and no attribute kept.
         try set(h, ino, "system.posix_acl_access", Self.acl([(0x01, 7, 0), (0x04, 5, 0), (0x20, 1, 0)]))
         #expect(try h.fs.getattr(ctx, ino: ino).mode & 0o777 == 0o751)
