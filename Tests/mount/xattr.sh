@@ -83,6 +83,10 @@ expect "getfacl -d shows it" grep -q "^default:user:1234:r-x" <(getfacl -p share
 expect "a 0700 directory is closed to user 1234" not as_user ls shared
 expect "an ACL opens it" setfacl -m u:1234:rx shared
 expect "user 1234 lists it" as_user ls shared
+(umask 022 && echo x > shared/inherits && mkdir shared/sub)
+expect "a new file inherits the default ACL" grep -q "^user:1234:r-x" <(getfacl -p shared/inherits)
+expect "masked by its mode" grep -q "^mask::r--" <(getfacl -p shared/inherits)
+expect "a new directory inherits it as its default too" grep -q "^default:user:1234:r-x" <(getfacl -p shared/sub)
 
 # A tree with attributes and ACLs copied by cp -a and rsync -aAX.
 mkdir -p src/a/b

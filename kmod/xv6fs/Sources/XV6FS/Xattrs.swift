@@ -276,6 +276,61 @@ extension Xv6FileSystem {
         }
     }
 
+    /// A new inode in a directory with a default ACL: its access ACL is
+    /// that one, masked by the mode asked for (and the mode by it), and a
+    /// new directory inherits the default ACL too (posix_acl_create).
+    /// Called in the transaction that makes the inode.
+    func inheritDefaultACL(from dir: Inode, to node: Inode) throws {
+        guard storesXattrs, dir.disk.xattrBlock != 0,
+              let inherited = try volume.xattrs(dir).first(where: { $0.name == Self.aclNames[1] }) else { return }
+        let defaultACL = try volume.value(of: inherited)
+        var access = defaultACL
+        var mode = node.disk.mode & 0o777
+        let equivalent = try Self.mask(&access, mode: &mode)
+        node.disk.mode = (node.disk.mode & ~0o777) | mode
+        var entries: [XattrEntry] = []
+        do {
+            if !equivalent {
+                entries.append(try access.withUnsafeBytes { try volume.makeEntry(name: Self.aclNames[0], value: $0) })
+            }
+            if node.isDirectory {
+                entries.append(try defaultACL.withUnsafeBytes { try volume.makeEntry(name: Self.aclNames[1], value: $0) })
+            }
+            if !entries.isEmpty { try volume.storeXattrs(node, entries) }
+        } catch {
+            for block in entries.flatMap(\.blocks) { try? volume.blocks.free(block) }
+            throw error
+        }
+    }
+
+    /// posix_acl_create_masq: the owner, other and mask (or group) entries
+    /// keep only what `mode` grants, and `mode` only what they grant.
+    /// Returns whether the ACL says no more than the mode.
+    static func mask(_ acl: inout [UInt8], mode: inout UInt32) throws -> Bool {
+        guard acl.count >= 4, (acl.count - 4) % 8 == 0 else { throw Errno.EUCLEAN }
+        var groupAt: Int?, maskAt: Int?
+        var equivalent = true
+        for at in stride(from: 4, to: acl.count, by: 8) {
+            let perm = UInt32(acl[at + 2] & 7)
+            switch acl[at] {
+            case 0x01:
+                let granted = perm & (mode >> 6)
+                acl[at + 2] = UInt8(granted); mode &= (granted << 6) | ~0o700
+            case 0x20:
+                let granted = perm & mode
+                acl[at + 2] = UInt8(granted); mode &= granted | ~0o007
+            case 0x04: groupAt = at
+            case 0x10: maskAt = at; equivalent = false
+            case 0x02, 0x08: equivalent = false
+            default: throw Errno.EUCLEAN
+            }
+        }
+        guard let at = maskAt ?? groupAt else { throw Errno.EUCLEAN }
+        let granted = UInt32(acl[at + 2] & 7) & (mode >> 3)
+        acl[at + 2] = UInt8(granted); mode &= (granted << 3) | ~0o070
+        return equivalent
+    }
+
     private func commitNow() throws {
         do { try volume.log.commit() } catch { failed = true; throw Errno.EIO }
     }

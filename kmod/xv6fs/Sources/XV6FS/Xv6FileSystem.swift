@@ -269,10 +269,12 @@ public final class Xv6FileSystem: FileSystem {
                     try volume.initializeDirectory(node, parent: dir.ino)
                 }
                 try fill(node)
+                try inheritDefaultACL(from: dir, to: node)
                 try volume.addEntry(dir, name.bytes, ino: node.ino, mode: mode)
             } catch {
                 // Undo within the same transaction: the inode never existed.
                 _ = try? volume.freeTail(node, from: 0)
+                try? volume.freeXattrs(node)
                 try? volume.inodes.free(node)
                 throw error
             }

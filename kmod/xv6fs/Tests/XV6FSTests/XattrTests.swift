@@ -1,5 +1,6 @@
 @_spi(Host) import BentoKit
-import BentoServices
+@_spi(Testing) import BentoServices
+import Glibc
 import Testing
 import XV6FS
 import XV6Layout
@@ -204,6 +205,58 @@ let version3 = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
         #expect(errno { try set(h, ino, "system.posix_acl_access", [1, 2, 3]) } == .EINVAL)
         try h.fs.sync()
         try expectClean(h.device, "after ACLs")
+    }
+
+    @Test func newInodesInheritTheDefaultACL() throws {
+        let h = try Self.fresh3()
+        let dir = try h.mkdir("/d", mode: 0o755)
+        // default: user::rwx, user:1234:rwx, group::r-x, mask::rwx, other::r-x
+        let defaultACL = Self.acl([(0x01, 7, 0), (0x02, 7, 1234), (0x04, 5, 0), (0x10, 7, 0), (0x20, 5, 0)])
+        try set(h, dir, "system.posix_acl_default", defaultACL)
+        // A file asked 0644: the mask keeps r--, the mode's group bits too.
+        let (file, open) = try h.fs.create(ctx, parent: dir, name: "f", mode: 0o644, flags: OpenFlags.readWrite)
+        try h.fs.release(ctx, ino: file.ino, handle: open.handle)
+        h.fs.forget(ino: file.ino, count: 1)
+        #expect(file.attributes.mode & 0o777 == 0o644)
+        #expect(try get(h, file.ino, "system.posix_acl_access")
+                == Self.acl([(0x01, 6, 0), (0x02, 7, 1234), (0x04, 5, 0), (0x10, 4, 0), (0x20, 4, 0)]))
+        #expect(errno { _ = try get(h, file.ino, "system.posix_acl_default") } == .ENODATA)
+        // A directory inherits the default ACL as well.
+        let sub = try h.mkdir("/d/s", mode: 0o750)
+        #expect(try get(h, sub, "system.posix_acl_default") == defaultACL)
+        #expect(try h.fs.getattr(ctx, ino: sub).mode & 0o777 == 0o750)
+        // Deleting them gives every block back.
+        try h.fs.unlink(ctx, parent: dir, name: "f")
+        try h.fs.rmdir(ctx, parent: dir, name: "s")
+        try h.fs.sync()
+        try expectClean(h.device, "after inheriting")
+    }
+
+    /// Attribute changes answered and not committed survive the death of
+    /// the process through the operation journal, like every change.
+    @Test func answeredChangesSurviveADeathThroughTheJournal() throws {
+        let device = try JournalTests.freshDevice()
+        func mount(_ journalFD: Int32?) throws -> (Harness, SharedMemoryJournal) {
+            let cache = LRUBufferCache(device: device, capacity: 4096)
+            let journal = try journalFD.map { try SharedMemoryJournal(adopting: $0, cache: cache) }
+                ?? SharedMemoryJournal(cache: cache, capacityBlocks: 1024)
+            let superBlock = SuperBlock(cache: cache, journal: journal)
+            return (Harness(device: device, superBlock: superBlock, fs: try version3.mount(superBlock)), journal)
+        }
+        let (h, journal) = try mount(nil)
+        let ino = try h.writeFile("/f", [1])
+        try set(h, ino, "user.first", [1])  // the first use commits
+        let big = pattern(9000, seed: 5)
+        try set(h, ino, "user.big", big)
+        try set(h, ino, "user.small", [2])
+        try h.fs.removexattr(ctx, ino: ino, name: "user.first")
+        #expect(journal.pendingOperations >= 3)  // and the provenance file's
+        // The process dies without a commit; the next one adopts the memfd.
+        let (after, _) = try mount(dup(journal.fd))
+        #expect(try names(after, ino) == ["user.big", "user.small"])
+        #expect(try get(after, ino, "user.big") == big)
+        try after.fs.destroy()
+        try expectClean(device, "after the journal's replay")
     }
 
     @Test func versionsOneAndTwoKeepNone() throws {
