@@ -5,6 +5,8 @@
 # `rsync -aAX` of a tree with attributes and ACLs, compared afterwards
 # (getfattr dumps); the values read back after drop_caches and after the
 # daemon is restarted; the image's `xattr` feature set; fsck clean.
+# A live upgrade from 2.0.0 to 3.0.0 then sets attributes (read from the
+# next mount on), and the way back is refused with its reason.
 # Usage: Tests/mount/xattr.sh BIN_DIR
 set -u
 bin=$(cd "${1:?usage: $0 BIN_DIR}" && pwd)
@@ -23,7 +25,7 @@ as_user() { setpriv --reuid 1234 --regid 1234 --clear-groups "$@"; }
 # relative path in sorted order (copies create in their own order).
 dump() { (cd "$1" && find . -print0 | sort -z | xargs -0 getfattr -h -d -m - -e hex 2>/dev/null); }
 start() {
-    "$bin/bento-upgraded" --image "$img" --mountpoint "$mnt" --module "$v3" --allow-other \
+    "$bin/bento-upgraded" --image "$img" --mountpoint "$mnt" --module "${1:-$v3}" --allow-other \
         --control-socket "$sock" --state-dir "$work/state" >>"$log" 2>&1 &
     daemon=$!
     for _ in $(seq 100); do "$bin/bentoctl" --socket "$sock" status 2>/dev/null | grep -q serving && return 0; sleep 0.1; done
@@ -129,6 +131,32 @@ done
 rm -rf "$mnt/src" "$mnt/cpcopy" "$mnt/rsynccopy" "$mnt"/churn*
 expect "the daemon stops again" stop
 expect "fsck clean after churn and deletion" "$bin/fsck.xv6" -n "$img"
+
+# A live upgrade from 2.0.0 to 3.0.0: attributes set at once; after the
+# first one, the way back to 2.0.0 is refused (the image uses the xattr
+# feature).
+img=$work/upgraded.img
+"$bin/mkfs.xv6" -q --size 32M "$img"
+rm -rf "$work/state"
+expect "xv6fs 2.0.0 serves a new image" start "$bin/libXV6Module2.so"
+echo kept > "$mnt/kept"
+expect "2.0.0 keeps no attributes" not setfattr -n user.a -v 1 "$mnt/kept"
+expect "live upgrade to 3.0.0" "$bin/bentoctl" --socket "$sock" upgrade "$mnt" "$bin/libXV6Module3.so" --probation 0
+expect "the file is still there" test "$(cat "$mnt/kept")" = kept
+expect "3.0.0 sets an attribute" setfattr -n user.a -v after-upgrade "$mnt/kept"
+# 2.0.0 answered getxattr ENOSYS (so that the kernel stops asking for
+# security.capability before every write), and the kernel keeps that for
+# the whole mount: reads of attributes start with the next mount.
+expect "reads wait for the next mount" not getfattr -n user.a "$mnt/kept"
+expect "the daemon stops" stop
+expect "3.0.0 serves it again" start
+expect "and reads the attribute back" test "$(getfattr --absolute-names --only-values -n user.a "$mnt/kept")" = after-upgrade
+out=$("$bin/bentoctl" --socket "$sock" upgrade "$mnt" "$bin/libXV6Module2.so" --probation 0 2>&1); status=$?
+expect "back to 2.0.0 is refused" test $status -ne 0
+expect "saying why" grep -q "does not know: xattr" <<<"$out"
+expect "3.0.0 serves on" test "$(getfattr --absolute-names --only-values -n user.a "$mnt/kept")" = after-upgrade
+expect "the upgraded mount stops" stop
+expect "fsck clean after the upgrade" "$bin/fsck.xv6" -n "$img"
 
 echo "xattr: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -259,6 +259,24 @@ let version3 = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
         try expectClean(device, "after the journal's replay")
     }
 
+    /// 2.0.0 hands its state to 3.0.0, which then keeps attributes.
+    @Test func upgradeFromVersionTwo() throws {
+        let device = MemoryBlockDevice(blockCount: 8192)
+        try Format.format(device, now: Timespec(seconds: 1_700_000_000, nanoseconds: 0))
+        let superBlock = SuperBlock(cache: LRUBufferCache(device: device, capacity: 4096))
+        let two = Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true)
+        let old = Harness(device: device, superBlock: superBlock, fs: try two.mount(superBlock))
+        let ino = try old.writeFile("/f", [1, 2, 3])
+        let format = try #require(two.descriptor.handoverFormat(to: version3.descriptor))
+        let h = Harness(device: device, superBlock: superBlock,
+                        fs: try version3.restore(superBlock, from: try old.fs.exportState(format: format)))
+        try set(h, ino, "user.a", [4])
+        #expect(try get(h, ino, "user.a") == [4])
+        #expect(try h.readFile("/f") == [1, 2, 3])
+        try h.fs.destroy()
+        try expectClean(device, "after the upgrade")
+    }
+
     @Test func versionsOneAndTwoKeepNone() throws {
         let h = try Harness.fresh()
         let ino = try h.writeFile("/f", [1])
