@@ -13,9 +13,10 @@ $(error make: no bentoVersion line in kmod/BentoKit/Sources/BentoVersion/BentoVe
 endif
 XV6FS_VERSION := 1.0.0
 XV6FS2_VERSION := 2.0.0
+XV6FS3_VERSION := 3.0.0
 
 # What the root package builds: the module file and the tools.
-PRODUCTS := bento-upgraded bentoctl mount.xv6 XV6Module XV6Module2 mkfs.xv6 fsck.xv6
+PRODUCTS := bento-upgraded bentoctl mount.xv6 XV6Module XV6Module2 XV6Module3 mkfs.xv6 fsck.xv6
 # Module files that fail upgrades on purpose: built for the tests only.
 FIXTURES := FixtureImportFails FixtureOtherFileSystem FixtureNoCommonFormat FixtureSlowImport \
             FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads FixtureCopiedTable \
@@ -25,7 +26,7 @@ BIN       = .build/$(CONFIG)
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat \
-                   python3 e2fsprogs mount util-linux groff-base stress-ng gdb
+                   python3 e2fsprogs mount util-linux groff-base stress-ng gdb attr acl rsync
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
@@ -68,6 +69,7 @@ test: deps
 	Tests/mount/memory.sh .build/debug
 	Tests/mount/fstab.sh .build/debug
 	Tests/mount/readonly.sh .build/debug
+	Tests/mount/xattr.sh .build/debug
 	$(MAKE) -s conformance BIN=.build/debug MODULE=.build/debug/libXV6Module.so NEXT=.build/debug/libXV6Module2.so \
 		FORMAT='$(CURDIR)/.build/debug/mkfs.xv6 --size {size}' FSCK='$(CURDIR)/.build/debug/fsck.xv6 -n' KIT_OPTIONS='--subsets 1'
 	$(MAKE) -s conformance BIN=.build/debug MODULE=.build/debug/libXV6Module2.so \
@@ -122,7 +124,8 @@ LIBDIR = $(DESTDIR)$(PREFIX)/lib/bento
 SWIFT_RUNTIME ?= /opt/swift/usr/lib/swift/linux
 # What install puts under $(PREFIX) from the build, but the runtime libraries.
 INSTALLED = sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl lib/bento/libBentoKit.so \
-            lib/bento/modules/xv6fs-$(XV6FS_VERSION).so lib/bento/modules/xv6fs-$(XV6FS2_VERSION).so
+            lib/bento/modules/xv6fs-$(XV6FS_VERSION).so lib/bento/modules/xv6fs-$(XV6FS2_VERSION).so \
+            lib/bento/modules/xv6fs-$(XV6FS3_VERSION).so
 # mount(8) looks for mount.xv6 in /sbin (and /sbin/fs.d, /sbin/fs) only,
 # whatever PREFIX is: outside /usr, a link there points at the program.
 MOUNT_HELPER_DIR ?= /sbin
@@ -133,6 +136,7 @@ install: build
 	install -m 0644 $(BIN)/libBentoKit.so $(LIBDIR)/
 	install -m 0644 $(BIN)/libXV6Module.so $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so
 	install -m 0644 $(BIN)/libXV6Module2.so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
+	install -m 0644 $(BIN)/libXV6Module3.so $(LIBDIR)/modules/xv6fs-$(XV6FS3_VERSION).so
 	cd $(DESTDIR)$(PREFIX) && strip --strip-debug $(INSTALLED)
 	@# TOMLKit's `import struct Foundation.Date` links all of Foundation (and
 	@# so ICU, 40 MB), though every symbol the daemon uses is in
@@ -160,7 +164,8 @@ install: build
 			*) echo "make: removing $$f, no longer needed"; rm -f "$$f" ;; esac; done
 	cd $(DESTDIR)$(PREFIX) && for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl; do \
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
-	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
+	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so \
+		$(LIBDIR)/modules/xv6fs-$(XV6FS3_VERSION).so
 	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
 	if [ "$(PREFIX)" != /usr ] && [ "$(PREFIX)/sbin" != "$(MOUNT_HELPER_DIR)" ]; then \
 		install -d $(DESTDIR)$(MOUNT_HELPER_DIR) && ln -sfn $(PREFIX)/sbin/mount.xv6 $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.xv6; fi

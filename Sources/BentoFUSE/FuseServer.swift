@@ -32,6 +32,10 @@ public final class FuseServer: @unchecked Sendable {
     static let epochMinor: UInt32 = 44
     /// Whether to ask for the kernel's writeback cache.
     let writebackCache: Bool
+    /// Whether to ask the kernel to enforce POSIX ACLs (the module stores
+    /// them: `BentoModule.posixACL`). Asked at INIT only: the kernel keeps
+    /// what it agreed for the whole mount, whatever module comes later.
+    let posixACL: Bool
     /// Keeps cached writes from outrunning the disk (nil: not checked).
     let space: SpaceGuard?
     /// Flushes running before GETATTR checks, and how many may run at once.
@@ -77,11 +81,12 @@ public final class FuseServer: @unchecked Sendable {
     /// `timeout`: how long the kernel may cache names and attributes when
     /// it cannot be told to drop them all at once.
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true,
-                space: SpaceGuard? = nil, pressure: PressureLog = PressureLog()) {
+                posixACL: Bool = false, space: SpaceGuard? = nil, pressure: PressureLog = PressureLog()) {
         self.fileSystem = fileSystem
         self.pressure = pressure
         self.shortTimeout = timeout
         self.writebackCache = writebackCache
+        self.posixACL = posixACL
         self.space = space
         // Before the first request: a new process (a restart, a worker
         // after a death) must know at once whether writes are checked.
@@ -337,6 +342,7 @@ public final class FuseServer: @unchecked Sendable {
         let wanted: UInt32 = UInt32(FUSE_CAP_ASYNC_READ) | (writebackCache ? UInt32(FUSE_CAP_WRITEBACK_CACHE) : 0)
             | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
             | UInt32(FUSE_CAP_EXPORT_SUPPORT) | UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_MOVE)
+            | (posixACL ? UInt32(FUSE_CAP_POSIX_ACL) : 0)
         conn.pointee.want |= wanted & conn.pointee.capable
         // The module is the only writer: the kernel need not check its cache
         // against every attribute reply (which, with the uncacheable

@@ -243,10 +243,51 @@ extension FuseServer {
         }
         ops.listxattr = { req, ino, size in
             FuseServer.server(req).handle(req, .listxattr) { fs, ctx in
-                let names = try fs.listxattr(ctx, ino: ino).flatMap { $0.bytes + [0] }
+                let names: [UInt8] = try fs.listxattr(ctx, ino: ino).flatMap { $0.bytes + [0] }
                 if size == 0 { fuse_reply_xattr(req, names.count); return }
                 guard names.count <= size else { throw Errno.ERANGE }
                 names.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), names.count) }
+            }
+        }
+        // A resent XATTR_CREATE that finds the attribute: the first attempt
+        // set it, if it holds this value.
+        ops.setxattr = { req, ino, name, value, size, flags in
+            let s = FuseServer.server(req)
+            s.handle(req, .setxattr) { fs, ctx in
+                let name = Convert.name(name), value = UnsafeRawBufferPointer(start: value, count: size)
+                try s.retrying(.EEXIST) {
+                    try fs.setxattr(ctx, ino: ino, name: name, value: value, flags: flags)
+                } alreadyDone: {
+                    guard try fs.getxattr(ctx, ino: ino, name: name).elementsEqual(value) else { throw Errno.EEXIST }
+                }
+                fuse_reply_err(req, 0)
+            }
+        }
+        // A resent removexattr that finds no attribute: the first attempt removed it.
+        ops.removexattr = { req, ino, name in
+            let s = FuseServer.server(req)
+            s.handle(req, .removexattr) { fs, ctx in
+                try s.retrying(.ENODATA) { try fs.removexattr(ctx, ino: ino, name: Convert.name(name)) } alreadyDone: {}
+                s.noteSpaceFreed(fs, ctx)
+                fuse_reply_err(req, 0)
+            }
+        }
+        ops.fallocate = { req, ino, mode, offset, length, fi in
+            let s = FuseServer.server(req)
+            s.handle(req, .fallocate) { fs, ctx in
+                guard offset >= 0, length > 0 else { throw Errno.EINVAL }
+                try fs.fallocate(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, mode: mode,
+                                 offset: UInt64(offset), length: UInt64(length))
+                s.noteSpaceFreed(fs, ctx)
+                fuse_reply_err(req, 0)
+            }
+        }
+        ops.lseek = { req, ino, offset, whence, fi in
+            FuseServer.server(req).handle(req, .lseek) { fs, ctx in
+                guard offset >= 0 else { throw Errno.ENXIO }
+                let found = try fs.seek(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, offset: UInt64(offset), whence: whence)
+                guard found <= UInt64(Int64.max) else { throw Errno.EOVERFLOW }
+                fuse_reply_lseek(req, off_t(found))
             }
         }
         return ops

@@ -6,6 +6,8 @@ public enum Operation: Int, CaseIterable, Sendable {
     case lookup, forget, getattr, setattr, readlink, mknod, mkdir, unlink, rmdir, symlink, rename, link
     case open, read, write, release, fsync, opendir, readdir, readdirplus, releasedir, fsyncdir
     case statfs, access, create, getxattr, listxattr
+    // Added later, after the others: a number never changes its operation.
+    case setxattr, removexattr, fallocate, lseek
 }
 
 /// Counts and times the requests a server answers: per operation counts and

@@ -98,6 +98,7 @@ final class ServedMount: @unchecked Sendable {
         // An adopted session keeps what the kernel agreed at its first INIT.
         let cachesWrites = adopted ? start.writebackCache ?? true : settings.writebackCache
         server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache,
+                            posixACL: module.module.posixACL,
                             space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil,
                             pressure: pressure)
         server.quarantine = Set(start.quarantine)

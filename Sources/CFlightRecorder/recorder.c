@@ -106,6 +106,8 @@ static long name_offset(uint32_t opcode) {
     case 45: return 16;                           // RENAME2: fuse_rename2_in
     case 13: return 8;                            // LINK: fuse_link_in
     case 35: return 16;                           // CREATE: fuse_create_in
+    case 22: return 8;                            // GETXATTR: fuse_getxattr_in
+    case 24: return 0;                            // REMOVEXATTR: the attribute's name
     default: return -1;
     }
 }

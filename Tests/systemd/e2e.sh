@@ -119,7 +119,7 @@ else
 fi
 p=$root/usr/local
 [ -n "$deb" ] || for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl \
-    lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so \
+    lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so lib/bento/modules/xv6fs-3.0.0.so \
     lib/systemd/system/bento-upgraded.service lib/systemd/catalog/bento.catalog \
     lib/tmpfiles.d/bento.conf lib/modules-load.d/bento.conf; do
     if [ -e "$p/$f" ]; then ok "installed $f"; else fail "installed $f"; fi

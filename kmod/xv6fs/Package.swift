@@ -6,9 +6,10 @@ import PackageDescription
 let package = Package(
     name: "xv6fs",
     products: [
-        // The module files: installed as xv6fs-1.0.0.so and xv6fs-2.0.0.so.
+        // The module files: installed as xv6fs-1.0.0.so, xv6fs-2.0.0.so and xv6fs-3.0.0.so.
         .library(name: "XV6Module", type: .dynamic, targets: ["XV6Module"]),
         .library(name: "XV6Module2", type: .dynamic, targets: ["XV6Module2"]),
+        .library(name: "XV6Module3", type: .dynamic, targets: ["XV6Module3"]),
         .executable(name: "mkfs.xv6", targets: ["MkfsXV6"]),
         .executable(name: "fsck.xv6", targets: ["FsckXV6"]),
         .executable(name: "xv6-bench", targets: ["XV6Bench"]),
@@ -30,9 +31,13 @@ let package = Package(
         .target(name: "XV6Check", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
         // The same file system under another module name, for version 2.
         .target(name: "XV6FS2", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
-        // The module files' entry symbol: version 1, and version 2 (provenance).
+        // And again for version 3.
+        .target(name: "XV6FS3", dependencies: ["XV6Layout", .product(name: "BentoKit", package: "BentoKit")]),
+        // The module files' entry symbol: version 1, version 2 (provenance),
+        // and version 3 (provenance, extended attributes and the data features).
         .target(name: "XV6Module", dependencies: ["XV6FS"]),
         .target(name: "XV6Module2", dependencies: ["XV6FS2"], swiftSettings: [.define("XV6FS_V2")]),
+        .target(name: "XV6Module3", dependencies: ["XV6FS3"], swiftSettings: [.define("XV6FS_V3")]),
         // What the two tools share.
         .target(name: "XV6ToolSupport", dependencies: [
             .product(name: "BentoServices", package: "BentoKit"),

@@ -60,6 +60,17 @@ public protocol FileSystem: AnyObject {
     func access(_ ctx: RequestContext, ino: InodeNumber, mask: Int32) throws
     func getxattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName) throws -> [UInt8]
     func listxattr(_ ctx: RequestContext, ino: InodeNumber) throws -> [FileName]
+    /// Sets attribute `name` to `value`. `flags`: XATTR_CREATE (1) fails with
+    /// EEXIST if it exists, XATTR_REPLACE (2) with ENODATA if it does not.
+    func setxattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName, value: UnsafeRawBufferPointer,
+                  flags: Int32) throws
+    func removexattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName) throws
+    /// fallocate(2): `mode` as Linux has it (FALLOC_FL_KEEP_SIZE, ...).
+    func fallocate(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, mode: Int32, offset: UInt64,
+                   length: UInt64) throws
+    /// lseek(2) for SEEK_DATA (3) and SEEK_HOLE (4): the offset found. The
+    /// kernel answers the other whences itself.
+    func seek(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64, whence: Int32) throws -> UInt64
 
     /// The upgrade API: the instance's in-memory state in `format`, one of
     /// the formats its descriptor lists as exportable. Called with no other
@@ -73,4 +84,25 @@ extension FileSystem {
         throw Errno.ENODATA
     }
     public func listxattr(_ ctx: RequestContext, ino: InodeNumber) throws -> [FileName] { [] }
+
+    // Requirements added later, each with a default: modules built before
+    // them load unchanged (resilient protocol), and the SDK ABI stays.
+
+    public func setxattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName, value: UnsafeRawBufferPointer,
+                         flags: Int32) throws {
+        throw Errno.EOPNOTSUPP
+    }
+    public func removexattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName) throws {
+        throw Errno.EOPNOTSUPP
+    }
+    public func fallocate(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, mode: Int32, offset: UInt64,
+                          length: UInt64) throws {
+        throw Errno.EOPNOTSUPP
+    }
+    /// ENOSYS: the kernel then answers lseek itself (all data, one hole at
+    /// the end) and stops asking.
+    public func seek(_ ctx: RequestContext, ino: InodeNumber, handle: FileHandle, offset: UInt64,
+                     whence: Int32) throws -> UInt64 {
+        throw Errno.ENOSYS
+    }
 }

@@ -82,6 +82,11 @@ public protocol BentoModule: AnyObject {
     /// know). An upgrade's preflight asks, while the old version still
     /// serves: it must only read, and a refusal costs no pause.
     func checkCanServe(_ superBlock: SuperBlock) throws
+    /// The module stores POSIX ACLs (system.posix_acl_access and _default)
+    /// as extended attributes and wants the kernel to enforce them
+    /// (FUSE_POSIX_ACL). The host asks the kernel at the mount's INIT, once:
+    /// a module upgraded in later gets ACL enforcement from the next mount.
+    var posixACL: Bool { get }
 }
 
 extension BentoModule {
@@ -89,4 +94,5 @@ extension BentoModule {
     /// an addition that resilient protocols allow: modules built before it
     /// get this one, so the SDK ABI version stays.
     public func checkCanServe(_ superBlock: SuperBlock) throws {}
+    public var posixACL: Bool { false }
 }

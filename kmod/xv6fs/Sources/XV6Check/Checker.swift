@@ -27,7 +27,7 @@ public struct Checker: Sendable {
     /// with another incompat feature is not checked at all, one with another
     /// ro_compat feature only read-only (its repairs could damage what the
     /// feature keeps); other compat features are named in an info finding.
-    public static let knownFeatures = FeatureSet([.bigfile, .unwritten, .keepSize])
+    public static let knownFeatures = FeatureSet([.xattr, .bigfile, .unwritten, .keepSize])
 
     public func check(_ device: any BlockDevice) -> CheckReport {
         switch loadSuperblock(device) {

@@ -53,6 +53,9 @@ public enum FindingKind: String, Sendable, CaseIterable {
     case linkCount
     /// An allocated inode that no directory reachable from the root names.
     case orphan
+    /// An attribute block that does not decode, or one on an image
+    /// without the xattr feature.
+    case xattr
     /// Format features this checker does not know (info only: unknown
     /// incompat ones stop the check).
     case features

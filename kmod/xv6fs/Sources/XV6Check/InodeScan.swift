@@ -53,6 +53,7 @@ extension CheckRun {
             error(.blockAddress, "inode \(ino) has a triple-indirect block, but the image lacks the bigfile feature",
                   inode: ino, block: UInt64(inode.tripleIndirect))
         }
+        checkXattrs(ino, inode)
         if inode.isDirectory {
             if inode.size % UInt64(Layout.blockSize) != 0 {
                 error(.fileSize, "directory \(ino) has size \(inode.size), not a multiple of \(Layout.blockSize)", inode: ino)

@@ -51,14 +51,16 @@ final class Volume {
 
     /// The first use of a feature sets its bit in the superblock, in the
     /// current transaction: the change that needs it and the bit reach the
-    /// disk together.
-    func useFeature(_ feature: Feature) throws {
-        guard !features.contains(feature) else { return }
+    /// disk together. True if this set the bit.
+    @discardableResult
+    func useFeature(_ feature: Feature) throws -> Bool {
+        guard !features.contains(feature) else { return false }
         var updated = try Self.readSuperblock(cache)
         updated.features.insert(feature)
         try cache.withMutableBlock(Layout.superblockNumber) { updated.encode(into: $0) }
         log.record(Layout.superblockNumber)
         features.insert(feature)
+        return true
     }
 
     /// The largest file this version makes: with the data features, what

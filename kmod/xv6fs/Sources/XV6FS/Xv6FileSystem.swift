@@ -33,6 +33,9 @@ public final class Xv6FileSystem: FileSystem {
         get { volume.dataFeatures }
         set { volume.dataFeatures = newValue }
     }
+    /// Keeps extended attributes (version 3, Xattrs.swift); versions 1 and
+    /// 2 answer that they have none.
+    var storesXattrs = false
 
     init(superBlock: SuperBlock, volume: Volume, readOnly: Bool = false) {
         self.superBlock = superBlock
@@ -76,6 +79,11 @@ public final class Xv6FileSystem: FileSystem {
         } else {
             let replayed = try volume.log.recover(superblock: sb)
             if replayed > 0 { superBlock.log("xv6fs: log recovery replayed \(replayed) blocks") }
+            // The replayed transaction may have set a feature bit (its first use).
+            if replayed > 0, try Volume.readSuperblock(superBlock.cache).features != sb.features {
+                _ = try accessIsReadOnly(try Volume.readSuperblock(superBlock.cache), superBlock,
+                                         knownFeatures: knownFeatures, reader: reader)
+            }
             let journaled = try volume.log.replayJournal(superblock: sb, report: superBlock.log)
             if journaled.blocks > 0 {
                 superBlock.log("xv6fs: recovered \(journaled.blocks) blocks of \(journaled.operations) operations from the operation journal")
@@ -203,6 +211,7 @@ public final class Xv6FileSystem: FileSystem {
                 let result = try volume.freeTail(inode, from: 0)
                 if result.done {
                     inode.disk.size = 0
+                    try volume.freeXattrs(inode)
                     try volume.inodes.free(inode)
                 } else {
                     inode.disk.size = min(inode.disk.size, result.lowestFreed * UInt64(Layout.blockSize))
@@ -275,10 +284,12 @@ public final class Xv6FileSystem: FileSystem {
                     try volume.initializeDirectory(node, parent: dir.ino)
                 }
                 try fill(node)
+                try inheritDefaultACL(from: dir, to: node)
                 try volume.addEntry(dir, name.bytes, ino: node.ino, mode: mode)
             } catch {
                 // Undo within the same transaction: the inode never existed.
                 _ = try? volume.freeTail(node, from: 0)
+                try? volume.freeXattrs(node)
                 try? volume.inodes.free(node)
                 throw error
             }
@@ -365,6 +376,7 @@ public final class Xv6FileSystem: FileSystem {
             try transaction {
                 if let mode = changes.mode {
                     node.disk.mode = (node.disk.mode & FileMode.typeMask) | (mode & FileMode.permissionMask)
+                    try chmodAccessACL(node)
                 }
                 if let uid = changes.uid { node.disk.uid = uid }
                 if let gid = changes.gid { node.disk.gid = gid }
@@ -877,17 +889,6 @@ public final class Xv6FileSystem: FileSystem {
             let granted = Int32((d.mode >> shift) & 7)
             guard granted & mask == mask else { throw Errno.EACCES }
         }
-    }
-
-    /// xv6fs keeps no extended attributes. ENOSYS (rather than ENODATA)
-    /// tells the kernel so once: it stops asking, where it would otherwise
-    /// ask for security.capability before every write.
-    public func getxattr(_ ctx: RequestContext, ino: InodeNumber, name: FileName) throws -> [UInt8] {
-        throw Errno.ENOSYS
-    }
-
-    public func listxattr(_ ctx: RequestContext, ino: InodeNumber) throws -> [FileName] {
-        throw Errno.ENOSYS
     }
 
     public func exportState(format: StateFormat) throws -> ExportedState {

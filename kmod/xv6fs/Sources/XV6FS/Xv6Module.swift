@@ -21,6 +21,9 @@ public final class Xv6Module: BentoModule, Sendable {
     /// it refuses an image with other incompat features, and serves one
     /// with other ro_compat features read-only. Versions 1 and 2 know none.
     public let knownFeatures: FeatureSet
+    /// Version 3 stores extended attributes, ACLs among them, and wants the
+    /// kernel to enforce those.
+    public var posixACL: Bool { knownFeatures.contains(.xattr) }
     /// "xv6fs 2.0.0", for messages.
     var name: String { "\(descriptor.fileSystem) \(descriptor.version)" }
 
@@ -38,6 +41,8 @@ public final class Xv6Module: BentoModule, Sendable {
 
     public func mount(_ superBlock: SuperBlock) throws -> any FileSystem {
         let fs = try Xv6FileSystem.mount(superBlock, knownFeatures: knownFeatures, reader: name)
+        fs.storesXattrs = knownFeatures.contains(.xattr)
+        fs.dataFeatures = knownFeatures.contains(.bigfile)
         if recordsProvenance { fs.recordProvenance(fileIno: nil) }
         return fs
     }
@@ -46,6 +51,8 @@ public final class Xv6Module: BentoModule, Sendable {
         guard descriptor.importFormats.contains(state.format) else { throw Errno.EINVAL }
         let handover = try HandoverState(decoding: state.bytes, format: state.format)
         let fs = try handover.restore(superBlock, knownFeatures: knownFeatures, reader: name)
+        fs.storesXattrs = knownFeatures.contains(.xattr)
+        fs.dataFeatures = knownFeatures.contains(.bigfile)
         if recordsProvenance { fs.recordProvenance(fileIno: handover.provenanceIno, gap: handover.provenanceGap) }
         else { fs.carriedProvenanceGap = handover.provenanceGap }
         return fs

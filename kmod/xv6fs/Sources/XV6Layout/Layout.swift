@@ -257,6 +257,9 @@ public struct DiskInode: Equatable, Sendable {
     public var doubleIndirect: UInt32 = 0
     /// The `bigfile` feature's block of 1024 double-indirect blocks.
     public var tripleIndirect: UInt32 = 0
+    /// The block of the inode's extended attributes, 0 for none (feature
+    /// `xattr`, XattrBlock).
+    public var xattrBlock: UInt32 = 0
 
     public init() {}
 
@@ -287,8 +290,7 @@ public struct DiskInode: Equatable, Sendable {
         for i in 0..<Layout.directCount { slot.set(80 + 4 * i, direct[i]) }
         slot.set(232, indirect)
         slot.set(236, doubleIndirect)
-        slot.set(240, tripleIndirect)
-        slot.set(244, UInt32(0)); slot.set(248, UInt32(0))
+        slot.set(240, tripleIndirect); slot.set(244, xattrBlock); slot.set(248, UInt32(0))
         slot.set(Self.checksumOffset, Self.checksum(ino: ino, UnsafeRawBufferPointer(slot)))
     }
 
@@ -327,6 +329,7 @@ public struct DiskInode: Equatable, Sendable {
         inode.indirect = slot.u32(232)
         inode.doubleIndirect = slot.u32(236)
         inode.tripleIndirect = slot.u32(240)
+        inode.xattrBlock = slot.u32(244)
         // Whether the image may hold files this big (`bigfile`) is the
         // reader's to check.
         guard inode.size <= Layout.maxBigFileSize else { throw .EUCLEAN }

@@ -1,11 +1,16 @@
 import BentoKit
 
-// One source, two module files. Version 2 is built from the same sources
-// under other Swift module names (Sources/XV6FS2 and Sources/XV6Module2 are
-// links to these folders): two versions loaded side by side then share no
-// type names, so the Swift runtime cannot mistake one's types for the
-// other's.
-#if XV6FS_V2
+// One source, three module files. Versions 2 and 3 are built from the same
+// sources under other Swift module names (Sources/XV6FS2, XV6FS3,
+// XV6Module2 and XV6Module3 are links to these folders): two versions
+// loaded side by side then share no type names, so the Swift runtime cannot
+// mistake one's types for the other's.
+#if XV6FS_V3
+import XV6FS3
+import XV6Layout
+private let module = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
+                               knownFeatures: FeatureSet([.xattr, .bigfile, .unwritten, .keepSize]))
+#elseif XV6FS_V2
 import XV6FS2
 private let module = Xv6Module(version: SemanticVersion(2, 0, 0), provenance: true)
 #else
