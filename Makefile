@@ -70,6 +70,7 @@ test: deps
 	Tests/mount/fstab.sh .build/debug
 	Tests/mount/readonly.sh .build/debug
 	Tests/mount/xattr.sh .build/debug
+	Tests/mount/data.sh .build/debug
 	$(MAKE) -s conformance BIN=.build/debug MODULE=.build/debug/libXV6Module.so NEXT=.build/debug/libXV6Module2.so \
 		FORMAT='$(CURDIR)/.build/debug/mkfs.xv6 --size {size}' FSCK='$(CURDIR)/.build/debug/fsck.xv6 -n' KIT_OPTIONS='--subsets 1'
 	$(MAKE) -s conformance BIN=.build/debug MODULE=.build/debug/libXV6Module2.so \

@@ -230,6 +230,9 @@ public final class Xv6FileSystem: FileSystem {
         let bs = UInt64(Layout.blockSize)
         if size >= inode.disk.size {
             try transaction {
+                // Earlier versions take a size past 4 GiB for damage, even
+                // over a hole: the size alone uses `bigfile`.
+                if size > Layout.maxFileSize { try volume.useFeature(.bigfile) }
                 inode.disk.size = size
                 inode.disk.mtime = now; inode.disk.ctime = now
                 try volume.inodes.update(inode)

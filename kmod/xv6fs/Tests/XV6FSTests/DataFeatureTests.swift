@@ -99,6 +99,18 @@ import XV6Layout
         try expectClean(h.device, "truncated back")
     }
 
+    /// A size past 4 GiB over nothing but a hole uses `bigfile` too:
+    /// earlier versions take such a size for damage.
+    @Test func aSizePast4GiBAloneSetsBigfile() throws {
+        let h = try Self.fresh()
+        let ino = try h.writeFile("f", pattern(10, seed: 5))
+        _ = try h.fs.setattr(ctx, ino: ino, SetAttributes(size: 5 << 30), handle: nil)
+        try h.fs.sync()
+        #expect(try Self.features(h.device).contains(.bigfile))
+        try h.fs.destroy()
+        try expectClean(h.device, "a 5 GiB hole")
+    }
+
     @Test func withoutDataFeaturesNothingChanges() throws {
         let h = try Harness.fresh()
         let fs = h.fs as! Xv6FileSystem
