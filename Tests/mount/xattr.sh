@@ -158,5 +158,22 @@ expect "3.0.0 serves on" test "$(getfattr --absolute-names --only-values -n user
 expect "the upgraded mount stops" stop
 expect "fsck clean after the upgrade" "$bin/fsck.xv6" -n "$img"
 
+# The way back offline: fsck.xv6 --downgrade xattr, refused while a file has
+# an attribute, then done once none has; 2.0.0 serves the image again.
+"$bin/fsck.xv6" --downgrade xattr "$img" >"$work/dg.out" 2>&1; status=$?
+expect "--downgrade xattr is refused while a file has an attribute (status $status)" test $status -eq 8
+expect "  saying so" grep -q "not removing xattr: files still use xattr" "$work/dg.out"
+expect "  and the image still uses xattr" grep -q "features: xattr" <("$bin/fsck.xv6" -n "$img")
+expect "3.0.0 serves it" start
+expect "the attribute is removed" setfattr -x user.a "$mnt/kept"
+expect "the mount stops" stop
+"$bin/fsck.xv6" --downgrade xattr "$img" >"$work/dg.out" 2>&1; status=$?
+expect "--downgrade xattr now removes it (status $status)" test $status -eq 0
+expect "  saying so" grep -q "removed features: xattr; features now: none" "$work/dg.out"
+expect "fsck -n finds it clean, with no features" bash -c "'$bin/fsck.xv6' -n '$img' | grep -q 'features: none'"
+expect "xv6fs 2.0.0 serves it again" start "$bin/libXV6Module2.so"
+expect "  with the file" test "$(cat "$mnt/kept")" = kept
+expect "the 2.0.0 mount stops" stop
+
 echo "xattr: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -50,7 +50,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "FsckXV6", dependencies: [
-            "XV6Check", "XV6ToolSupport",
+            "XV6Check", "XV6Layout", "XV6ToolSupport",
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "BentoVersion", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

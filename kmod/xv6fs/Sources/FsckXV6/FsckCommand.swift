@@ -4,13 +4,14 @@ import BentoServices
 import BentoVersion
 import Glibc
 import XV6Check
+import XV6Layout
 
 /// fsck.xv6: checks an xv6 image and, unless -n, repairs what it safely can.
 struct FsckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fsck.xv6",
         abstract: "Check and repair an xv6 file system.",
-        usage: "fsck.xv6 [-n | -y | -p | -a] [-f] [-C [fd]] IMAGE",
+        usage: "fsck.xv6 [-n | -y | -p | -a] [-f] [-C [fd]] [--downgrade FEATURE[,FEATURE...]] IMAGE",
         discussion: """
             Prints one line per finding and a summary. Without -n, replays a committed \
             log transaction and fixes the free bitmap, link counts and inode block counts; \
@@ -34,6 +35,12 @@ struct FsckCommand: ParsableCommand {
             The report names the image's format features. An image with an incompat \
             feature fsck.xv6 does not know is not checked (exit status 8); one with an \
             unknown ro_compat feature is checked only with -n.
+
+            --downgrade checks and repairs first, then removes the named features \
+            (e.g. xattr) from the superblock, so that a version that does not know them \
+            serves the image again. It refuses, changing nothing more, while an error is \
+            left or while some file still uses a feature (an extended attribute, a file \
+            past 4 GiB, preallocated blocks); the exit status is then 8.
             """,
         version: bentoVersion)
 
@@ -57,6 +64,11 @@ struct FsckCommand: ParsableCommand {
                                valueName: "fd"))
     var progressFD: Int32?
 
+    @Option(name: .customLong("downgrade"),
+            help: ArgumentHelp("Remove these features once no file uses them (after the repairs).",
+                               valueName: "feature,..."))
+    var downgrade: String?
+
     @Argument(help: "The image file or block device.")
     var image: String
 
@@ -67,6 +79,21 @@ struct FsckCommand: ParsableCommand {
             throw ValidationError("only one of -n, -y and -p/-a may be given")
         }
         if let progressFD, progressFD < 0 { throw ValidationError("-C needs a file descriptor number") }
+        if downgrade != nil && (noChanges || preening) { throw ValidationError("--downgrade changes the image: not with -n, -p or -a") }
+        _ = try downgradeFeatures()
+    }
+
+    /// The features --downgrade names.
+    func downgradeFeatures() throws -> FeatureSet {
+        guard let downgrade else { return .none }
+        var set = FeatureSet()
+        for name in downgrade.split(separator: ",").map(String.init) {
+            guard let feature = Feature.named(name) else {
+                throw ValidationError("--downgrade: no feature '\(name)' (known: \(Feature.all.map(\.name).joined(separator: ", ")))")
+            }
+            set.insert(feature)
+        }
+        return set
     }
 
     func run() throws {
@@ -122,7 +149,42 @@ struct FsckCommand: ParsableCommand {
         }
         let report = checker.check(device)
         progress?.finish()
+        if downgrade != nil { lowerFeatures(report, device) }
         finish(report)
+    }
+
+    /// --downgrade: the named features out of the superblock, once the check
+    /// left no error and no file uses them; or exit 8, saying why.
+    private func lowerFeatures(_ report: CheckReport, _ device: FileBlockDevice) {
+        guard let superblock = report.superblock, report.operationalError == nil else { return }
+        let asked = (try? downgradeFeatures()) ?? .none
+        let set = FeatureSet(compat: asked.compat & superblock.features.compat,
+                             roCompat: asked.roCompat & superblock.features.roCompat,
+                             incompat: asked.incompat & superblock.features.incompat)
+        let used = FeatureSet(compat: set.compat & report.featuresInUse.compat,
+                              roCompat: set.roCompat & report.featuresInUse.roCompat,
+                              incompat: set.incompat & report.featuresInUse.incompat)
+        var why: String?
+        if report.errorsLeft > 0 { why = "errors are left" }
+        else if !used.isEmpty { why = "files still use \(used.description)" }
+        if let why {
+            for finding in report.findings { print(finding) }
+            print("\(image): \(report.summary)")
+            printError("fsck.xv6: \(image): not removing \(set.description): \(why)")
+            Glibc.exit(8)
+        }
+        guard !set.isEmpty else {
+            print("\(image): --downgrade: the image does not use \(asked.description): nothing to remove")
+            return
+        }
+        do {
+            try Downgrade.remove(set, from: device, superblock: superblock)
+        } catch {
+            printError("fsck.xv6: \(image): removing \(set.description) failed: \(error)")
+            Glibc.exit(8)
+        }
+        print("\(image): removed features: \(set.description); features now: "
+              + superblock.features.subtracting(set).description)
     }
 
     /// Prints the findings and the summary, and exits with fsck(8)'s status.

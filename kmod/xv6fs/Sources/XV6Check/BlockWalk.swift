@@ -22,6 +22,10 @@ struct BlockWalk {
     var firstDuplicate: UInt32?
     var beyondSize = 0
     var firstBeyond: (index: UInt64, address: UInt32)?
+    /// What the map uses of the features (`fsck.xv6 --downgrade` asks):
+    /// data addresses with the unwritten mark, blocks past the size.
+    var unwritten = 0
+    var pastSize = 0
 
     /// Past this many bad addresses the map is garbage: stop following it.
     static let badAddressLimit = 64
@@ -92,6 +96,8 @@ extension CheckRun {
             walk.noteBad(raw, "file block \(index)")
             return
         }
+        if unwritten { walk.unwritten += 1 }
+        if index >= walk.sizeBlocks { walk.pastSize += 1 }
         if index >= walk.sizeBlocks && !features.contains(.keepSize) {
             walk.beyondSize += 1
             if walk.firstBeyond == nil { walk.firstBeyond = (index, address) }

@@ -15,6 +15,10 @@ public struct CheckReport: Sendable, CustomStringConvertible {
     public var errorKinds: Set<FindingKind> = []
 
     public var superblock: Superblock?
+    /// The features some inode uses (an xattr block, a triple-indirect
+    /// block or a size past 4 GiB, an unwritten block, a block past the
+    /// size): what `fsck.xv6 --downgrade` may not remove.
+    public var featuresInUse = FeatureSet()
     /// Allocated non-directory inodes (regular files, symlinks, devices, ...).
     public var files = 0
     public var directories = 0

@@ -21,6 +21,8 @@ struct DirectoryContents {
 /// live in extensions, one file each; this holds what they share.
 final class CheckRun {
     let sb: Superblock
+    /// The features some inode uses, as the inode scan finds them.
+    var featuresInUse = FeatureSet()
     /// The features the image uses: the superblock's, as the log leaves it
     /// (a first use sets a bit through the log).
     var features: FeatureSet
@@ -106,6 +108,7 @@ final class CheckRun {
         report.errorsLeft = log.left
         report.errorKinds = log.errorKinds
         report.superblock = sb
+        report.featuresInUse = featuresInUse
         report.inodeCount = sb.inodeCount
         report.totalBlocks = sb.totalBlocks
         report.usedBlocks = usedBlocks

@@ -54,6 +54,10 @@ extension CheckRun {
                   inode: ino, block: UInt64(inode.tripleIndirect))
         }
         checkXattrs(ino, inode)
+        if walk.unwritten > 0 { featuresInUse.insert(.unwritten) }
+        if walk.pastSize > 0 { featuresInUse.insert(.keepSize) }
+        if inode.tripleIndirect != 0 || inode.size > Layout.maxFileSize { featuresInUse.insert(.bigfile) }
+        if inode.xattrBlock != 0 { featuresInUse.insert(.xattr) }
         if inode.isDirectory {
             if inode.size % UInt64(Layout.blockSize) != 0 {
                 error(.fileSize, "directory \(ino) has size \(inode.size), not a multiple of \(Layout.blockSize)", inode: ino)
