@@ -13,7 +13,7 @@ bin=$(cd "${1:?usage: $0 BIN_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /dev/shm/bento-readonly.XXXXXX)
 store=$work/store ro=$work/ro sock=$work/control.sock log=$work/daemon.log
-v1=$bin/libXV6Module.so v2=$bin/libXV6Module2.so
+v1=$bin/libXV6Module.so v2=$bin/libXV6Module2.so v3=$bin/libXV6Module3.so
 passed=0 failed=0 daemon=
 ok()   { passed=$((passed + 1)); echo "ok   $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1"; }
@@ -154,18 +154,18 @@ expect "mount.xv6 -o ro: the image is unchanged" cmp "$store/a.img" "$work/b.img
 umount "$work/m5"
 
 # The upgrade preflight refuses a version that does not know a feature the
-# image has, before any pause: the bit set under a running writable mount
-# (the superblock is never rewritten while served).
-cp "$store/a.img" "$work/c.img"
-out=$("$bin/mount.xv6" "$work/c.img" "$work/m4" -o "module=$v2,socket=$sock" 2>&1)
-expect "preflight: a writable mount" mounted "$work/m4" || echo "     $out"
-python3 "$here/features.py" "$work/c.img" 0 0 0x100000
+# image has, before any pause: 3.0.0 serves an image made with the xattr
+# feature, and 1.0.0 does not know it.
+"$bin/mkfs.xv6" -q -O xattr --size 32M "$work/c.img"
+out=$("$bin/mount.xv6" "$work/c.img" "$work/m4" -o "module=$v3,socket=$sock" 2>&1)
+expect "preflight: a writable mount under 3.0.0" mounted "$work/m4" || echo "     $out"
+cp "$work/data" "$work/m4/data"
 out=$(ctl upgrade "$work/m4" "$v1" --json 2>&1)
 expect "preflight: upgrade refused" grep -q '"result" *: *"refused"' <<<"$out" || echo "     $out"
-expect "preflight: says why" grep -q "xv6fs 1.0.0 cannot serve .*incompat_bit_20" <<<"$out" || echo "     $out"
+expect "preflight: says why" grep -q "xv6fs 1.0.0 cannot serve .*does not know: xattr" <<<"$out" || echo "     $out"
 expect "preflight: ended in the preflight" grep -q '"phase" *: *"preflight"' <<<"$out"
 expect "preflight: no pause (no quiesce phase)" not grep -q '"phase" *: *"quiesce"' <<<"$out"
-expect "preflight: 2.0.0 serves on" sh -c "'$bin/bentoctl' --socket '$sock' status --json | grep -q '\"version\" *: *\"2.0.0\"'"
+expect "preflight: 3.0.0 serves on" sh -c "'$bin/bentoctl' --socket '$sock' status --json | grep -q '\"version\" *: *\"3.0.0\"'"
 expect "preflight: the mount still works" cmp "$work/data" "$work/m4/data"
 umount "$work/m4"
 
