@@ -480,7 +480,7 @@ check "reload: held fds work after the broken config" held_works after-broken-re
 
 # --- fstab: a mount unit of systemd's, served by the running daemon ------
 
-# The line an operator writes: no module= (the newest installed serves),
+# The line an operator writes: no module= (the newest installed, 3.0.0, serves),
 # _netdev (the service starts after the local file systems), and the unit
 # that serves it. systemd-fstab-generator makes srv-x.mount of it, which
 # runs mount -t xv6, which runs /sbin/mount.xv6.
@@ -498,8 +498,8 @@ check "fstab: /srv/x is type fuse.xv6" test "$(fs_type "$x")" = fuse.xv6
 check "fstab: findmnt's SOURCE is the image" test "$(timeout 10 findmnt -n -o SOURCE "$x")" = "$images/x.img"
 listed() { bentoctl status --json | grep -q "\"mountpoint\" *: *\"$1\""; }
 check "fstab: bentoctl status lists /srv/x" listed "$x"
-check "fstab: no module= given, the newest installed (2.0.0) serves" \
-    bash -c "bentoctl status | awk '\$0 == \"$x\" { m = 1 } m && \$1 == \"module\" { print; exit }' | grep -q 'xv6fs 2.0.0'"
+check "fstab: no module= given, the newest installed (3.0.0) serves" \
+    bash -c "bentoctl status | awk '\$0 == \"$x\" { m = 1 } m && \$1 == \"module\" { print; exit }' | grep -q 'xv6fs 3.0.0'"
 check "fstab: /srv/x serves" write_read "$x/first" fstab
 check "journal: /srv/x serving" jhas -u daf145a6d8c8457c81572f4f5f0e8bad BENTO_MOUNT=$x
 if timeout 10 touch "$x/held"; then exec 6<>"$x/held"; else fail "cannot create $x/held"; fi
