@@ -83,17 +83,10 @@ struct FsckCommand: ParsableCommand {
         _ = try downgradeFeatures()
     }
 
-    /// The features --downgrade names.
+    /// The features --downgrade names (mkfs's -O list parser).
     func downgradeFeatures() throws -> FeatureSet {
         guard let downgrade else { return .none }
-        var set = FeatureSet()
-        for name in downgrade.split(separator: ",").map(String.init) {
-            guard let feature = Feature.named(name) else {
-                throw ValidationError("--downgrade: no feature '\(name)' (known: \(Feature.all.map(\.name).joined(separator: ", ")))")
-            }
-            set.insert(feature)
-        }
-        return set
+        do { return try FeatureSet.none.applying(downgrade) } catch { throw ValidationError("--downgrade: \(error)") }
     }
 
     func run() throws {
@@ -158,12 +151,8 @@ struct FsckCommand: ParsableCommand {
     private func lowerFeatures(_ report: CheckReport, _ device: FileBlockDevice) {
         guard let superblock = report.superblock, report.operationalError == nil else { return }
         let asked = (try? downgradeFeatures()) ?? .none
-        let set = FeatureSet(compat: asked.compat & superblock.features.compat,
-                             roCompat: asked.roCompat & superblock.features.roCompat,
-                             incompat: asked.incompat & superblock.features.incompat)
-        let used = FeatureSet(compat: set.compat & report.featuresInUse.compat,
-                              roCompat: set.roCompat & report.featuresInUse.roCompat,
-                              incompat: set.incompat & report.featuresInUse.incompat)
+        let set = asked.intersection(superblock.features)
+        let used = set.intersection(report.featuresInUse)
         var why: String?
         if report.errorsLeft > 0 { why = "errors are left" }
         else if !used.isEmpty { why = "files still use \(used.description)" }

@@ -30,17 +30,14 @@ extension Volume {
     }
 
     /// File blocks one entry of a table `depth` levels above the data
-    /// covers: 1 for a leaf table's entries.
-    private static func span(_ depth: Int) -> UInt64 {
-        var span: UInt64 = 1
-        for _ in 0..<depth { span *= perBlock }
-        return span
-    }
+    /// covers: 1 for a leaf table's entries. (Constants: every block
+    /// mapped on the request path asks.)
+    private static let spans: [UInt64] = [1, perBlock, perBlock * perBlock, perBlock * perBlock * perBlock]
+    private static func span(_ depth: Int) -> UInt64 { spans[depth] }
 
     /// The first file block of each tree: 1 indirect, 2 double-, 3 triple-indirect.
-    private static func treeBase(_ level: Int) -> UInt64 {
-        (1..<level).reduce(direct) { $0 + span($1) }
-    }
+    private static let treeBases: [UInt64] = [0, direct, direct + spans[1], direct + spans[1] + spans[2]]
+    private static func treeBase(_ level: Int) -> UInt64 { treeBases[level] }
 
     /// The tree a file block lies in (0 for the direct addresses) and its
     /// index within it; nil past the triple-indirect tree.

@@ -55,6 +55,11 @@ public struct FeatureSet: Equatable, Sendable {
         FeatureSet(compat: compat & ~known.compat, roCompat: roCompat & ~known.roCompat, incompat: incompat & ~known.incompat)
     }
 
+    /// The bits set both here and in `other`.
+    public func intersection(_ other: FeatureSet) -> FeatureSet {
+        FeatureSet(compat: compat & other.compat, roCompat: roCompat & other.roCompat, incompat: incompat & other.incompat)
+    }
+
     /// Names for the bits, "xattr" for a defined one, "incompat_bit_5" for
     /// one this build has no name for.
     public var names: [String] {
