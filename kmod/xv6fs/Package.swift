@@ -17,6 +17,8 @@ let package = Package(
         // Version 2's copy, for test module files built on it (Tests/Fixtures/Faulty).
         .library(name: "XV6FS2", targets: ["XV6FS2"]),
         .library(name: "XV6Check", targets: ["XV6Check"]),
+        // The format (mkfs's Format.format), for packages that test over xv6fs.
+        .library(name: "XV6Layout", targets: ["XV6Layout"]),
     ],
     dependencies: [
         .package(path: "../BentoKit"),

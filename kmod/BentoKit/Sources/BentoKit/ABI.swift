@@ -35,11 +35,22 @@ public struct BentoModuleEntry {
     /// module files are never unloaded.
     @inlinable
     public static func make(_ module: some BentoModule) -> UnsafeRawPointer {
+        record(module as AnyObject)
+    }
+
+    /// The same for a layer's module file (Layer.swift).
+    @inlinable
+    public static func make(_ layer: some BentoLayerModule) -> UnsafeRawPointer {
+        record(layer as AnyObject)
+    }
+
+    @inlinable
+    static func record(_ object: AnyObject) -> UnsafeRawPointer {
         let record = UnsafeMutablePointer<BentoModuleEntry>.allocate(capacity: 1)
         record.initialize(to: BentoModuleEntry(
             magic: BentoABI.magic,
             abiVersion: BentoABI.version,
-            module: Unmanaged.passRetained(module as AnyObject)))
+            module: Unmanaged.passRetained(object)))
         return UnsafeRawPointer(record)
     }
 }
