@@ -14,13 +14,14 @@ endif
 XV6FS_VERSION := 1.0.0
 XV6FS2_VERSION := 2.0.0
 XV6FS3_VERSION := 3.0.0
+PROVENANCE_VERSION := 1.0.0
 
 # What the root package builds: the module file and the tools.
-PRODUCTS := bento-upgraded bentoctl mount.xv6 XV6Module XV6Module2 XV6Module3 mkfs.xv6 fsck.xv6
+PRODUCTS := bento-upgraded bentoctl mount.xv6 XV6Module XV6Module2 XV6Module3 ProvenanceModule mkfs.xv6 fsck.xv6
 # Module files that fail upgrades on purpose: built for the tests only.
 FIXTURES := FixtureImportFails FixtureOtherFileSystem FixtureNoCommonFormat FixtureSlowImport \
             FixtureFaultyTrap FixtureFaultyHang FixtureFaultyReads FixtureCopiedTable \
-            FixtureOtherView
+            FixtureOtherView FixtureProvenanceNext
 BIN       = .build/$(CONFIG)
 # The debootstrapped root of the end-to-end tests, kept between runs.
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
@@ -52,6 +53,7 @@ build: deps
 test: deps
 	$(SWIFT) test --package-path kmod/BentoKit
 	$(SWIFT) test --package-path kmod/xv6fs
+	$(SWIFT) test --package-path kmod/provenance
 	@for p in $(PRODUCTS) $(FIXTURES); do $(SWIFT) build --product $$p || exit 1; done
 	$(SWIFT) test
 	Tests/tools/mkfs-fsck.sh .build/debug
@@ -64,6 +66,7 @@ test: deps
 	Tests/crash/crash.sh .build/debug
 	Tests/mount/daemon.sh .build/debug
 	Tests/mount/upgrade.sh .build/debug
+	Tests/mount/stack.sh .build/debug
 	Tests/mount/caching.sh .build/debug
 	Tests/mount/stress-ng.sh .build/debug
 	Tests/mount/memory.sh .build/debug
@@ -126,7 +129,7 @@ SWIFT_RUNTIME ?= /opt/swift/usr/lib/swift/linux
 # What install puts under $(PREFIX) from the build, but the runtime libraries.
 INSTALLED = sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl lib/bento/libBentoKit.so \
             lib/bento/modules/xv6fs-$(XV6FS_VERSION).so lib/bento/modules/xv6fs-$(XV6FS2_VERSION).so \
-            lib/bento/modules/xv6fs-$(XV6FS3_VERSION).so
+            lib/bento/modules/xv6fs-$(XV6FS3_VERSION).so lib/bento/modules/provenance-$(PROVENANCE_VERSION).so
 # mount(8) looks for mount.xv6 in /sbin (and /sbin/fs.d, /sbin/fs) only,
 # whatever PREFIX is: outside /usr, a link there points at the program.
 MOUNT_HELPER_DIR ?= /sbin
@@ -138,6 +141,7 @@ install: build
 	install -m 0644 $(BIN)/libXV6Module.so $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so
 	install -m 0644 $(BIN)/libXV6Module2.so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so
 	install -m 0644 $(BIN)/libXV6Module3.so $(LIBDIR)/modules/xv6fs-$(XV6FS3_VERSION).so
+	install -m 0644 $(BIN)/libProvenanceModule.so $(LIBDIR)/modules/provenance-$(PROVENANCE_VERSION).so
 	cd $(DESTDIR)$(PREFIX) && strip --strip-debug $(INSTALLED)
 	@# TOMLKit's `import struct Foundation.Date` links all of Foundation (and
 	@# so ICU, 40 MB), though every symbol the daemon uses is in

@@ -26,12 +26,16 @@ let package = Package(
         .library(name: "FixtureFaultyReads", type: .dynamic, targets: ["FixtureFaultyReads"]),
         .library(name: "FixtureCopiedTable", type: .dynamic, targets: ["FixtureCopiedTable"]),
         .library(name: "FixtureOtherView", type: .dynamic, targets: ["FixtureOtherView"]),
+        // The provenance layer at a later version, to upgrade a layer to.
+        .library(name: "FixtureProvenanceNext", type: .dynamic, targets: ["FixtureProvenanceNext"]),
     ],
     dependencies: [
         .package(path: "kmod/BentoKit"),
         // Not linked by anything here: the module files are built from it
         // (`swift build --product XV6Module`) and loaded with dlopen.
         .package(path: "kmod/xv6fs"),
+        // The same for the provenance layer (`--product ProvenanceModule`).
+        .package(path: "kmod/provenance"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
@@ -76,7 +80,7 @@ let package = Package(
         ]),
         .testTarget(name: "BentoDaemonTests", dependencies: ["BentoDaemon", "BentoWorker"]),
         .executableTarget(name: "BentoUpgraded", dependencies: [
-            "BentoConfig", "BentoControl", "BentoDaemon", "BentoSystemd", "BentoWorker",
+            "BentoConfig", "BentoControl", "BentoDaemon", "BentoHost", "BentoSystemd", "BentoWorker",
             .product(name: "BentoVersion", package: "BentoKit"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -115,6 +119,9 @@ let package = Package(
                 swiftSettings: [.define("FIXTURE_COPIES")]),
         .target(name: "FixtureOtherView", dependencies: faulty, path: "Tests/Fixtures/OtherView",
                 swiftSettings: [.define("FIXTURE_VIEW")]),
+        .target(name: "FixtureProvenanceNext", dependencies: [
+            .product(name: "BentoKit", package: "BentoKit"), .product(name: "ProvenanceLayer", package: "provenance"),
+        ], path: "Tests/Fixtures/ProvenanceNext"),
         .testTarget(name: "BentoHostTests", dependencies: [
             "BentoHost",
             .product(name: "BentoKit", package: "BentoKit"),

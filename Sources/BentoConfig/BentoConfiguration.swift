@@ -26,7 +26,9 @@
 //   image        absolute path of the image file or block device ...
 //   device       ... or the same under this name; exactly one of the two
 //   mountpoint   absolute path; no two mounts may share one
-//   module       absolute path of the module file (xv6fs-<version>.so)
+//   module       absolute path of the module file (xv6fs-<version>.so), or
+//                a stack of them, top first: layers over a file system,
+//                ["/.../provenance-1.0.0.so", "/.../xv6fs-1.0.0.so"]
 //   threads      FUSE worker threads, 1...256, default 16
 //   cache_mib    buffer cache size in MiB, 1...65536, default 256
 //   allow_other  let users other than root use the mount, default false
@@ -93,7 +95,8 @@ public struct MountConfiguration: Equatable, Sendable {
     /// An image file or a block device (key `image` or `device`).
     public var image: String
     public var mountpoint: String
-    /// Path of the module file.
+    /// Path of the module file; for a stack, the paths top first, one
+    /// per line (BentoHost's ModuleStack spec).
     public var module: String
     public var threads: Int
     /// Key `cache_mib`.

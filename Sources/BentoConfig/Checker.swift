@@ -79,7 +79,7 @@ struct Checker {
         if name == "" { throw table.failure("name", "must not be empty (leave it out instead)") }
         let image = try imageOrDevice(table)
         guard let mountpoint = try table.absolutePath("mountpoint") else { throw table.missing("mountpoint", "a mountpoint") }
-        guard let module = try table.absolutePath("module") else { throw table.missing("module", "a module") }
+        guard let module = try table.modulePaths("module") else { throw table.missing("module", "a module") }
         return MountConfiguration(
             name: name, image: image, mountpoint: mountpoint, module: module,
             threads: try table.int("threads", in: MountConfiguration.threadsRange) ?? MountConfiguration.defaultThreads,

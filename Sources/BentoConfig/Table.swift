@@ -59,6 +59,22 @@ struct Table {
         return path
     }
 
+    /// A module path, or a stack of them (`["layer.so", "fs.so"]`, top
+    /// first): as one spec, the paths one per line (BentoHost's ModuleStack).
+    func modulePaths(_ key: String) throws(ConfigError) -> String? {
+        guard let value = toml[key] else { return nil }
+        guard let array = value.array else { return try absolutePath(key) }
+        var paths: [String] = []
+        for element in array {
+            guard let path = element.string, path.hasPrefix("/"), !path.contains("\n") else {
+                throw failure(key, "must be absolute paths, not \(show(element))")
+            }
+            paths.append(path)
+        }
+        guard !paths.isEmpty else { throw failure(key, "must name at least one module file") }
+        return paths.joined(separator: "\n")
+    }
+
     func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
         guard let value = toml[key] else { return nil }
         guard let int = value.int, range.contains(int) else {

@@ -213,7 +213,11 @@ public struct MountStatus: Codable, Equatable, Sendable {
     public var mountpoint: String
     /// The image file or block device.
     public var image: String
+    /// The file system module (of a stack: the one at the bottom).
     public var module: ModuleInfo
+    /// The layers over it, top first (Docs/module-sdk.md, "Layers");
+    /// absent for a mount of one module.
+    public var layers: [ModuleInfo]?
     public var state: MountState
     public var uptimeSeconds: Double
     /// FUSE operation name ("lookup", "read", ...) to the number served since mount.
@@ -354,8 +358,12 @@ public struct UpgradeReport: Codable, Equatable, Sendable {
     public var result: UpgradeResult
     public var action: UpgradeAction?
     public var mountpoint: String?
-    /// The module file asked for.
+    /// The module file asked for; once upgraded, what the mount serves:
+    /// for a stack, its spec (the paths, top first, one per line).
     public var module: String?
+    /// The layer of a stack that was replaced ("provenance"), and the
+    /// versions are that layer's; absent for a mount of one module.
+    public var layer: String?
     public var fromVersion: String?
     public var toVersion: String?
     /// From closing the gate to reopening it.

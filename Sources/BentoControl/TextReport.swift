@@ -6,6 +6,7 @@ public enum TextReport {
     /// One small table per mount:
     ///
     ///     /mnt/bento
+    ///       layer     provenance 1.0.0  (/usr/local/lib/bento/modules/provenance-1.0.0.so)   (stacks only)
     ///       module    xv6fs 1.0.0  (/usr/local/lib/bento/modules/xv6fs-1.0.0.so)
     ///       image     /var/lib/bento/bento.img (read-only)
     ///       state     serving, up 2h 03m, on probation for 42s, 1 request quarantined
@@ -42,8 +43,9 @@ public enum TextReport {
                 (i == 0 ? "\n  pressure  " : "\n            ")
                     + "\(counted.condition) (\(counted.error)) \(counted.count), last \(duration(seconds: counted.lastSecondsAgo)) ago"
             }.joined()
+            let layers = (mount.layers ?? []).map { "\n  layer     \($0.name) \($0.version)  (\($0.path))" }.joined()
             return """
-                \(mount.mountpoint)
+                \(mount.mountpoint)\(layers)
                   module    \(mount.module.name) \(mount.module.version)  (\(mount.module.path))
                   image     \(mount.image)\(mount.readOnly == true ? " (read-only)" : "")
                   state     \(mount.state.rawValue), up \(duration(seconds: mount.uptimeSeconds))\(probation)\(quarantined)
@@ -62,7 +64,7 @@ public enum TextReport {
     ///     upgrade of /mnt/bento refused (module ABI 2, this daemon speaks 1)
     public static func upgrade(_ report: UpgradeReport) -> String {
         let action = report.action ?? .upgrade
-        let mount = report.mountpoint.map { " " + $0 } ?? ""
+        let mount = (report.mountpoint.map { " " + $0 } ?? "") + (report.layer.map { " (layer \($0))" } ?? "")
         var versions = ""
         switch (report.fromVersion, report.toVersion) {
         case let (from?, to?): versions = ": \(from) -> \(to)"

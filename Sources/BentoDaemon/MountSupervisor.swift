@@ -17,7 +17,8 @@ import Synchronization
 final class MountSupervisor: @unchecked Sendable {
     let settings: MountSettings
     let log: Logger
-    /// The module file the worker serves; changed by upgrades.
+    /// The module file the worker serves, or the spec of its stack
+    /// (ModuleStack); changed by upgrades.
     var module: String {
         get { state.withLock { $0.module } }
         set { state.withLock { $0.module = newValue } }
@@ -88,7 +89,7 @@ final class MountSupervisor: @unchecked Sendable {
         self.log = log
         // The module file is checked here, before anything is mounted; only
         // its descriptor is read: its code runs in the worker alone.
-        do { fileSystemType = try ModuleLoader.load(path: settings.module).descriptor.fileSystem } catch {
+        do { fileSystemType = try ModuleStack.load(spec: settings.module).bottom.descriptor.fileSystem } catch {
             throw Failure("\(error)")
         }
         imageInStore = stored?.imageFile != nil

@@ -1,6 +1,7 @@
 import BentoConfig
 import BentoControl
 import BentoFUSE
+import BentoHost
 import BentoSystemd
 import BentoWorker
 import Glibc
@@ -438,7 +439,11 @@ public final class Supervisor: @unchecked Sendable {
             record?.module = mount.module
             record?.previous = nil
             var failed = record?.failedModules ?? [:]
-            failed[Self.resolved(failedModule)] = report.error ?? "failed on probation"
+            // Of a stack, the module that changed: what an upgrade names.
+            let serving = Set(ModuleStack.paths(of: mount.module))
+            for path in ModuleStack.paths(of: failedModule) where !serving.contains(path) {
+                failed[Self.resolved(path)] = report.error ?? "failed on probation"
+            }
             record?.failedModules = failed
         }
         store?.appendHistory(report)

@@ -1,13 +1,34 @@
 import BentoKit
 import Glibc
 
-/// A module file, loaded and checked.
 /// A loaded module file. Sendable: a module value is an immutable entry
 /// record whose calls make new instances; it holds no mutable state.
 public struct LoadedModule: @unchecked Sendable {
+    /// What the file holds: a file system, which serves a block device,
+    /// or a layer, which serves over another module (Layer.swift).
+    public enum Kind {
+        case fileSystem(any BentoModule)
+        case layer(any BentoLayerModule)
+    }
+
     public let path: String
-    public let module: any BentoModule
-    public var descriptor: ModuleDescriptor { module.descriptor }
+    public let kind: Kind
+    public var descriptor: ModuleDescriptor {
+        switch kind {
+        case .fileSystem(let module): module.descriptor
+        case .layer(let layer): layer.descriptor
+        }
+    }
+    /// The file system module; nil for a layer.
+    public var module: (any BentoModule)? {
+        if case .fileSystem(let module) = kind { module } else { nil }
+    }
+    /// The layer; nil for a file system module.
+    public var layer: (any BentoLayerModule)? {
+        if case .layer(let layer) = kind { layer } else { nil }
+    }
+    /// "xv6fs 1.0.0", for messages.
+    public var name: String { "\(descriptor.fileSystem) \(descriptor.version)" }
 }
 
 /// Why a module file was refused. Each message names the file.
@@ -18,6 +39,11 @@ public enum ModuleLoadError: Error, Equatable, CustomStringConvertible {
     case abiMismatch(String, found: UInt32, expected: UInt32)
     case wrongFileSystem(String, found: String, expected: String)
     case untrusted(String, String)
+    /// In a stack: a layer where the file system goes (last), or a file
+    /// system where a layer goes; or two layers of one name.
+    case layerAtBottom(String)
+    case fileSystemAbove(String)
+    case sameLayerTwice(String)
 
     public var description: String {
         switch self {
@@ -29,6 +55,9 @@ public enum ModuleLoadError: Error, Equatable, CustomStringConvertible {
         case .wrongFileSystem(let path, let found, let expected):
             "\(path): serves file system \"\(found)\", not \"\(expected)\""
         case .untrusted(let path, let why): "\(path): refused, untrusted: \(why)"
+        case .layerAtBottom(let path): "\(path) is a layer: the last module of a stack must be a file system"
+        case .fileSystemAbove(let path): "\(path) is a file system, not a layer: only the last module of a stack may be one"
+        case .sameLayerTwice(let name): "the stack has two layers named \"\(name)\""
         }
     }
 }
@@ -54,11 +83,16 @@ public enum ModuleLoader {
         let abi = record.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         guard abi == BentoABI.version else { throw .abiMismatch(path, found: abi, expected: BentoABI.version) }
         let entry = record.load(as: BentoModuleEntry.self)
-        guard let module = entry.module.takeUnretainedValue() as? any BentoModule else { throw .notAModule(path) }
-        if let expected = fileSystem, module.descriptor.fileSystem != expected {
-            throw .wrongFileSystem(path, found: module.descriptor.fileSystem, expected: expected)
+        let object = entry.module.takeUnretainedValue()
+        let kind: LoadedModule.Kind
+        if let module = object as? any BentoModule { kind = .fileSystem(module) }
+        else if let layer = object as? any BentoLayerModule { kind = .layer(layer) }
+        else { throw .notAModule(path) }
+        let loaded = LoadedModule(path: absolute(path), kind: kind)
+        if let expected = fileSystem, loaded.descriptor.fileSystem != expected {
+            throw .wrongFileSystem(path, found: loaded.descriptor.fileSystem, expected: expected)
         }
-        return LoadedModule(path: absolute(path), module: module)
+        return loaded
     }
 
     /// Why code at `path` could have been put there by someone other than

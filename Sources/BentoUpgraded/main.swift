@@ -2,6 +2,7 @@ import ArgumentParser
 import BentoConfig
 import BentoControl
 import BentoDaemon
+import BentoHost
 import BentoSystemd
 import BentoVersion
 import BentoWorker
@@ -25,7 +26,8 @@ struct BentoUpgraded: ParsableCommand {
     var quiesceTimeoutMs = 1000
     @Option(help: "The image file or block device of a single mount (instead of the config file).") var image: String?
     @Option(help: "Where to mount it.") var mountpoint: String?
-    @Option(help: "The module file (xv6fs-<version>.so).") var module: String?
+    @Option(help: "The module file (xv6fs-<version>.so); given more than once, a stack, top first (layers over a file system).")
+    var module: [String] = []
     @Option(help: "Most request threads per mount.") var threads = MountConfiguration.defaultThreads
     @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
@@ -42,7 +44,7 @@ struct BentoUpgraded: ParsableCommand {
     @Flag(help: .hidden) var worker = false
 
     func validate() throws {
-        let given = [image, mountpoint, module].compactMap { $0 }.count
+        let given = [image, mountpoint, module.first].compactMap { $0 }.count
         if given != 0 && given != 3 {
             throw ValidationError("--image, --mountpoint and --module go together")
         }
@@ -73,10 +75,10 @@ struct BentoUpgraded: ParsableCommand {
     /// The mounts to serve: the one on the command line, or the config
     /// file's, checked whole before anything is mounted.
     func mountSettings() throws -> ([MountSettings], BentoConfiguration?) {
-        if let image, let mountpoint, let module {
+        if let image, let mountpoint, !module.isEmpty {
             guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
-            var mount = MountSettings(image: image, mountpoint: mountpoint, module: module, threads: threads,
+            var mount = MountSettings(image: image, mountpoint: mountpoint, module: ModuleStack.spec(of: module), threads: threads,
                                       cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache,
                                       probationSeconds: Double(probationSeconds), hangLimitSeconds: Double(hangLimitSeconds),
                                       readOnly: readOnly)

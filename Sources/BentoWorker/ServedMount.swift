@@ -8,17 +8,21 @@ import Logging
 import Synchronization
 
 /// One mount as its worker process serves it: the image, the module
-/// instance on it, and the FUSE session with its request loop. Every
-/// descriptor comes from the supervisor (WorkerFD).
+/// instances on it (a stack of one, or layers over a file system), and the
+/// FUSE session with its request loop. Every descriptor comes from the
+/// supervisor (WorkerFD).
 final class ServedMount: @unchecked Sendable {
     let settings: MountSettings
-    /// The module serving now; changed only by an upgrade, read by status
+    /// The modules serving now; changed only by an upgrade, read by status
     /// requests on another thread.
-    var loaded: LoadedModule {
+    var stack: ModuleStack {
         get { current.withLock { $0 } }
         set { current.withLock { $0 = newValue } }
     }
-    private let current: Mutex<LoadedModule>
+    private let current: Mutex<ModuleStack>
+    /// Their instances: used by upgrades and hand-overs alone, one at a
+    /// time (`upgrading`).
+    let served: ServedStack
     let server: FuseServer
     /// The host's services under the module: they outlive each instance.
     let superBlock: SuperBlock
@@ -50,9 +54,9 @@ final class ServedMount: @unchecked Sendable {
         self.log = log
         settings = start.settings
         origin = start.origin
-        let module: LoadedModule
-        do { module = try ModuleLoader.load(path: settings.module) } catch { throw Failure("\(error)") }
-        current = Mutex(module)
+        let modules: ModuleStack
+        do { modules = try ModuleStack.load(spec: settings.module) } catch { throw Failure("\(error)") }
+        current = Mutex(modules)
         let device: FileBlockDevice
         do { device = try FileBlockDevice(fd: WorkerFD.image, path: settings.image, direct: true) } catch { throw Failure("\(error)") }
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
@@ -76,29 +80,29 @@ final class ServedMount: @unchecked Sendable {
             pressure.note(PressureLog.Condition(condition, errno),
                           detail: ([error is Errno ? "" : "\(error)", detail()].filter { !$0.isEmpty }).joined(separator: ": "))
         })
-        var fileSystem: (any FileSystem)?
+        var served: ServedStack?
         if start.origin == .restarted, let (state, references) = Self.savedState() {
             do {
                 if let references { superBlock.references.replace(with: references) }
-                fileSystem = try module.module.restore(superBlock, from: state)
+                served = try ServedStack.restore(modules, superBlock: superBlock, from: state)
                 importedStateBytes = state.bytes.count
             } catch {
                 superBlock.references.replace(with: .init())
                 log.warning("the state the previous process saved (\(state.format)) could not be imported: \(error); recovering from the disk instead")
             }
         }
-        let descriptor = module.descriptor
         do {
-            if fileSystem == nil { fileSystem = try module.module.mount(superBlock) }
+            if served == nil { served = try ServedStack.mount(modules, superBlock: superBlock) }
         } catch {
             let errno = error as? Errno
-            throw Failure("\(settings.image): \(descriptor.fileSystem) \(descriptor.version) cannot mount it: "
+            throw Failure("\(settings.image): \(modules.name) cannot mount it: "
                           + "\(errno.map { "\($0)" } ?? "\(error)")" + (errno == .EUCLEAN ? " (run fsck)" : ""))
         }
+        self.served = served!
         // An adopted session keeps what the kernel agreed at its first INIT.
         let cachesWrites = adopted ? start.writebackCache ?? true : settings.writebackCache
-        server = FuseServer(fileSystem: fileSystem!, writebackCache: settings.writebackCache,
-                            posixACL: module.module.posixACL,
+        server = FuseServer(fileSystem: served!.top, writebackCache: settings.writebackCache,
+                            posixACL: modules.bottom.module!.posixACL,
                             space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil,
                             pressure: pressure)
         server.quarantine = Set(start.quarantine)
@@ -119,8 +123,8 @@ final class ServedMount: @unchecked Sendable {
     /// recovers the image from the disk and the operation journal, which
     /// holds every operation answered, and commits it all.
     static func flush(_ start: WorkerStart, log: Logger) throws {
-        let module: LoadedModule
-        do { module = try ModuleLoader.load(path: start.settings.module) } catch { throw Failure("\(error)") }
+        let modules: ModuleStack
+        do { modules = try ModuleStack.load(spec: start.settings.module) } catch { throw Failure("\(error)") }
         let device: FileBlockDevice
         do { device = try FileBlockDevice(fd: WorkerFD.image, path: start.settings.image, direct: true) } catch {
             throw Failure("\(error)")
@@ -130,8 +134,7 @@ final class ServedMount: @unchecked Sendable {
         do { journal = try SharedMemoryJournal(adopting: WorkerFD.journal, cache: cache) } catch { throw Failure("\(error)") }
         let superBlock = SuperBlock(cache: cache, journal: journal, kernelMayHoldInodes: false,
                                     readOnly: start.settings.readOnly) { log.info("\($0)") }
-        let fileSystem = try module.module.mount(superBlock)
-        try fileSystem.destroy()
+        try ServedStack.mount(modules, superBlock: superBlock).top.destroy()
         log.info("\(start.settings.mountpoint): recovered and flushed after its worker died while unmounting")
     }
 
@@ -173,8 +176,8 @@ final class ServedMount: @unchecked Sendable {
     /// Logs how the mount came to be served; an adopted session first has
     /// the kernel resend what the dead process read.
     func announce() {
-        let module = "\(loaded.descriptor.fileSystem) \(loaded.descriptor.version)"
-        var fields = ["module": loaded.path, "image": settings.image, "version": "\(loaded.descriptor.version)"]
+        let stack = stack, module = stack.name
+        var fields = ["module": stack.spec, "image": settings.image, "version": "\(stack.top.descriptor.version)"]
         switch origin {
         case .mounted:
             log.event(.mountServing, "serving \(settings.image) at \(settings.mountpoint) with \(module)", fields)
@@ -247,13 +250,16 @@ final class ServedMount: @unchecked Sendable {
     /// What `bentoctl status` shows of this mount.
     var status: MountStatus {
         let latency = server.stats.latencyMicros
-        var status = MountStatus(mountpoint: settings.mountpoint, image: settings.image,
-                                 module: ModuleInfo(name: loaded.descriptor.fileSystem, version: "\(loaded.descriptor.version)",
-                                                    path: loaded.path),
+        let stack = stack
+        func info(_ module: LoadedModule) -> ModuleInfo {
+            ModuleInfo(name: module.descriptor.fileSystem, version: "\(module.descriptor.version)", path: module.path)
+        }
+        var status = MountStatus(mountpoint: settings.mountpoint, image: settings.image, module: info(stack.bottom),
                                  state: .serving, uptimeSeconds: server.stats.uptimeSeconds,
                                  operations: server.stats.operationCounts, resentRetries: server.stats.resendRetries,
                                  latencyMicros: LatencySummary(p50: latency.p50, p90: latency.p90, p99: latency.p99, max: latency.max),
                                  readOnly: settings.readOnly ? true : nil)
+        status.layers = stack.modules.count > 1 ? stack.modules.dropLast().map(info) : nil
         status.inFlight = server.gate.count
         let held = superBlock.references.size
         status.heldInodes = UInt64(held.inodes)
@@ -294,11 +300,9 @@ final class ServedMount: @unchecked Sendable {
                 log.warning("requests still running after \(Int(quiesceTimeout * 1000)) ms: the next process recovers from the disk")
                 return nil
             }
-            let module = loaded.descriptor
             do {
                 try server.fileSystem.sync()
-                guard let format = module.handoverFormat(to: module) else { return nil }
-                let state = try server.fileSystem.exportState(format: format)
+                guard let state = try served.exportState() else { return nil }
                 try MemoryFile.write(SavedState.encode(state, references: superBlock.references.snapshot()), to: WorkerFD.stateOut)
                 return state.bytes.count
             } catch {

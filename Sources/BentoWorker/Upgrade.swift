@@ -10,7 +10,10 @@ import Glibc
 /// export the old instance's state, import it into the new one, resume.
 /// Any failure before the swap leaves the old instance serving.
 extension ServedMount {
-    /// Swaps the module serving this mount for the one at `path`.
+    /// Swaps the module serving this mount for the one at `path`; in a
+    /// stack, the module of the same name (`position`), the others left
+    /// serving. `path` may also be a stack's spec that differs from the
+    /// one serving in one module (a rollback to what served before).
     /// `action` is .upgrade or .rollback; `quiesceTimeout` in seconds;
     /// `onPhase` hears of each phase as it ends (with the report so far),
     /// inside the pause for quiesce, export and import: it must not block.
@@ -18,7 +21,7 @@ extension ServedMount {
                  onPhase: (PhaseTiming, UpgradeReport) -> Void = { _, _ in }) -> UpgradeReport {
         var phases: [PhaseTiming] = []
         var report = UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint,
-                                   module: path, fromVersion: "\(loaded.descriptor.version)",
+                                   module: path, fromVersion: "\(stack.top.descriptor.version)",
                                    time: Date().formatted(.iso8601))
         let ran: Void? = upgrading.withLockIfAvailable { _ in
             report = attempt(to: path, report: report, quiesceTimeout: quiesceTimeout, phases: &phases, onPhase: onPhase)
@@ -30,7 +33,7 @@ extension ServedMount {
 
     private func attempt(to path: String, report: UpgradeReport, quiesceTimeout: Double,
                          phases: inout [PhaseTiming], onPhase: (PhaseTiming, UpgradeReport) -> Void) -> UpgradeReport {
-        let old = loaded
+        let modules = stack
         let action = report.action ?? .upgrade
         var report = report
         var lapStart = RequestStats.nanoseconds()
@@ -41,20 +44,23 @@ extension ServedMount {
         }
 
         // 1. Preflight: everything that can be checked while I/O flows.
-        let next: LoadedModule
+        let next: LoadedModule, index: Int
         do {
-            next = try ModuleLoader.load(path: path, fileSystem: old.descriptor.fileSystem)
+            (next, index) = try replacement(path, in: modules)
         } catch {
             report.error = "\(error)"
             lap(.preflight)
             return report
         }
+        let old = modules.modules[index]
         report.module = next.path
+        report.fromVersion = "\(old.descriptor.version)"
         report.toVersion = "\(next.descriptor.version)"
+        if modules.modules.count > 1 { report.layer = old.descriptor.fileSystem }
         // The new version reads the image's superblock now: one that cannot
         // serve it (a format feature it does not know) is refused unpaused.
         do {
-            try next.module.checkCanServe(superBlock)
+            try next.module?.checkCanServe(superBlock)
         } catch {
             report.error = "\(next.descriptor.fileSystem) \(next.descriptor.version) cannot serve \(settings.image): \(error)"
             lap(.preflight)
@@ -94,7 +100,7 @@ extension ServedMount {
         let references = superBlock.references
         let copiesBefore = references.copies
         do {
-            state = try server.fileSystem.exportState(format: format)
+            state = try served.instances[index].exportState(format: format)
             lap(.export)
         } catch {
             return resumeOld(after: .export, "\(old.descriptor.version) could not export its state: \(error)")
@@ -102,7 +108,7 @@ extension ServedMount {
         report.stateBytes = UInt64(state.bytes.count)
         report.stateFormat = "\(state.format)"
         do {
-            instance = try next.module.restore(superBlock, from: state)
+            instance = try served.restore(index, next, superBlock: superBlock, from: state)
             lap(.`import`)
         } catch {
             return resumeOld(after: .`import`, "\(next.descriptor.version) failed to import the state (\(format)): \(error); "
@@ -115,9 +121,10 @@ extension ServedMount {
         // they grow with the state). The old instance is let go after that
         // too: freeing what it cached (an inode object per inode the kernel
         // holds) grows with the state.
-        let retired = server.fileSystem
-        server.fileSystem = instance
-        loaded = next
+        let retired = served.instances[index]
+        served.replace(index, with: next, instance: instance)
+        if index == 0 { server.fileSystem = instance }
+        stack = served.stack
         server.forgetCachedNames()
         let opened = server.gate.reopen()
         lap(.resume, at: opened)
@@ -129,6 +136,38 @@ extension ServedMount {
         report.heldHandles = UInt64(held.handles)
         report.tableCopied = references.copies != copiesBefore
         report.result = action == .upgrade ? UpgradeReport.upgraded : UpgradeReport.rolledBack
+        // What the supervisor records as serving: for a stack, all of it.
+        if modules.modules.count > 1 { report.module = served.stack.spec }
         return report
+    }
+
+    /// The module `path` puts in, and its position in `modules`: the
+    /// module of the same name, which must be of the same kind (a layer
+    /// for a layer). A stack's spec names the one module it changes.
+    private func replacement(_ path: String, in modules: ModuleStack) throws -> (LoadedModule, Int) {
+        guard modules.modules.count > 1 else {
+            return (try ModuleLoader.load(path: path, fileSystem: modules.bottom.descriptor.fileSystem), 0)
+        }
+        var file = path
+        let paths = ModuleStack.paths(of: path)
+        if paths.count > 1 {
+            let changed = zip(paths, modules.modules).filter { $0.0 != $0.1.path }.map(\.0)
+            guard paths.count == modules.modules.count, changed.count == 1 else {
+                throw Failure("\(ModuleStack.describe(path)) differs from \(ModuleStack.describe(modules.spec)) in "
+                              + "\(paths.count == modules.modules.count ? "\(changed.count)" : "the number of") modules: "
+                              + "an upgrade replaces one")
+            }
+            file = changed[0]
+        }
+        let next = try ModuleLoader.load(path: file)
+        guard let index = modules.position(for: next) else {
+            throw Failure("\(next.path): serves \"\(next.descriptor.fileSystem)\", which is none of the stack's "
+                          + modules.modules.map { "\"\($0.descriptor.fileSystem)\"" }.joined(separator: ", "))
+        }
+        guard (next.layer == nil) == (modules.modules[index].layer == nil) else {
+            throw Failure(next.layer == nil ? ModuleLoadError.fileSystemAbove(next.path).description
+                                            : ModuleLoadError.layerAtBottom(next.path).description)
+        }
+        return (next, index)
     }
 }

@@ -72,7 +72,7 @@ public enum Worker {
         let agreed = mount.server.negotiated
         try? channel.send(WorkerMessage(id: 0, WorkerReply.started(
             initRequest: agreed?.initRequest, writebackCache: agreed?.writebackCache,
-            version: "\(mount.loaded.descriptor.version)")))
+            version: mount.stack.name)))
         while true {
             let message: WorkerMessage<WorkerRequest>
             do { message = try channel.receive(WorkerMessage<WorkerRequest>.self) } catch {

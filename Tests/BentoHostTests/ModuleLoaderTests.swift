@@ -52,7 +52,7 @@ import Testing
         let mkfs = try run("mkfs.xv6", ["--force", "--size", "16M", image])
         #expect(mkfs.status == 0, "\(mkfs.output)")
         let device = try FileBlockDevice(path: image)
-        let fs = try loaded.module.mount(SuperBlock(cache: LRUBufferCache(device: device, capacity: 256)))
+        let fs = try loaded.module!.mount(SuperBlock(cache: LRUBufferCache(device: device, capacity: 256)))
         let ctx = RequestContext(uid: 0, gid: 0, pid: getpid())
         let (entry, open) = try fs.create(ctx, parent: 1, name: "hello", mode: 0o644, flags: OpenFlags.readWrite)
         let text = Array("hello from a loaded module\n".utf8)
@@ -61,7 +61,7 @@ import Testing
         fs.forget(ino: entry.ino, count: 1)
         try fs.destroy()
 
-        let remounted = try loaded.module.mount(SuperBlock(cache: LRUBufferCache(device: try FileBlockDevice(path: image))))
+        let remounted = try loaded.module!.mount(SuperBlock(cache: LRUBufferCache(device: try FileBlockDevice(path: image))))
         let found = try remounted.lookup(ctx, parent: 1, name: "hello")
         var back = [UInt8](repeating: 0, count: text.count)
         let fh = try remounted.open(ctx, ino: found.ino, flags: OpenFlags.readOnly).handle
@@ -87,7 +87,7 @@ import Testing
         #expect(try run("mkfs.xv6", ["--force", "--size", "16M", image]).status == 0)
         let superBlock = SuperBlock(cache: LRUBufferCache(device: try FileBlockDevice(path: image)))
         let ctx = RequestContext(uid: 0, gid: 0, pid: getpid())
-        let first = try v1.module.mount(superBlock)
+        let first = try v1.module!.mount(superBlock)
         let (entry, open) = try first.create(ctx, parent: 1, name: "held", mode: 0o644, flags: OpenFlags.readWrite)
         func append(_ fs: any FileSystem, _ text: String) throws {
             let size = try fs.getattr(ctx, ino: entry.ino).size
@@ -95,14 +95,14 @@ import Testing
         }
         try append(first, "one ")
         // Up to version 2, which records what happens from now on.
-        let second = try v2.module.restore(superBlock, from: try first.exportState(format: StateFormat(name: "xv6fs", version: 3)))
+        let second = try v2.module!.restore(superBlock, from: try first.exportState(format: StateFormat(name: "xv6fs", version: 3)))
         try append(second, "two ")
         // Version 2 to version 2 keeps the recorder's state too.
-        let third = try v2.module.restore(superBlock, from: try second.exportState(format: StateFormat(name: "xv6fs", version: 4)))
+        let third = try v2.module!.restore(superBlock, from: try second.exportState(format: StateFormat(name: "xv6fs", version: 4)))
         try append(third, "three ")
         // And back down to version 1, the way an earlier build would (the
         // table copied through the state).
-        let fourth = try v1.module.restore(superBlock, from: try third.exportState(format: StateFormat(name: "xv6fs", version: 1)))
+        let fourth = try v1.module!.restore(superBlock, from: try third.exportState(format: StateFormat(name: "xv6fs", version: 1)))
         try append(fourth, "four")
         func read(_ fs: any FileSystem, _ name: FileName) throws -> String {
             let e = try fs.lookup(ctx, parent: 1, name: name)
@@ -139,6 +139,30 @@ import Testing
         #expect(refusal(plain) == .notAModule(plain))
         #expect(refusal(Self.modulePath, "ext4") == .wrongFileSystem(Self.modulePath, found: "xv6fs", expected: "ext4"))
         #expect(refusal(Self.modulePath, "ext4")?.description.contains(Self.modulePath) == true)
+    }
+
+    /// A stack: layers over one file system, each module of its kind,
+    /// as the config and `--module` give it (top first).
+    @Test func loadsAStackAndRefusesOneOfTheWrongShape() throws {
+        let layer = Self.buildDirectory.appendingPathComponent("libProvenanceModule.so").path
+        let next = Self.buildDirectory.appendingPathComponent("libFixtureProvenanceNext.so").path
+        let stack = try ModuleStack.load(spec: ModuleStack.spec(of: [layer, Self.modulePath]))
+        #expect(stack.modules.map(\.descriptor.fileSystem) == ["provenance", "xv6fs"])
+        #expect(stack.top.layer != nil && stack.bottom.module != nil)
+        #expect(stack.name == "provenance 1.0.0 over xv6fs 1.0.0")
+        #expect(ModuleStack.paths(of: stack.spec) == [layer, Self.modulePath])
+        let upgraded = try ModuleLoader.load(path: next)
+        #expect(stack.position(for: upgraded) == 0)
+        #expect(stack.replacing(0, with: upgraded).name == "provenance 1.1.0 over xv6fs 1.0.0")
+        func refusal(_ paths: [String]) -> ModuleLoadError? {
+            do { _ = try ModuleStack.load(spec: ModuleStack.spec(of: paths)); return nil } catch { return error }
+        }
+        #expect(refusal([layer]) == .layerAtBottom(layer))
+        #expect(refusal([Self.modulePath, Self.modulePath]) == .fileSystemAbove(Self.modulePath))
+        #expect(refusal([layer, next, Self.modulePath]) == .sameLayerTwice("provenance"))
+        #expect(refusal([layer, "/nonexistent.so", Self.modulePath]) == .missing("/nonexistent.so"))
+        // One module is a stack of one, its spec its path.
+        #expect(try ModuleStack.load(spec: Self.modulePath).spec == Self.modulePath)
     }
 
     @Test func refusesModulesOthersCouldHaveChanged() throws {

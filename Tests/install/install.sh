@@ -14,7 +14,7 @@ config=${CONFIG:-debug}
 make -s install CONFIG="$config" DESTDIR="$root/dest" PREFIX=/usr/local >"$root/install.log" 2>&1
 check "make install" test $? -eq 0 || cat "$root/install.log"
 p=$root/dest/usr/local
-for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl lib/bento/libBentoKit.so lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so lib/bento/modules/xv6fs-3.0.0.so; do
+for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl lib/bento/libBentoKit.so lib/bento/modules/xv6fs-1.0.0.so lib/bento/modules/xv6fs-2.0.0.so lib/bento/modules/xv6fs-3.0.0.so lib/bento/modules/provenance-1.0.0.so; do
     check "installed $f" test -e "$p/$f"
 done
 check "runtime libraries shipped" test -e "$p/lib/bento/libswiftCore.so"
