@@ -12,6 +12,10 @@
  *   (MODEL_DIR/r0.N), with N >= V.
  * A replaced file with no durable version yet may be missing, but if there
  * it must hold a whole version: each was fsynced before its rename.
+ *   xv6fs 3.0.0 file (x*, y*; v3ops.h), durable step S: its size, each
+ *   byte checked and each attribute is what one of the states from step S
+ *   on has (a byte past a state's size may be 0): what S changed is there,
+ *   and nothing not yet written. A file with no durable step may be missing.
  * Prints a line for each failure and "checked N" (N files with a durable
  * state); exit status 1 on any failure.
  */
@@ -24,7 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include "v3ops.h"
 
 enum { MAX_FILES = 64 };
 
@@ -123,6 +130,98 @@ static void check_replaced(const char *dir, const char *model, struct file *f) {
     free(got);
 }
 
+/* Does byte `o` hold a value the states from `step` on allow? */
+static int byte_allowed(struct xstate *states, int step, uint64_t o, unsigned char got) {
+    for (int j = step; j <= X_STEPS; j++)
+        if (o < states[j].size ? states[j].data[o] == got : got == 0) return 1;
+    return 0;
+}
+
+/* The attribute `name` (kept as `which` 0, 1, 2 in the states): absent or
+ * a value that a state from `step` on has. */
+static void check_xattr(const char *path, const char *fname, const char *name, int is_small,
+                        struct xstate *states, int step) {
+    static unsigned char got[1 << 16], want[1 << 16];
+    ssize_t n = getxattr(path, name, got, sizeof got);
+    if (n < 0 && errno != ENODATA) { failed(fname, "getxattr %s: %s", name, strerror(errno)); return; }
+    int round = atoi(fname + 1);
+    for (int j = step; j <= X_STEPS; j++) {
+        int which = is_small ? states[j].small : states[j].large;
+        if (which < 0 && n < 0) return;
+        if (which >= 0 && n == (ssize_t)xattr_len(round, which)) {
+            xattr_value(round, which, want);
+            if (!memcmp(got, want, n)) return;
+        }
+    }
+    if (n < 0) failed(fname, "%s is gone, but was fsynced at step %d", name, step);
+    else failed(fname, "%s holds %zd bytes that no state from step %d on has", name, n, step);
+}
+
+static void check_x(const char *dir, struct file *f) {
+    int round = atoi(f->name + 1), step = f->has_durable ? (int)f->durable : 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, f->name);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (step > 0) failed(f->name, "%s, but step %d was fsynced", strerror(errno), step);
+        return;
+    }
+    struct xstate *states = malloc(sizeof *states * (X_STEPS + 1));
+    for (int j = 0; j <= X_STEPS; j++) x_state(round, j, &states[j]);
+    size_t size;
+    unsigned char *got = slurp(dir, f->name, &size);
+    if (!got) {
+        failed(f->name, "read: %s", strerror(errno));
+    } else if (size < states[step].size || size > states[X_STEPS].size) {
+        failed(f->name, "holds %zu bytes, step %d (fsynced) has %" PRIu64, size, step, states[step].size);
+    } else {
+        for (size_t o = 0; o < size; o++)
+            if (!byte_allowed(states, step, o, got[o])) {
+                failed(f->name, "byte %zu is %u, which no state from step %d (fsynced) on has%s", o, got[o], step,
+                       got[o] == 0 ? " (lost data)" : states[step].data[o] == 0 ? " (not zeroed)" : "");
+                break;
+            }
+    }
+    free(got);
+    check_xattr(path, f->name, "user.small", 1, states, step);
+    check_xattr(path, f->name, "user.large", 0, states, step);
+    free(states);
+}
+
+static void check_y(const char *dir, struct file *f) {
+    int round = atoi(f->name + 1), step = f->has_durable ? (int)f->durable : 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, f->name);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        if (step > 0) failed(f->name, "%s, but step %d was fsynced", strerror(errno), step);
+        return;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    if ((uint64_t)st.st_size < y_size(round, step) || (uint64_t)st.st_size > y_size(round, Y_STEPS)) {
+        failed(f->name, "size %" PRIu64 ", step %d (fsynced) has %" PRIu64, (uint64_t)st.st_size, step,
+               y_size(round, step));
+    }
+    unsigned char got[Y_LEN];
+    for (int w = 1; w <= Y_STEPS; w++) {
+        uint64_t at = y_offset(round, w);
+        ssize_t n = pread(fd, got, Y_LEN, (off_t)at);
+        if (n < 0) { failed(f->name, "pread at %" PRIu64 ": %s", at, strerror(errno)); break; }
+        for (ssize_t i = 0; i < n; i++) {
+            /* Written by step w: its bytes once w is durable, else theirs or zeros. */
+            unsigned char want = feature_byte(100 + round, at + i);
+            if (got[i] != want && (w <= step || got[i] != 0)) {
+                failed(f->name, "byte %" PRIu64 " (step %d's write) is %u, not %u; step %d was fsynced", at + i, w,
+                       got[i], want, step);
+                break;
+            }
+        }
+        if (w <= step && n < Y_LEN) failed(f->name, "step %d's write reads %zd bytes of %d", w, n, Y_LEN);
+    }
+    close(fd);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: check DIR MODEL_DIR OPLOG DEADLINE_NS\n");
@@ -148,6 +247,8 @@ int main(int argc, char **argv) {
         struct file *f = &files[i];
         if (f->name[0] == 'a' && f->has_durable) check_append(dir, model, f);
         if (f->name[0] == 'r') check_replaced(dir, model, f);
+        if (f->name[0] == 'x') check_x(dir, f);
+        if (f->name[0] == 'y') check_y(dir, f);
         checked += f->has_durable;
     }
     printf("checked %d\n", checked);

@@ -2,7 +2,7 @@
  * workload: appends and atomic replaces on a mounted file system, logging
  * what each returned fsync made durable.
  *
- *   workload DIR MODEL_DIR OPLOG SEED [OPS [PAUSE_MS]]
+ *   workload DIR MODEL_DIR OPLOG SEED [OPS [PAUSE_MS [features]]]
  *
  * One thread per file, OPS operations each (default 40), with a random
  * pause of up to PAUSE_MS (default 0) after each: a run longer than 5 s
@@ -21,6 +21,10 @@
  * (MODEL_DIR/a0) and every version of each replaced file (MODEL_DIR/r0.1,
  * r0.2, ...), written beside the real ones as the threads go. Exit status
  * 0 when every call succeeded.
+ *
+ * With "features" (xv6fs 3.0.0), one more thread runs OPS/10 rounds of
+ * extended attributes, fallocate, punch hole, zero range and writes in the
+ * triple-indirect range (v3ops.h), fsyncing after each step.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,7 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include "v3ops.h"
 
 enum { APPENDERS = 4, REPLACERS = 2, FILES = APPENDERS + REPLACERS, MAX_SIZE = 65536 };
 
@@ -180,6 +187,63 @@ static void *replacer(void *arg) {
     return NULL;
 }
 
+/* The xv6fs 3.0.0 steps of v3ops.h, each made durable by an fsync of
+ * its file before it is logged. */
+static void *featurer(void *arg) {
+    (void)arg;
+    uint64_t rng = mix(seed + 99);
+    unsigned char *buf = malloc(1 << 16);
+    for (int round = 0; round < ops / 10 || round == 0; round++) {
+        char x[16], y[16];
+        snprintf(x, sizeof x, "x%d", round);
+        snprintf(y, sizeof y, "y%d", round);
+        int fd = openat(dirfd_, x, O_RDWR | O_CREAT | O_EXCL, 0644);
+        if (fd < 0) { fail("create", x); break; }
+        for (int step = 1; step <= X_STEPS; step++) {
+            int r = 0;
+            switch (step) {
+            case 1:
+                for (int o = 0; o < 64 << 10; o++) buf[o] = feature_byte(round, o);
+                r = write_all(fd, buf, 64 << 10, 0);
+                break;
+            case 2: case 3: case 9:
+                xattr_value(round, step == 2 ? 0 : step == 3 ? 1 : 2, buf);
+                r = fsetxattr(fd, step == 2 ? "user.small" : "user.large", buf,
+                              xattr_len(round, step == 2 ? 0 : step == 3 ? 1 : 2), 0);
+                break;
+            case 4: r = fallocate(fd, 0, 64 << 10, 64 << 10); break;
+            case 5: r = fallocate(fd, FALLOC_FL_KEEP_SIZE, 128 << 10, 128 << 10); break;
+            case 6: r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4196, 20000 - 4196); break;
+            case 7: r = fallocate(fd, FALLOC_FL_ZERO_RANGE, 30000, 10000); break;
+            case 8: r = fremovexattr(fd, "user.small"); break;
+            }
+            if (r != 0) { fail("step of", x); break; }
+            /* fdatasync need not make an attribute durable: fsync for those. */
+            int xattr_step = step == 2 || step == 3 || step == 8 || step == 9;
+            if ((xattr_step ? fsync(fd) : sync_fd(fd, &rng)) != 0 || (step == 1 && fsync(dirfd_) != 0)) {
+                fail("fsync", x);
+                break;
+            }
+            durable(x, step);
+            pause_a_while(&rng);
+        }
+        close(fd);
+        fd = openat(dirfd_, y, O_RDWR | O_CREAT | O_EXCL, 0644);
+        if (fd < 0) { fail("create", y); break; }
+        for (int step = 1; step <= Y_STEPS; step++) {
+            uint64_t at = y_offset(round, step);
+            for (int i = 0; i < Y_LEN; i++) buf[i] = feature_byte(100 + round, at + i);
+            if (write_all(fd, buf, Y_LEN, (off_t)at) != 0) { fail("far write", y); break; }
+            if (sync_fd(fd, &rng) != 0 || (step == 1 && fsync(dirfd_) != 0)) { fail("fsync", y); break; }
+            durable(y, step);
+            pause_a_while(&rng);
+        }
+        close(fd);
+    }
+    free(buf);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: workload DIR MODEL_DIR OPLOG SEED [OPS [PAUSE_MS]]\n");
@@ -188,14 +252,16 @@ int main(int argc, char **argv) {
     dir = argv[1], model = argv[2], seed = strtoull(argv[4], NULL, 0);
     if (argc > 5) ops = atoi(argv[5]);
     if (argc > 6) pause_ms = atoi(argv[6]);
+    int features = argc > 7 && !strcmp(argv[7], "features");
     oplog = open(argv[3], O_WRONLY | O_CREAT | O_APPEND | O_TRUNC, 0644);
     dirfd_ = open(dir, O_RDONLY | O_DIRECTORY);
     if (oplog < 0 || dirfd_ < 0) { perror("workload: open"); return 2; }
     printf("workload seed %" PRIu64 ", %d operations per file\n", seed, ops);
     fflush(stdout);
-    pthread_t threads[FILES];
+    pthread_t threads[FILES + 1];
     for (int i = 0; i < FILES; i++)
         pthread_create(&threads[i], NULL, i < APPENDERS ? appender : replacer, (void *)(intptr_t)i);
-    for (int i = 0; i < FILES; i++) pthread_join(threads[i], NULL);
+    if (features) pthread_create(&threads[FILES], NULL, featurer, NULL);
+    for (int i = 0; i < FILES + features; i++) pthread_join(threads[i], NULL);
     return failures ? 1 : 0;
 }

@@ -6,6 +6,8 @@
 # disk (drop_caches, then a remount). Then a live upgrade from 2.0.0 to
 # 3.0.0 under an 8-thread self-checking load, the features used, the way
 # back refused with its reason (bentoctl and its history), fsck clean.
+# Last, a worker killed -9 just after unsynced xattr, fallocate and far
+# writes: the operation journal keeps every answered one.
 # Usage: Tests/mount/data.sh BIN_DIR
 set -u
 bin=$(cd "${1:?usage: $0 BIN_DIR}" && pwd)
@@ -139,6 +141,53 @@ expect "  and bentoctl history says so" bash -c "'$bin/bentoctl' --socket '$sock
 expect "3.0.0 serves on" test "$(stat -c %s "$mnt/after")" = $((32 << 20))
 expect "the daemon stops" stop
 if "$bin/fsck.xv6" -n "$img" >"$work/fsck.out" 2>&1; then ok "fsck clean after the upgrade"; else fail "fsck clean after the upgrade"; tail -5 "$work/fsck.out"; fi
+
+# --- A worker killed -9 after answered, unsynced changes: the operation journal ---
+# Extended attributes (inline and in blocks), fallocate, a punched hole, a
+# zeroed range and writes in the triple-indirect range, none fsynced: each
+# was answered, so the journal the supervisor holds keeps it through the
+# worker's death, and the next worker recovers it.
+img=$work/journal.img
+"$bin/mkfs.xv6" -q --size 64M "$img"
+rm -rf "$work/state"
+expect "3.0.0 serves a new image" start
+worker() { pgrep -P "$daemon" -f -- --worker; }
+state() { ctl status --json | python3 -c "import json, sys; print(json.load(sys.stdin)['mounts'][0].get('state'))"; }
+# Each feature's first use commits at once (the superblock): used and
+# synced first, so that only the journal can keep what follows.
+touch "$mnt/warm" && setfattr -n user.w -v 1 "$mnt/warm" && fallocate -n -l 1M "$mnt/warm" &&
+    truncate -s 6G "$mnt/warm" && echo x >>"$mnt/warm" && sync -f "$mnt/warm"
+large=$(head -c 2250 /dev/urandom | base64 -w0)   # 3000 bytes: blocks of its own
+head -c 512K /dev/urandom >"$work/jdata"
+old=$(worker)
+cp "$work/jdata" "$mnt/j" &&   # the close sends every cached page (writeback cache)
+setfattr -n user.small -v small-value "$mnt/j" && setfattr -n user.large -v "$large" "$mnt/j" &&
+    setfattr -n user.gone -v soon "$mnt/j" && setfattr -x user.gone "$mnt/j" &&
+    fallocate -o 512K -l 256K "$mnt/j" && fallocate -n -o 768K -l 256K "$mnt/j" &&
+    fallocate -p -o 100000 -l 200000 "$mnt/j" && fallocate -z -o 400000 -l 50000 "$mnt/j" &&
+    dd if="$work/jdata" of="$mnt/far" bs=4k count=2 seek=$((5 << 18)) conv=notrunc status=none &&
+    dd if="$work/jdata" of="$mnt/far" bs=4k count=2 skip=2 seek=$(((1 << 28) - 2)) conv=notrunc status=none
+expect "xattrs set and removed, fallocate, punch, zero range, far writes answered (no fsync)" test $? = 0
+kill -KILL "$old"
+for _ in $(seq 100); do w=$(worker); [ -n "$w" ] && [ "$w" != "$old" ] && [ "$(state)" = serving ] && break; sleep 0.1; done
+expect "a new worker serves after the kill -9" test -n "$(worker)" -a "$(worker)" != "$old"
+echo 3 >/proc/sys/vm/drop_caches
+python3 - "$work/jdata" "$work/j.want" <<'EOF2'
+import sys
+d = bytearray(open(sys.argv[1], "rb").read()) + bytes(256 << 10)
+d[100000:300000] = bytes(200000); d[400000:450000] = bytes(50000)
+open(sys.argv[2], "wb").write(d)
+EOF2
+expect "the file: size 768 KiB, the data, zeros in the preallocated, punched and zeroed ranges" cmp "$mnt/j" "$work/j.want"
+expect "the KEEP_SIZE preallocation is there (du $(kib "$mnt/j") KiB >= 1 MiB - the 192 KiB hole)" test "$(kib "$mnt/j")" -ge $((1024 - 200))
+expect "user.small is there" test "$(getfattr --only-values -n user.small "$mnt/j" 2>/dev/null)" = small-value
+expect "user.large (3000 bytes) is there" test "$(getfattr --only-values -n user.large "$mnt/j" 2>/dev/null)" = "$large"
+expect "user.gone stays removed" not getfattr -n user.gone "$mnt/j"
+expect "the far file's size: just past 1 TiB" test "$(stat -c %s "$mnt/far")" = $((1 << 40))
+expect "the write at 5 GiB is there" cmp <(dd if="$mnt/far" bs=4k count=2 skip=$((5 << 18)) status=none) <(head -c 8192 "$work/jdata")
+expect "the write ending at 1 TiB is there" cmp <(dd if="$mnt/far" bs=4k count=2 skip=$(((1 << 28) - 2)) status=none) <(head -c 16384 "$work/jdata" | tail -c 8192)
+expect "the daemon stops" stop
+if "$bin/fsck.xv6" -n "$img" >"$work/fsck.out" 2>&1; then ok "fsck clean after the kill -9"; else fail "fsck clean after the kill -9"; tail -5 "$work/fsck.out"; fi
 
 echo "data: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Live upgrade through a real mount: 100 upgrades alternating xv6fs 1.0.0
 # and 2.0.0 under an 8-thread self-checking load, provenance, rollback,
-# history, and refusals that leave the mount serving the old version.
+# history, and refusals that leave the mount serving the old version;
+# then 40 upgrades of xv6fs 3.0.0 to itself under the load with xattrs and
+# fallocate (UPGRADES3 sets how many).
 # Usage: Tests/mount/upgrade.sh BIN_DIR [UPGRADES]
 set -u
 bin=$(cd "${1:?usage: $0 BIN_DIR [UPGRADES]}" && pwd)
@@ -215,6 +217,37 @@ kill -TERM "$daemon"; wait "$daemon"; daemon=
 expect "fsck clean (image on passthrough)" "$bin/fsck.xv6" -n "$pt/x.img"
 kill -TERM $ptpid; wait $ptpid 2>/dev/null
 grep -q " $pt " /proc/self/mountinfo && umount -l "$pt"
+
+# xv6fs 3.0.0 upgraded to itself under the load with extended attributes,
+# fallocate, punched holes and zeroed ranges (LOAD_XATTRS=1): every upgrade
+# hands over a mount whose attribute blocks and preallocated or punched
+# files are changing. (2.0.0 to 3.0.0 under load is in data.sh.)
+v3=$bin/libXV6Module3.so rounds3=${UPGRADES3:-40}
+"$bin/mkfs.xv6" --size 256M "$work/x3.img" >/dev/null
+"$bin/bento-upgraded" --image "$work/x3.img" --mountpoint "$mnt" --module "$v3" \
+    --control-socket "$sock" --state-dir "$work/state3" >>"$log" 2>&1 &
+daemon=$!
+for _ in $(seq 100); do [ -S "$sock" ] && stat -f "$mnt" 2>/dev/null | grep -q fuse && break; sleep 0.1; done
+expect "serving 3.0.0" test "$(version)" = 3.0.0
+mkdir "$mnt/load3"
+LOAD_XATTRS=1 "$work/load" "$mnt/load3" 8 600 > "$work/load3.out" 2> "$work/load3.err" &
+loadpid=$!
+sleep 1
+upgraded=0
+for i in $(seq "$rounds3"); do
+    out=$(ctl upgrade "$mnt" "$v3" --json)
+    if grep -q '"result" *: *"upgraded"' <<<"$out"; then upgraded=$((upgraded + 1)); else echo "     3.0.0 upgrade $i: $out"; fi
+done
+touch "$mnt/load3/STOP"
+wait $loadpid; loadstatus=$?
+expect "$rounds3 upgrades of 3.0.0 to itself under the xattr and fallocate load, all upgraded" test "$upgraded" -eq "$rounds3"
+cat "$work/load3.out"; head -5 "$work/load3.err"
+expect "the load saw no failed system call and no wrong byte or attribute" test $loadstatus -eq 0
+expect "the load did work" test "$(grep -o 'ops=[0-9]*' "$work/load3.out" | cut -d= -f2)" -gt 1000
+expect "the load's attributes are there after the upgrades" bash -c "getfattr -d -m user. -R '$mnt/load3' 2>/dev/null | grep -q '^user.k'"
+kill -TERM "$daemon"; wait "$daemon"; status=$?; daemon=
+expect "clean stop (3.0.0)" test $status -eq 0
+expect "fsck clean (3.0.0 under the xattr and fallocate load)" "$bin/fsck.xv6" -n "$work/x3.img"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
