@@ -171,6 +171,10 @@ expect "xattrs set and removed, fallocate, punch, zero range, far writes answere
 kill -KILL "$old"
 for _ in $(seq 100); do w=$(worker); [ -n "$w" ] && [ "$w" != "$old" ] && [ "$(state)" = serving ] && break; sleep 0.1; done
 expect "a new worker serves after the kill -9" test -n "$(worker)" -a "$(worker)" != "$old"
+# What follows shows the journal at work only if nothing committed the
+# changes before the kill (a commit every 5 s): the new worker says so.
+recovered=$(grep -o "recovered [0-9]* blocks of [0-9]* operations from the operation journal" "$log" | tail -1)
+expect "the new worker put back answered operations from the journal ($recovered)" test -n "$recovered"
 echo 3 >/proc/sys/vm/drop_caches
 python3 - "$work/jdata" "$work/j.want" <<'EOF2'
 import sys
