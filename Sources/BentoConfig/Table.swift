@@ -66,7 +66,7 @@ struct Table {
         guard let array = value.array else { return try absolutePath(key) }
         var paths: [String] = []
         for element in array {
-            guard let path = element.string, path.hasPrefix("/"), !path.contains("\n") else {
+            guard let path = element.string, path.hasPrefix("/"), !path.contains(Character("\n")) else {
                 throw failure(key, "must be absolute paths, not \(show(element))")
             }
             paths.append(path)
