@@ -84,6 +84,7 @@ test: deps
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) Tests/systemd/e2e.sh
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) BENTO_E2E_CHECKS=Tests/systemd/containment.sh Tests/systemd/e2e.sh
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) BENTO_E2E_CHECKS=Tests/systemd/pressure.sh Tests/systemd/e2e.sh
+	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) BENTO_E2E_CHECKS=Tests/systemd/stack.sh Tests/systemd/e2e.sh
 	$(MAKE) -s deb CONFIG=debug
 	BENTO_E2E_ROOT_CACHE=$(E2E_ROOT) BENTO_E2E_CHECKS=Tests/systemd/package.sh BENTO_E2E_DEB=$(CURDIR)/bento_$(VERSION)_amd64.deb \
 		Tests/systemd/e2e.sh

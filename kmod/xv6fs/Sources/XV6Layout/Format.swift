@@ -4,10 +4,14 @@ import BentoKit
 public enum Format {
     public enum Failure: Error, CustomStringConvertible {
         case tooSmall(UInt64)
+        /// The unwritten feature on more than 2^31 blocks (Layout.unwrittenMark).
+        case tooLargeForUnwritten(UInt64)
         case io(Errno)
         public var description: String {
             switch self {
             case .tooSmall(let blocks): "device of \(blocks) blocks is too small (or too large) for xv6fs"
+            case .tooLargeForUnwritten(let blocks):
+                "the unwritten feature allows at most \(Layout.maxUnwrittenImageBlocks) blocks, not \(blocks)"
             case .io(let e): "I/O error while formatting: \(e)"
             }
         }
@@ -32,6 +36,9 @@ public enum Format {
                               now: Timespec, progress: ((UInt64, UInt64) -> Void)? = nil) throws(Failure) -> Superblock {
         guard var sb = Superblock.plan(totalBlocks: device.blockCount, inodeCount: inodeCount, logBlocks: logBlocks) else {
             throw .tooSmall(device.blockCount)
+        }
+        guard !features.contains(.unwritten) || sb.totalBlocks <= Layout.maxUnwrittenImageBlocks else {
+            throw .tooLargeForUnwritten(sb.totalBlocks)
         }
         sb.uuid = uuid
         sb.features = features

@@ -197,6 +197,11 @@ public struct Superblock: Equatable, Sendable {
         guard sb.totalBlocks <= deviceBlocks else {
             throw .inconsistent("file system has \(sb.totalBlocks) blocks, device only \(deviceBlocks)")
         }
+        // Bit 31 of a block address marks it unwritten: on a larger image
+        // it would be part of the address.
+        guard !sb.features.contains(.unwritten) || sb.totalBlocks <= Layout.maxUnwrittenImageBlocks else {
+            throw .inconsistent("the unwritten feature on \(sb.totalBlocks) blocks (it allows at most \(Layout.maxUnwrittenImageBlocks))")
+        }
         return sb
     }
 

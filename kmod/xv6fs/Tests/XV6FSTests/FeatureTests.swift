@@ -36,6 +36,26 @@ import XV6Layout
         }
     }
 
+    /// Bit 31 of an address marks an unwritten block: an image of more
+    /// than 2^31 blocks cannot have the feature, neither from mkfs nor
+    /// from a superblock that says so.
+    @Test func unwrittenIsRefusedBeyondTwoToThe31Blocks() throws {
+        let blocks = Layout.maxUnwrittenImageBlocks + 1
+        var sb = try #require(Superblock.plan(totalBlocks: blocks))
+        sb.features = FeatureSet([.unwritten])
+        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 16)
+        defer { page.deallocate() }
+        sb.encode(into: page)
+        #expect(throws: Superblock.DecodeError.self) { try Superblock.decode(UnsafeRawBufferPointer(page), deviceBlocks: blocks) }
+        sb.features = FeatureSet([.bigfile])
+        sb.encode(into: page)
+        #expect(try Superblock.decode(UnsafeRawBufferPointer(page), deviceBlocks: blocks).totalBlocks == blocks)
+        sb = try #require(Superblock.plan(totalBlocks: Layout.maxUnwrittenImageBlocks))
+        sb.features = FeatureSet([.unwritten])
+        sb.encode(into: page)
+        #expect(try Superblock.decode(UnsafeRawBufferPointer(page), deviceBlocks: sb.totalBlocks).features.contains(.unwritten))
+    }
+
     @Test func supportDependsOnTheKind() {
         let unknownCompat = FeatureSet(compat: 1 << 7)
         #expect(unknownCompat.support(knowing: .none) == .readWrite)
