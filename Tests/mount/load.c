@@ -63,8 +63,10 @@ static void xattr_round(int fd, unsigned k, long id) {
 }
 
 // 64 KiB of the preallocated file, written, then a hole punched and a range
-// zeroed in it, read back each time.
-static void fallocate_round(int fd, unsigned k, long id, unsigned char *buf, unsigned char *back) {
+// zeroed in it, read back: through the page cache, and with O_DIRECT
+// (`direct`, an aligned buffer) from the file system itself, where the
+// kernel's own zeroing of its cached pages cannot hide a wrong byte.
+static void fallocate_round(int fd, int direct, unsigned k, long id, unsigned char *buf, unsigned char *back) {
     off_t at = (off_t)(k % 32) * 65536;
     fill(buf, 65536, k * 13u + (unsigned)id);
     CALL(fallocate(fd, 0, at, 65536), "fallocate");
@@ -75,6 +77,8 @@ static void fallocate_round(int fd, unsigned k, long id, unsigned char *buf, uns
     CALL(fallocate(fd, FALLOC_FL_ZERO_RANGE, at + 40000, 5000 + k % 4096), "zero range");
     memset(buf + 40000, 0, 5000 + k % 4096);
     if (CALL(pread(fd, back, 65536, at), "pread fallocated") != 65536 || memcmp(buf, back, 65536) != 0)
+        atomic_fetch_add(&mismatches, 1);
+    if (CALL(pread(direct, back, 65536, at), "pread fallocated O_DIRECT") != 65536 || memcmp(buf, back, 65536) != 0)
         atomic_fetch_add(&mismatches, 1);
     struct stat st;
     if (CALL(fstat(fd, &st), "fstat") == 0 && st.st_size > 32 * 65536) atomic_fetch_add(&mismatches, 1);
@@ -90,7 +94,9 @@ static void *worker(void *arg) {
     int held = CALL(open(path, O_CREAT | O_RDWR, 0644), "open held");
     snprintf(path, sizeof path, "%s/fallocated", dir);
     int fa = xattrs ? CALL(open(path, O_CREAT | O_RDWR, 0644), "open fallocated") : -1;
-    unsigned char *buf = malloc(1 << 17), *back = malloc(1 << 17);
+    int fad = xattrs ? CALL(open(path, O_RDONLY | O_DIRECT), "open fallocated O_DIRECT") : -1;
+    unsigned char *buf = malloc(1 << 17), *back = NULL;
+    if (posix_memalign((void **)&back, 4096, 1 << 17) != 0) back = NULL;
     long deadline = now_ns() + (long)seconds * 1000000000L;
     for (unsigned k = 0; now_ns() < deadline && access(stop, F_OK) != 0; k++) {
         // A new file: written, sometimes fsynced, read back and checked.
@@ -123,9 +129,10 @@ static void *worker(void *arg) {
         if (CALL(pwrite(held, buf, 4096, at), "pwrite held") != 4096) atomic_fetch_add(&mismatches, 1);
         if (CALL(pread(held, back, 4096, at), "pread held") != 4096 || memcmp(buf, back, 4096) != 0)
             atomic_fetch_add(&mismatches, 1);
-        if (fa >= 0) fallocate_round(fa, k, id, buf, back);
+        if (fa >= 0) fallocate_round(fa, fad, k, id, buf, back);
     }
     if (fa >= 0) CALL(close(fa), "close fallocated");
+    if (fad >= 0) CALL(close(fad), "close fallocated O_DIRECT");
     CALL(fsync(held), "fsync held");
     CALL(close(held), "close held");
     free(buf); free(back);
