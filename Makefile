@@ -78,6 +78,9 @@ test: deps
 		FORMAT='$(CURDIR)/.build/debug/mkfs.xv6 --size {size}' FSCK='$(CURDIR)/.build/debug/fsck.xv6 -n' KIT_OPTIONS='--subsets 1'
 	$(MAKE) -s conformance BIN=.build/debug MODULE=.build/debug/libXV6Module2.so \
 		FORMAT='$(CURDIR)/.build/debug/mkfs.xv6 --size {size}' FSCK='$(CURDIR)/.build/debug/fsck.xv6 -n' KIT_OPTIONS='--subsets 1'
+	$(MAKE) -s conformance BIN=.build/debug MODULE=.build/debug/libProvenanceModule.so \
+		NEXT=.build/debug/libFixtureProvenanceNext.so UNDER=.build/debug/libXV6Module.so \
+		FORMAT='$(CURDIR)/.build/debug/mkfs.xv6 --size {size}' FSCK='$(CURDIR)/.build/debug/fsck.xv6 -n' KIT_OPTIONS='--subsets 1'
 	Tests/conformance/template.sh .build/debug
 	Tests/install/install.sh
 	$(MAKE) -s test-tsan
@@ -282,10 +285,11 @@ dev:
 # The conformance kit (Tests/conformance/conformance.sh) on any module file:
 # make conformance MODULE=x.so [NEXT=next.so] [FORMAT='mkfs CMD, {size} the size']
 #                  [FSCK='fsck CMD'] [BIN=.build/release] [KIT_OPTIONS=...]
+# For a layer, UNDER=fs.so: the module it is stacked over.
 # Without FORMAT the image is all zeroes, for a module that formats it.
 conformance:
 	@[ -n "$(MODULE)" ] || { echo "usage: make conformance MODULE=x.so [NEXT=next.so] [FORMAT=cmd] [FSCK=cmd] [BIN=dir]"; exit 2; }
-	Tests/conformance/conformance.sh --bin $(BIN) $(if $(NEXT),--next $(NEXT)) \
+	Tests/conformance/conformance.sh --bin $(BIN) $(if $(NEXT),--next $(NEXT)) $(if $(UNDER),--under $(UNDER)) \
 		$(if $(FORMAT),--mkfs "$(FORMAT)") $(if $(FSCK),--fsck "$(FSCK)") $(KIT_OPTIONS) $(MODULE)
 
 # The release number (`make -s version`), e.g. for a package's file name.

@@ -13,6 +13,8 @@
 #             daemon after an fsync: the data must survive
 # Usage: Tests/conformance/conformance.sh [OPTIONS] MODULE.so
 #   --next NEXT.so     the next version (default: a copy of MODULE, as "self")
+#   --under FS.so      MODULE is a layer: stacked over FS.so, which stays as
+#                      it is while the layer is upgraded (module-sdk.md, "Layers")
 #   --mkfs 'CMD'       makes an empty image: sh runs CMD IMAGE, {size} in CMD
 #                      the size (e.g. 'mkfs.xv6 --size {size}'); default: a file of
 #                      zeroes, for modules that format at their first mount
@@ -31,10 +33,10 @@
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 usage() { sed -n '/^# Usage/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-next= mkfs= fsck= size=256M bin=.build/debug upgrades=30 cuts=20 subsets=0 sections=posix,crash,state,self,next,kill9
+next= under= mkfs= fsck= size=256M bin=.build/debug upgrades=30 cuts=20 subsets=0 sections=posix,crash,state,self,next,kill9
 while [ $# -gt 1 ]; do
     case $1 in
-        --next) next=$2 ;; --mkfs) mkfs=$2 ;; --fsck) fsck=$2 ;; --image-size) size=$2 ;;
+        --next) next=$2 ;; --under) under=$2 ;; --mkfs) mkfs=$2 ;; --fsck) fsck=$2 ;; --image-size) size=$2 ;;
         --bin) bin=$2 ;; --upgrades) upgrades=$2 ;; --cuts) cuts=$2 ;; --subsets) subsets=$2 ;; --sections) sections=$2 ;;
         *) usage ;;
     esac
@@ -48,6 +50,7 @@ chmod 755 "$work"
 # Two copies of each, so that an upgrade always goes to another file.
 install -m 0644 "$1" "$work/a.so" && install -m 0644 "$1" "$work/a2.so"
 install -m 0644 "${next:-$1}" "$work/b.so"
+[ -z "$under" ] || install -m 0644 "$under" "$work/under.so"
 mnt=$work/mnt sock=$work/control.sock log=$work/daemon.log img=$work/x.img
 mkdir "$mnt"
 daemon= passed=0 failed=0 report=()
@@ -72,7 +75,9 @@ run_fsck() { [ -z "$fsck" ] || sh -c "$fsck \"\$1\"" sh "$1"; }
 preload=()
 start() {
     rm -f "$sock"
-    env "${preload[@]}" "$bin/bento-upgraded" --image "${2:-$img}" --mountpoint "$mnt" --module "${1:-$work/a.so}" \
+    local modules=(--module "${1:-$work/a.so}")
+    [ -z "$under" ] || modules+=(--module "$work/under.so")
+    env "${preload[@]}" "$bin/bento-upgraded" --image "${2:-$img}" --mountpoint "$mnt" "${modules[@]}" \
         --allow-other --control-socket "$sock" --state-dir "$work/state" >>"$log" 2>&1 &
     daemon=$!
     for _ in $(seq 200); do [ -S "$sock" ] && serving && return 0; kill -0 "$daemon" 2>/dev/null || break; sleep 0.05; done
@@ -333,7 +338,7 @@ for s in ${sections//,/ }; do
     declare -F "section_$s" >/dev/null || { echo "no section $s"; exit 2; }
     section "$s"
 done
-echo "== conformance of ${1##*/}${next:+ (next ${next##*/})}"
+echo "== conformance of ${1##*/}${under:+ over ${under##*/}}${next:+ (next ${next##*/})}"
 printf '%s\n' "${report[@]}"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
