@@ -144,13 +144,16 @@ import Testing
     /// A stack: layers over one file system, each module of its kind,
     /// as the config and `--module` give it (top first).
     @Test func loadsAStackAndRefusesOneOfTheWrongShape() throws {
-        let layer = Self.buildDirectory.appendingPathComponent("libProvenanceModule.so").path
-        let next = Self.buildDirectory.appendingPathComponent("libFixtureProvenanceNext.so").path
-        let stack = try ModuleStack.load(spec: ModuleStack.spec(of: [layer, Self.modulePath]))
+        // Loaded modules carry their resolved paths (.build/debug is a link).
+        func real(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().path }
+        let layer = real(Self.buildDirectory.appendingPathComponent("libProvenanceModule.so").path)
+        let next = real(Self.buildDirectory.appendingPathComponent("libFixtureProvenanceNext.so").path)
+        let fs = real(Self.modulePath)
+        let stack = try ModuleStack.load(spec: ModuleStack.spec(of: [layer, fs]))
         #expect(stack.modules.map(\.descriptor.fileSystem) == ["provenance", "xv6fs"])
         #expect(stack.top.layer != nil && stack.bottom.module != nil)
         #expect(stack.name == "provenance 1.0.0 over xv6fs 1.0.0")
-        #expect(ModuleStack.paths(of: stack.spec) == [layer, Self.modulePath])
+        #expect(ModuleStack.paths(of: stack.spec) == [layer, fs])
         let upgraded = try ModuleLoader.load(path: next)
         #expect(stack.position(for: upgraded) == 0)
         #expect(stack.replacing(0, with: upgraded).name == "provenance 1.1.0 over xv6fs 1.0.0")
@@ -158,11 +161,11 @@ import Testing
             do { _ = try ModuleStack.load(spec: ModuleStack.spec(of: paths)); return nil } catch { return error }
         }
         #expect(refusal([layer]) == .layerAtBottom(layer))
-        #expect(refusal([Self.modulePath, Self.modulePath]) == .fileSystemAbove(Self.modulePath))
-        #expect(refusal([layer, next, Self.modulePath]) == .sameLayerTwice("provenance"))
-        #expect(refusal([layer, "/nonexistent.so", Self.modulePath]) == .missing("/nonexistent.so"))
+        #expect(refusal([fs, fs]) == .fileSystemAbove(fs))
+        #expect(refusal([layer, next, fs]) == .sameLayerTwice("provenance"))
+        #expect(refusal([layer, "/nonexistent.so", fs]) == .missing("/nonexistent.so"))
         // One module is a stack of one, its spec its path.
-        #expect(try ModuleStack.load(spec: Self.modulePath).spec == Self.modulePath)
+        #expect(try ModuleStack.load(spec: fs).spec == fs)
     }
 
     @Test func refusesModulesOthersCouldHaveChanged() throws {
