@@ -174,7 +174,7 @@ install: build
 	cd $(DESTDIR)$(PREFIX) && for f in sbin/bento-upgraded sbin/mkfs.xv6 sbin/fsck.xv6 sbin/mount.xv6 bin/bentoctl; do \
 		patchelf --set-rpath '$$ORIGIN/../lib/bento' $$f || exit 1; done
 	patchelf --set-rpath '$$ORIGIN/..' $(LIBDIR)/modules/xv6fs-$(XV6FS_VERSION).so $(LIBDIR)/modules/xv6fs-$(XV6FS2_VERSION).so \
-		$(LIBDIR)/modules/xv6fs-$(XV6FS3_VERSION).so
+		$(LIBDIR)/modules/xv6fs-$(XV6FS3_VERSION).so $(LIBDIR)/modules/provenance-$(PROVENANCE_VERSION).so
 	for f in $(LIBDIR)/*.so*; do patchelf --set-rpath '$$ORIGIN' $$f || exit 1; done
 	if [ "$(PREFIX)" != /usr ] && [ "$(PREFIX)/sbin" != "$(MOUNT_HELPER_DIR)" ]; then \
 		install -d $(DESTDIR)$(MOUNT_HELPER_DIR) && ln -sfn $(PREFIX)/sbin/mount.xv6 $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.xv6; fi
