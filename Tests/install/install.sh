@@ -22,6 +22,10 @@ check "runtime libraries shipped" test -e "$p/lib/bento/libswiftCore.so"
 needed=$(readelf -d "$p"/sbin/* "$p"/bin/* "$p"/lib/bento/*.so* "$p"/lib/bento/modules/*.so | grep NEEDED)
 no_foundation() { ! grep -E '\[(libFoundation|libFoundationInternationalization|lib_FoundationICU)\.so\]' <<<"$needed"; }
 check "nothing needs Foundation or ICU" no_foundation
+# Each file finds its libraries in the install, never in the toolchain
+# (lintian refuses a package otherwise).
+runpaths=$(readelf -d "$p"/sbin/* "$p"/bin/* "$p"/lib/bento/*.so* "$p"/lib/bento/modules/*.so | grep -E 'RUNPATH|RPATH')
+check "no RUNPATH outside the install" test -z "$(grep -v '\[\$ORIGIN' <<<"$runpaths")"
 # Debug code is bigger: the 50 MiB goal holds for CONFIG=release (36 MiB
 # measured); any build ships the same runtime libraries, 25 MiB of them.
 size=$(du -sm "$root/dest" | cut -f1)
