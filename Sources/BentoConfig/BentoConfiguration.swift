@@ -30,6 +30,8 @@
 //                a stack of them, top first: layers over a file system,
 //                ["/.../provenance-1.0.0.so", "/.../xv6fs-1.0.0.so"]
 //   threads      FUSE worker threads, 1...256, default 16
+//   poll_us      how long the thread waiting for requests polls before it
+//                sleeps, in microseconds, 0...1000 (0: never), default 50
 //   cache_mib    buffer cache size in MiB, 1...65536, default 256
 //   allow_other  let users other than root use the mount, default false
 //   probation_seconds   after an upgrade, how long a fault or hang of the new
@@ -81,6 +83,7 @@ public struct BentoConfiguration: Equatable, Sendable {
 public struct MountConfiguration: Equatable, Sendable {
     public static let defaultThreads = 16
     public static let threadsRange = 1...256
+    public static let pollRange = 0...1000
     public static let defaultCacheMiB = 256
     public static let cacheMiBRange = 1...65536
     public static let defaultProbationSeconds = 60
@@ -99,6 +102,8 @@ public struct MountConfiguration: Equatable, Sendable {
     /// per line (BentoHost's ModuleStack spec).
     public var module: String
     public var threads: Int
+    /// Key `poll_us`; nil: the daemon's default.
+    public var pollMicroseconds: Int?
     /// Key `cache_mib`.
     public var cacheMiB: Int
     /// Key `allow_other`.
@@ -116,6 +121,7 @@ public struct MountConfiguration: Equatable, Sendable {
     public init(
         name: String? = nil, image: String, mountpoint: String, module: String,
         threads: Int = MountConfiguration.defaultThreads,
+        pollMicroseconds: Int? = nil,
         cacheMiB: Int = MountConfiguration.defaultCacheMiB,
         allowOther: Bool = false,
         readOnly: Bool = false,
@@ -133,6 +139,7 @@ public struct MountConfiguration: Equatable, Sendable {
         self.mountpoint = mountpoint
         self.module = module
         self.threads = threads
+        self.pollMicroseconds = pollMicroseconds
         self.cacheMiB = cacheMiB
         self.allowOther = allowOther
         self.readOnly = readOnly

@@ -32,6 +32,8 @@ public final class FuseServer: @unchecked Sendable {
     static let epochMinor: UInt32 = 44
     /// Whether to ask for the kernel's writeback cache.
     let writebackCache: Bool
+    /// How the loop threads wait for requests.
+    let waiter: RequestWaiter
     /// Whether to ask the kernel to enforce POSIX ACLs (the module stores
     /// them: `BentoModule.posixACL`). Asked at INIT only: the kernel keeps
     /// what it agreed for the whole mount, whatever module comes later.
@@ -80,8 +82,12 @@ public final class FuseServer: @unchecked Sendable {
 
     /// `timeout`: how long the kernel may cache names and attributes when
     /// it cannot be told to drop them all at once.
+    /// `pollMicroseconds`: how long the reading thread polls for the next
+    /// request before it sleeps (RequestWaiter; 0: never).
     public init(fileSystem: any FileSystem, timeout: Double = 1.0, writebackCache: Bool = true,
-                posixACL: Bool = false, space: SpaceGuard? = nil, pressure: PressureLog = PressureLog()) {
+                posixACL: Bool = false, space: SpaceGuard? = nil, pressure: PressureLog = PressureLog(),
+                pollMicroseconds: Int = 0) {
+        self.waiter = RequestWaiter(pollMicroseconds: pollMicroseconds)
         self.fileSystem = fileSystem
         self.pressure = pressure
         self.shortTimeout = timeout
@@ -369,7 +375,8 @@ public final class FuseServer: @unchecked Sendable {
             if let buffer { ReadBuffer.prefault(buffer, length) }
             while true {
                 bento_recorder_idle()
-                let n = Glibc.read(fd, buffer, length)
+                let n = userdata.map { Unmanaged<FuseServer>.fromOpaque($0).takeUnretainedValue().waiter.read(fd, buffer, length) }
+                    ?? Glibc.read(fd, buffer, length)
                 let saved = errno
                 if n > 0, let buffer, let userdata {
                     let server = Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue()

@@ -29,6 +29,8 @@ struct BentoUpgraded: ParsableCommand {
     @Option(help: "The module file (xv6fs-<version>.so); given more than once, a stack, top first (layers over a file system).")
     var module: [String] = []
     @Option(help: "Most request threads per mount.") var threads = MountConfiguration.defaultThreads
+    @Option(help: "How long the thread waiting for requests polls for the next one before it sleeps, in microseconds (0: never).")
+    var pollUs = MountSettings.defaultPollMicroseconds
     @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
     @Flag(help: "Serve the image read-only: opened read-only (it may sit on read-only storage), mounted read-only, nothing written.")
@@ -78,11 +80,13 @@ struct BentoUpgraded: ParsableCommand {
         if let image, let mountpoint, !module.isEmpty {
             guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
+            guard MountConfiguration.pollRange.contains(pollUs) else { throw ValidationError("--poll-us: 0 to 1000") }
             var mount = MountSettings(image: image, mountpoint: mountpoint, module: ModuleStack.spec(of: module), threads: threads,
                                       cacheMiB: cacheMib, allowOther: allowOther, writebackCache: writebackCache,
                                       probationSeconds: Double(probationSeconds), hangLimitSeconds: Double(hangLimitSeconds),
                                       readOnly: readOnly)
             mount.writeSpaceCheck = writeSpaceCheck
+            mount.pollMicroseconds = pollUs
             return ([mount], nil)
         }
         let file = try BentoConfiguration.load(path: config)
@@ -93,6 +97,7 @@ struct BentoUpgraded: ParsableCommand {
                                       readOnly: $0.readOnly)
             mount.healthMaxFaultRateIncrease = Double($0.healthMaxErrorIncreasePercent) / 100
             mount.healthMaxP99Factor = Double($0.healthMaxP99Factor)
+            if let poll = $0.pollMicroseconds { mount.pollMicroseconds = poll }
             return mount
         }, file)
     }

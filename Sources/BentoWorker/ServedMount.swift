@@ -104,7 +104,7 @@ final class ServedMount: @unchecked Sendable {
         server = FuseServer(fileSystem: served!.top, writebackCache: settings.writebackCache,
                             posixACL: modules.bottom.module!.posixACL,
                             space: cachesWrites && settings.writeSpaceCheck ? Self.spaceGuard(settings, log: log) : nil,
-                            pressure: pressure)
+                            pressure: pressure, pollMicroseconds: settings.pollMicroseconds)
         server.quarantine = Set(start.quarantine)
         if adopted {
             guard let initRequest = start.initRequest else { throw Failure("no saved INIT request to adopt the session with") }

@@ -51,6 +51,15 @@ public struct MountSettings: Codable, Equatable, Sendable {
         set { readOnlySetting = newValue ? true : nil }
     }
     private var readOnlySetting: Bool?
+    /// How long the thread reading requests polls for the next one
+    /// before it sleeps, in microseconds (0: never; FuseServer's
+    /// RequestWaiter). Optional for the same reason as `readOnly`.
+    public var pollMicroseconds: Int {
+        get { pollSetting ?? Self.defaultPollMicroseconds }
+        set { pollSetting = newValue == Self.defaultPollMicroseconds ? nil : newValue }
+    }
+    private var pollSetting: Int?
+    public static let defaultPollMicroseconds = 50
 
     public init(image: String, mountpoint: String, module: String, threads: Int = 16, cacheMiB: Int = 256,
                 allowOther: Bool = false, writebackCache: Bool = true, probationSeconds: Double = 60,

@@ -66,6 +66,7 @@ func mountTable(_ n: Int) -> String {
         #expect(mount.threads == 16)
         #expect(mount.cacheMiB == 256)
         #expect(mount.allowOther == false)
+        #expect(mount.pollMicroseconds == nil)
         #expect(config.controlSocket == nil)
         #expect(config.stateDirectory == nil)
     }
@@ -82,10 +83,10 @@ func mountTable(_ n: Int) -> String {
     }
 
     @Test func bounds() throws {
-        let low = try BentoConfiguration.parse(mountTable(1) + "threads = 1\ncache_mib = 1\n", source: "x")
-        #expect(low.mounts[0].threads == 1 && low.mounts[0].cacheMiB == 1)
-        let high = try BentoConfiguration.parse(mountTable(1) + "threads = 256\ncache_mib = 65536\n", source: "x")
-        #expect(high.mounts[0].threads == 256 && high.mounts[0].cacheMiB == 65536)
+        let low = try BentoConfiguration.parse(mountTable(1) + "threads = 1\ncache_mib = 1\npoll_us = 0\n", source: "x")
+        #expect(low.mounts[0].threads == 1 && low.mounts[0].cacheMiB == 1 && low.mounts[0].pollMicroseconds == 0)
+        let high = try BentoConfiguration.parse(mountTable(1) + "threads = 256\ncache_mib = 65536\npoll_us = 1000\n", source: "x")
+        #expect(high.mounts[0].threads == 256 && high.mounts[0].cacheMiB == 65536 && high.mounts[0].pollMicroseconds == 1000)
     }
 
     @Test func inlineTablesAndCRLF() throws {
@@ -149,6 +150,7 @@ func mountTable(_ n: Int) -> String {
 
     @Test(arguments: [
         ("threads", 0), ("threads", 257), ("threads", -1), ("cache_mib", 0), ("cache_mib", 65537),
+        ("poll_us", -1), ("poll_us", 1001),
     ])
     func outOfRange(key: String, value: Int) throws {
         let text = "state_dir = \"/var/lib/bento\"\n\n" + mountTable(1) + mountTable(2) + "\(key) = \(value)\n"

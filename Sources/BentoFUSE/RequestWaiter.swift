@@ -1,0 +1,187 @@
+import Glibc
+import Synchronization
+
+/// How the loop threads wait for the kernel's next request: one at a time,
+/// polling for a short while before it sleeps (Docs/caching.md, "Waiting
+/// for requests").
+///
+/// A request's round trip costs two wake-ups, the daemon's and the
+/// caller's. On a machine whose idle CPUs halt (a virtual machine above
+/// all), waking a sleeping thread costs more than a metadata request's
+/// work. So one thread, the reader, polls /dev/fuse for up to
+/// `pollNanoseconds` before it sleeps in read(2): a caller that makes one
+/// call after another (tar, cp, git) finds it awake. The others wait for
+/// their turn here, not on /dev/fuse, where the kernel would wake one of
+/// them for every request.
+///
+/// A lone caller's requests thus all go to one thread, without a wake-up.
+/// When the reader finds another request already waiting as it takes
+/// one, callers are many; polling would only take CPU time from them, so
+/// for `busyNanoseconds` every thread waits in read(2) again. Should the
+/// request the reader took block (an fsync, a flush that waits for the
+/// kernel's writes through this same mount), the watchdog hands the turn
+/// on after `rescueNanoseconds`.
+final class RequestWaiter: @unchecked Sendable {
+    /// 0: no polling; every thread sleeps in read(2), as libfuse's do.
+    let pollNanoseconds: UInt64
+    /// How long requests may wait unread while the last reader works.
+    static let rescueNanoseconds: UInt64 = 1_000_000
+    /// How long to read as libfuse does after seeing requests queue up.
+    static let busyNanoseconds: UInt64 = 10_000_000
+    /// How many takes in a row must find another request queued: a lone
+    /// caller's close queues a RELEASE that needs no wait, and its next
+    /// call comes right behind.
+    static let busyStreak = 3
+    /// How long the watchdog stays awake after the last hand-off it
+    /// might have had to make.
+    static let watchNanoseconds: UInt64 = 100_000_000
+
+    /// Until when every thread reads as libfuse does (many callers).
+    private let busyUntil = Atomic<UInt64>(0)
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// Threads waiting for their turn to read.
+    private let turn = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// The watchdog, when it sleeps.
+    private let watch = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    // All below under `lock`.
+    private var reading = false
+    private var waiting = 0
+    /// When the last reader took a request and left no reader behind
+    /// (0: a thread reads, or none waits that could).
+    private var unreadSince: UInt64 = 0
+    private var lastUnread: UInt64 = 0
+    private var watchdogAsleep = false
+    private var watchdogStarted = false
+    /// Without a watchdog, every thread reads as libfuse does.
+    private var watchdogRunning = false
+    private var ended = false
+    /// Takes in a row that found another request queued behind.
+    private var queuedStreak = 0
+
+    /// Polls only with two CPUs or more: on one, it would keep the caller
+    /// from running.
+    init(pollMicroseconds: Int) {
+        pollNanoseconds = sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 ? UInt64(max(0, pollMicroseconds)) * 1000 : 0
+        pthread_mutex_init(lock, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(turn, &attributes)
+        pthread_cond_init(watch, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    /// Reads the next request into `buffer`, as read(2) on `fd` would.
+    func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ length: Int) -> Int {
+        guard pollNanoseconds > 0, !busy() else { return Glibc.read(fd, buffer, length) }
+        pthread_mutex_lock(lock)
+        if !watchdogStarted { startWatchdog() }
+        while reading && !ended && !busy() {
+            waiting += 1
+            pthread_cond_wait(turn, lock)
+            waiting -= 1
+        }
+        if busy() {
+            pthread_mutex_unlock(lock)
+            return Glibc.read(fd, buffer, length)
+        }
+        reading = true
+        unreadSince = 0
+        pthread_mutex_unlock(lock)
+
+        let start = Self.now()
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while poll(&ready, 1, 0) == 0, Self.now() &- start < pollNanoseconds {}
+        let count = Glibc.read(fd, buffer, length)
+        let saved = errno
+
+        pthread_mutex_lock(lock)
+        reading = false
+        if count < 0 && saved == ENODEV {
+            ended = true  // unmounted: every thread leaves the loop
+            pthread_cond_broadcast(turn)
+            pthread_cond_signal(watch)
+        } else {
+            queuedStreak = Self.pending(fd) ? queuedStreak + 1 : 0
+            if queuedStreak >= Self.busyStreak || !watchdogRunning {
+                // Callers are many (or no watchdog would hand the turn
+                // on): everyone reads as libfuse does for a while.
+                queuedStreak = 0
+                busyUntil.store(Self.now() &+ Self.busyNanoseconds, ordering: .relaxed)
+                pthread_cond_broadcast(turn)
+            } else if waiting > 0 {
+                unreadSince = Self.now()
+                lastUnread = unreadSince
+                if watchdogAsleep { pthread_cond_signal(watch) }
+            }
+        }
+        pthread_mutex_unlock(lock)
+        errno = saved
+        return count
+    }
+
+    /// Adds `step` to the count of takes in a row that found another
+    /// request queued, and returns it.
+    private func queued(_ step: Int) -> Int {
+        queuedStreak += step
+        return queuedStreak
+    }
+
+    private func busy() -> Bool { Self.now() < busyUntil.load(ordering: .relaxed) }
+
+    /// Hands the turn on when requests may have waited unread too long.
+    private func watchdog() {
+        pthread_mutex_lock(lock)
+        while !ended {
+            let now = Self.now()
+            if unreadSince != 0, !reading, waiting > 0 {
+                if now &- unreadSince >= Self.rescueNanoseconds {
+                    unreadSince = 0
+                    pthread_cond_signal(turn)
+                } else {
+                    sleep(on: watch, until: unreadSince &+ Self.rescueNanoseconds)
+                }
+            } else if now &- lastUnread < Self.watchNanoseconds {
+                sleep(on: watch, until: now &+ Self.rescueNanoseconds)
+            } else {
+                watchdogAsleep = true
+                pthread_cond_wait(watch, lock)
+                watchdogAsleep = false
+            }
+        }
+        pthread_mutex_unlock(lock)
+    }
+
+    private func sleep(on condition: UnsafeMutablePointer<pthread_cond_t>, until deadline: UInt64) {
+        var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        _ = pthread_cond_timedwait(condition, lock, &time)
+    }
+
+    private func startWatchdog() {
+        watchdogStarted = true
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        guard pthread_create(&thread, nil, { context in
+            let waiter = Unmanaged<RequestWaiter>.fromOpaque(context!).takeRetainedValue()
+            waiter.watchdog()
+            return nil
+        }, context) == 0 else {
+            Unmanaged<RequestWaiter>.fromOpaque(context).release()
+            return
+        }
+        pthread_detach(thread)
+        watchdogRunning = true
+    }
+
+    /// Whether the kernel has a request waiting to be read.
+    private static func pending(_ fd: Int32) -> Bool {
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&ready, 1, 0) > 0
+    }
+
+    static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+    }
+}
