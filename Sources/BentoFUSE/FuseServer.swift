@@ -52,6 +52,8 @@ public final class FuseServer: @unchecked Sendable {
     private let agreed = Mutex<Negotiated?>(nil)
     /// The INIT request read and not yet answered (the reading thread's).
     private var pendingInit: [UInt8]?
+    /// Its unique id until its reply is written (0: none to amend).
+    private let initUnique = Atomic<UInt64>(0)
     /// Whether the kernel owns O_APPEND (see `moduleOpenFlags`).
     private let kernelAppends = Atomic<Bool>(false)
     /// Set while an adopted session is shown the saved INIT: its reply is
@@ -325,6 +327,19 @@ public final class FuseServer: @unchecked Sendable {
     func noteRead(_ buffer: UnsafeRawPointer, _ count: Int) {
         guard count >= 40, buffer.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == 26 else { return }
         pendingInit = Array(UnsafeRawBufferPointer(start: buffer, count: count))
+        initUnique.store(buffer.loadUnaligned(fromByteOffset: 8, as: UInt64.self), ordering: .releasing)
+    }
+
+    /// The reply to the kernel's INIT, amended (KillSetID); nil for any
+    /// other reply, which goes out as it is.
+    func amendedInitReply(_ iov: UnsafePointer<iovec>, _ count: Int) -> [UInt8]? {
+        let unique = initUnique.load(ordering: .acquiring)
+        guard unique != 0, count >= 1, iov[0].iov_len >= 16,
+              iov[0].iov_base.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == unique,
+              let request = pendingInit else { return nil }
+        initUnique.store(0, ordering: .releasing)
+        let reply = (0..<count).flatMap { Array(UnsafeRawBufferPointer(start: iov[$0].iov_base, count: iov[$0].iov_len)) }
+        return KillSetID.granted(reply, request: request)
     }
 
     /// A request in the quarantine is answered EIO here, never reaching
@@ -384,6 +399,7 @@ public final class FuseServer: @unchecked Sendable {
                     if server.answerIfQuarantined(buffer, n) { continue }
                     server.noteRead(buffer, n)
                     Resend.noteRead(buffer, n)
+                    KillSetID.noteRead(buffer, n)
                 }
                 errno = saved
                 return n
@@ -392,6 +408,10 @@ public final class FuseServer: @unchecked Sendable {
         io.pointee.writev = { fd, iov, count, userdata in
             if let userdata, Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue().swallowReplies {
                 return (0..<Int(count)).reduce(0) { $0 + (iov?[$1].iov_len ?? 0) }
+            }
+            if let userdata, let iov,
+               let reply = Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue().amendedInitReply(iov, Int(count)) {
+                return reply.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
             }
             return Glibc.writev(fd, iov, count)
         }

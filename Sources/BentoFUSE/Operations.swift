@@ -57,7 +57,8 @@ extension FuseServer {
             let s = FuseServer.server(req)
             s.handle(req, .setattr) { fs, ctx in
                 let handle = fi.map { $0.pointee.fh }
-                var st = Convert.stat(try fs.setattr(ctx, ino: ino, Convert.setAttributes(attr, toSet), handle: handle))
+                let changes = try s.droppingSetID(Convert.setAttributes(attr, toSet), fs, ctx, ino: ino)
+                var st = Convert.stat(try fs.setattr(ctx, ino: ino, changes, handle: handle))
                 if toSet & FUSE_SET_ATTR_SIZE != 0 { s.noteSpaceFreed(fs, ctx) }
                 fuse_reply_attr(req, &st, s.attributeTimeout(ino))
             }
@@ -136,6 +137,7 @@ extension FuseServer {
             let s = FuseServer.server(req)
             s.handle(req, .open) { fs, ctx in
                 let open = try fs.open(ctx, ino: ino, flags: s.moduleOpenFlags(fi))
+                try? s.dropSetIDIfAsked(fs, ctx, ino: ino)  // the file is open: answer so
                 if FuseServer.writes(fi) { s.space?.opened(ino) }
                 s.replyOpen(req, fi, open)
                 // Attributes cached before space ran low: drop them, so that
@@ -157,6 +159,7 @@ extension FuseServer {
                 defer { s.noteWrite(fs, ctx, ino: ino, bytes: size) }
                 let n = try fs.write(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, offset: UInt64(max(offset, 0)),
                                      data: UnsafeRawBufferPointer(start: data, count: size))
+                try? s.dropSetIDIfAsked(fs, ctx, ino: ino)  // the data is written: answer so
                 fuse_reply_write(req, n)
             }
         }

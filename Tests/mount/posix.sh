@@ -100,6 +100,21 @@ refuse "non-root cannot read a 0600 file" nobody cat private
 expect "non-root reads a 0644 file" nobody cat open
 refuse "non-root cannot create in a root directory" nobody touch newfile
 
+# Set-ID bits, as ext4 drops them: on chown (the set-group-ID bit only if
+# the group may execute), and on a write, truncate or O_TRUNC open by a
+# caller without CAP_FSETID. The host drops them (FUSE_HANDLE_KILLPRIV_V2).
+setid() { rm -f "$1" && echo x > "$1" && chown 1000:1000 "$1" && chmod "$2" "$1"; }
+setid s-chown 6755 && chown 1001:1001 s-chown
+setid s-chown-nogx 2745 && chown 1001:1001 s-chown-nogx
+setid s-write 6777 && nobody sh -c 'echo y >> s-write'
+setid s-rootwrite 6777 && echo y >> s-rootwrite
+setid s-truncate 6777 && nobody truncate -s 0 s-truncate
+setid s-otrunc 6777 && nobody sh -c ': > s-otrunc'
+setid_modes() { stat -c '%n %a' s-chown s-chown-nogx s-write s-rootwrite s-truncate s-otrunc | paste -sd' '; }
+want_setid="s-chown 755 s-chown-nogx 2745 s-write 777 s-rootwrite 6777 s-truncate 777 s-otrunc 777"
+echo "     set-ID modes: $(setid_modes)"
+expect "set-ID bits dropped as on ext4, seen at once" test "$(setid_modes)" = "$want_setid"
+
 # Real tools: tar, cp -a, git.
 tar -C /usr -cf - include | tar -xf -
 expect "tar of /usr/include matches" diff -r /usr/include include
@@ -117,6 +132,7 @@ stop
 start || exit 1
 cd "$mnt"
 expect "metadata kept across remount" test "$(stat -c '%a %u %g %y' m)" = "$(cat "$work/meta")"
+expect "set-ID bits as dropped, after remount" test "$(setid_modes)" = "$want_setid"
 expect "checksums equal after remount" sha256sum --quiet -c "$work/sums"
 
 # Durability: fsync, kill -9, start again (log replay).
