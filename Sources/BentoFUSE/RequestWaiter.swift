@@ -120,13 +120,6 @@ final class RequestWaiter: @unchecked Sendable {
         return count
     }
 
-    /// Adds `step` to the count of takes in a row that found another
-    /// request queued, and returns it.
-    private func queued(_ step: Int) -> Int {
-        queuedStreak += step
-        return queuedStreak
-    }
-
     private func busy() -> Bool { Self.now() < busyUntil.load(ordering: .relaxed) }
 
     /// Hands the turn on when requests may have waited unread too long.
