@@ -34,6 +34,8 @@ public final class FuseServer: @unchecked Sendable {
     let writebackCache: Bool
     /// How the loop threads wait for requests.
     let waiter: RequestWaiter
+    /// FORGETs read and not yet done, which STATFS waits for.
+    let forgets = ForgetsInFlight()
     /// Whether to ask the kernel to enforce POSIX ACLs (the module stores
     /// them: `BentoModule.posixACL`). Asked at INIT only: the kernel keeps
     /// what it agreed for the whole mount, whatever module comes later.
@@ -398,6 +400,7 @@ public final class FuseServer: @unchecked Sendable {
                     bento_recorder_note(buffer, n)
                     if server.answerIfQuarantined(buffer, n) { continue }
                     server.noteRead(buffer, n)
+                    server.forgets.noteRead(buffer, n)
                     Resend.noteRead(buffer, n)
                     KillSetID.noteRead(buffer, n)
                 }

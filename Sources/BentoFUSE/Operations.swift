@@ -27,11 +27,13 @@ extension FuseServer {
         // FORGET has no reply: a thrown error could not be sent anyway.
         ops.forget = { req, ino, count in
             let s = FuseServer.server(req)
+            defer { s.forgets.done() }
             s.handle(req, .forget) { fs, _ in fs.forget(ino: ino, count: count) }
             fuse_reply_none(req)
         }
         ops.forget_multi = { req, count, forgets in
             let s = FuseServer.server(req)
+            defer { s.forgets.done() }
             s.handle(req, .forget) { fs, _ in
                 for i in 0..<count {
                     guard let f = forgets?[i] else { continue }
@@ -207,6 +209,7 @@ extension FuseServer {
         ops.statfs = { req, ino in
             let s = FuseServer.server(req)
             s.flushWriters()
+            s.forgets.waitForEarlier()
             s.handle(req, .statfs) { fs, ctx in
                 var v = Convert.statvfs(try fs.statfs(ctx, ino: ino))
                 fuse_reply_statfs(req, &v)
