@@ -34,6 +34,8 @@
 //                sleeps, in microseconds, 0...1000 (0: never), default 50
 //   cache_mib    buffer cache size in MiB, 1...65536, default 256
 //   allow_other  let users other than root use the mount, default false
+//   writeback_cache  let the kernel cache writes (FUSE writeback cache),
+//                default false (Docs/caching.md)
 //   probation_seconds   after an upgrade, how long a fault or hang of the new
 //                version rolls the mount back, 0...86400, default 60
 //   hang_limit_seconds  a request running longer is treated as a fault,
@@ -108,6 +110,8 @@ public struct MountConfiguration: Equatable, Sendable {
     public var cacheMiB: Int
     /// Key `allow_other`.
     public var allowOther: Bool
+    /// Key `writeback_cache`.
+    public var writebackCache: Bool
     /// Key `read_only`.
     public var readOnly: Bool
     /// Key `probation_seconds`.
@@ -124,6 +128,7 @@ public struct MountConfiguration: Equatable, Sendable {
         pollMicroseconds: Int? = nil,
         cacheMiB: Int = MountConfiguration.defaultCacheMiB,
         allowOther: Bool = false,
+        writebackCache: Bool = false,
         readOnly: Bool = false,
         probationSeconds: Int = MountConfiguration.defaultProbationSeconds,
         hangLimitSeconds: Int = MountConfiguration.defaultHangLimitSeconds,
@@ -142,6 +147,7 @@ public struct MountConfiguration: Equatable, Sendable {
         self.pollMicroseconds = pollMicroseconds
         self.cacheMiB = cacheMiB
         self.allowOther = allowOther
+        self.writebackCache = writebackCache
         self.readOnly = readOnly
     }
 }

@@ -4,7 +4,7 @@ import TOMLKit
 /// a `ConfigError`. TOMLKit parses; this checks the shape and the values.
 struct Checker {
     static let topLevelKeys = ["control_socket", "state_dir", "mount"]
-    static let mountKeys = ["name", "image", "device", "mountpoint", "module", "threads", "poll_us", "cache_mib", "allow_other", "read_only",
+    static let mountKeys = ["name", "image", "device", "mountpoint", "module", "threads", "poll_us", "cache_mib", "allow_other", "writeback_cache", "read_only",
                             "probation_seconds", "hang_limit_seconds", "health_max_error_increase_percent",
                             "health_max_p99_factor"]
 
@@ -86,6 +86,7 @@ struct Checker {
             pollMicroseconds: try table.int("poll_us", in: MountConfiguration.pollRange),
             cacheMiB: try table.int("cache_mib", in: MountConfiguration.cacheMiBRange) ?? MountConfiguration.defaultCacheMiB,
             allowOther: try table.bool("allow_other") ?? false,
+            writebackCache: try table.bool("writeback_cache") ?? false,
             readOnly: try table.bool("read_only") ?? false,
             probationSeconds: try table.int("probation_seconds", in: MountConfiguration.probationRange)
                 ?? MountConfiguration.defaultProbationSeconds,

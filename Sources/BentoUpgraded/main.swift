@@ -35,7 +35,8 @@ struct BentoUpgraded: ParsableCommand {
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
     @Flag(help: "Serve the image read-only: opened read-only (it may sit on read-only storage), mounted read-only, nothing written.")
     var readOnly = false
-    @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache).") var writebackCache = true
+    @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache): small writes get faster, a stat of a file just written and an unlink slower.")
+    var writebackCache = false
     @Flag(inversion: .prefixedNo, help: "Make write() fail with ENOSPC on a full disk, with the writeback cache (off only to measure its cost).")
     var writeSpaceCheck = true
     @Option(help: "Seconds after an upgrade in which a fault or hang of the new version rolls back.")
@@ -92,7 +93,7 @@ struct BentoUpgraded: ParsableCommand {
         let file = try BentoConfiguration.load(path: config)
         return (file.mounts.map {
             var mount = MountSettings(image: $0.image, mountpoint: $0.mountpoint, module: $0.module, threads: $0.threads,
-                                      cacheMiB: $0.cacheMiB, allowOther: $0.allowOther,
+                                      cacheMiB: $0.cacheMiB, allowOther: $0.allowOther, writebackCache: $0.writebackCache,
                                       probationSeconds: Double($0.probationSeconds), hangLimitSeconds: Double($0.hangLimitSeconds),
                                       readOnly: $0.readOnly)
             mount.healthMaxFaultRateIncrease = Double($0.healthMaxErrorIncreasePercent) / 100

@@ -29,7 +29,9 @@ public struct MountSettings: Codable, Equatable, Sendable {
     public var threads = 16
     public var cacheMiB = 256
     public var allowOther = false
-    public var writebackCache = true
+    /// Off by default: a stat of a file just closed, and an unlink, then
+    /// cost a request less; ENOSPC comes at write(2) (Docs/caching.md).
+    public var writebackCache = false
     /// With the writeback cache, check writes one by one once free space
     /// falls to what the kernel may hold dirty (SpaceGuard); off only to
     /// measure what the check costs.
@@ -62,7 +64,7 @@ public struct MountSettings: Codable, Equatable, Sendable {
     public static let defaultPollMicroseconds = 50
 
     public init(image: String, mountpoint: String, module: String, threads: Int = 16, cacheMiB: Int = 256,
-                allowOther: Bool = false, writebackCache: Bool = true, probationSeconds: Double = 60,
+                allowOther: Bool = false, writebackCache: Bool = false, probationSeconds: Double = 60,
                 hangLimitSeconds: Double = 30, readOnly: Bool = false) {
         self.image = image
         self.mountpoint = mountpoint

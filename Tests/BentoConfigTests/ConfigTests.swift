@@ -38,6 +38,7 @@ func mountTable(_ n: Int) -> String {
             threads = 4
             cache_mib = 1024
             allow_other = true
+            writeback_cache = true
 
             [[mount]]   # the second one takes every default
             device = "/dev/loop0"
@@ -50,7 +51,7 @@ func mountTable(_ n: Int) -> String {
                 MountConfiguration(
                     name: "xv6", image: "/var/lib/bento/xv6.img", mountpoint: "/mnt/xv6",
                     module: "/usr/local/lib/bento/modules/xv6fs-1.0.0.so",
-                    threads: 4, cacheMiB: 1024, allowOther: true),
+                    threads: 4, cacheMiB: 1024, allowOther: true, writebackCache: true),
                 MountConfiguration(
                     image: "/dev/loop0", mountpoint: "/mnt/other",
                     module: "/usr/local/lib/bento/modules/xv6fs-2.0.0.so"),
@@ -66,6 +67,7 @@ func mountTable(_ n: Int) -> String {
         #expect(mount.threads == 16)
         #expect(mount.cacheMiB == 256)
         #expect(mount.allowOther == false)
+        #expect(mount.writebackCache == false)
         #expect(mount.pollMicroseconds == nil)
         #expect(config.controlSocket == nil)
         #expect(config.stateDirectory == nil)
@@ -135,6 +137,7 @@ func mountTable(_ n: Int) -> String {
     @Test(arguments: [
         ("mountpoint = 42", "mount[1].mountpoint", "must be an absolute path, not 42"),
         ("allow_other = \"yes\"", "mount[1].allow_other", #"must be true or false, not "yes""#),
+        ("writeback_cache = 1", "mount[1].writeback_cache", "must be true or false, not 1"),
         ("name = 7", "mount[1].name", "must be a string, not 7"),
         ("cache_mib = 1.5", "mount[1].cache_mib", "must be an integer from 1 to 65536, not 1.5"),
         ("threads = [1]", "mount[1].threads", "must be an integer from 1 to 256, not an array"),
