@@ -4,8 +4,8 @@ import TOMLKit
 /// a `ConfigError`. TOMLKit parses; this checks the shape and the values.
 struct Checker {
     static let topLevelKeys = ["control_socket", "state_dir", "mount"]
-    static let mountKeys = ["name", "image", "device", "mountpoint", "module", "threads", "poll_us", "cache_mib", "allow_other", "writeback_cache", "read_only",
-                            "probation_seconds", "hang_limit_seconds", "health_max_error_increase_percent",
+    static let mountKeys = ["name", "image", "device", "mountpoint", "module", "threads", "poll_us", "cache_mib", "allow_other",
+                            "writeback_cache", "read_only", "probation_seconds", "hang_limit_seconds", "health_max_error_increase_percent",
                             "health_max_p99_factor"]
 
     let text: String

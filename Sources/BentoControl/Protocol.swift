@@ -45,10 +45,12 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var allowOther: Bool?
     /// mount: serve the image read-only (mount's `ro`).
     public var readOnly: Bool?
+    /// mount: let the kernel cache writes (FUSE writeback cache).
+    public var writebackCache: Bool?
 
     public init(command: Command, mountpoint: String? = nil, module: String? = nil, probationSeconds: Double? = nil,
                 force: Bool? = nil, wait: Bool? = nil, image: String? = nil, threads: Int? = nil, cacheMiB: Int? = nil,
-                allowOther: Bool? = nil, readOnly: Bool? = nil) {
+                allowOther: Bool? = nil, readOnly: Bool? = nil, writebackCache: Bool? = nil) {
         self.command = command
         self.mountpoint = mountpoint
         self.module = module
@@ -60,6 +62,7 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         self.cacheMiB = cacheMiB
         self.allowOther = allowOther
         self.readOnly = readOnly
+        self.writebackCache = writebackCache
     }
 
     public static let status = ControlRequest(command: .status)
@@ -76,13 +79,15 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     }
     public static let reload = ControlRequest(command: .reload)
     public static func mount(image: String, mountpoint: String, module: String, threads: Int? = nil, cacheMiB: Int? = nil,
-                             allowOther: Bool = false, readOnly: Bool = false) -> ControlRequest {
+                             allowOther: Bool = false, readOnly: Bool = false, writebackCache: Bool = false) -> ControlRequest {
         ControlRequest(command: .mount, mountpoint: mountpoint, module: module, image: image, threads: threads,
-                       cacheMiB: cacheMiB, allowOther: allowOther ? true : nil, readOnly: readOnly ? true : nil)
+                       cacheMiB: cacheMiB, allowOther: allowOther ? true : nil, readOnly: readOnly ? true : nil,
+                       writebackCache: writebackCache ? true : nil)
     }
 
     private enum CodingKeys: String, CodingKey {
-        case command, mountpoint, module, probationSeconds, force, wait, image, threads, cacheMiB, allowOther, readOnly
+        case command, mountpoint, module, probationSeconds, force, wait, image, threads, cacheMiB, allowOther, readOnly,
+             writebackCache
     }
 
     public init(from decoder: any Decoder) throws {
@@ -105,6 +110,7 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         cacheMiB = try container.decodeIfPresent(Int.self, forKey: .cacheMiB)
         allowOther = try container.decodeIfPresent(Bool.self, forKey: .allowOther)
         readOnly = try container.decodeIfPresent(Bool.self, forKey: .readOnly)
+        writebackCache = try container.decodeIfPresent(Bool.self, forKey: .writebackCache)
     }
 
     /// Decodes one request line (without its newline) and checks that the
@@ -241,6 +247,10 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// long on a kernel that can be told to drop them all at once
     /// (Docs/caching.md). Absent until the kernel's INIT is answered.
     public var kernelCacheSeconds: Double?
+    /// Whether the kernel caches writes too (FUSE writeback cache), as its
+    /// INIT agreed: a mount keeps that until it is mounted again. Absent
+    /// until the kernel's INIT is answered.
+    public var kernelCachesWrites: Bool?
     /// The host's buffer cache of the mount, in the worker.
     public var cache: CacheStatus?
     /// The worker process's resident memory now, and at its peak (bytes).

@@ -12,7 +12,7 @@ public enum TextReport {
     ///       state     serving, up 2h 03m, on probation for 42s, 1 request quarantined
     ///       ops       12345 total: getattr 5000, lookup 4000, read 2000, write 1000, open 345
     ///       latency   p50 12 µs  p90 40 µs  p99 310 µs  max 2.1 ms
-    ///       kernel    holds 1200 inodes, 35 open handles; caches names and attributes for 1d 0h
+    ///       kernel    holds 1200 inodes, 35 open handles; caches names and attributes for 1d 0h, and writes (writeback cache)
     ///       cache     12.3 MiB of 256.0 MiB, 120.0 KiB dirty, 97.1% hits; worker 45.2 MiB resident, peak 60.1 MiB
     ///       pressure  requests failed (ENOSPC) 12345, last 3s ago
     ///                 provenance not recorded (ENOSPC) 12000, last 3s ago
@@ -25,7 +25,8 @@ public enum TextReport {
             let latency = mount.latencyMicros
             let probation = mount.probation.map { ", on probation for \(duration(seconds: $0.secondsLeft))" } ?? ""
             let quarantined = mount.quarantined.map { ", \($0) request\($0 == 1 ? "" : "s") quarantined" } ?? ""
-            let caches = mount.kernelCacheSeconds.map { "; caches names and attributes for \(duration(seconds: $0))" } ?? ""
+            let writes = mount.kernelCachesWrites == true ? ", and writes (writeback cache)" : ""
+            let caches = mount.kernelCacheSeconds.map { "; caches names and attributes for \(duration(seconds: $0))\(writes)" } ?? ""
             let held = mount.heldInodes.map { inodes in
                 "\n  kernel    holds \(inodes) inodes, \(mount.heldHandles ?? 0) open handles\(caches)"
             } ?? ""

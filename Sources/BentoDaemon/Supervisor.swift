@@ -222,7 +222,8 @@ public final class Supervisor: @unchecked Sendable {
         let setting = MountSettings(image: image, mountpoint: mountpoint, module: module,
                                     threads: request.threads ?? MountConfiguration.defaultThreads,
                                     cacheMiB: request.cacheMiB ?? MountConfiguration.defaultCacheMiB,
-                                    allowOther: request.allowOther ?? false, readOnly: request.readOnly ?? false)
+                                    allowOther: request.allowOther ?? false, writebackCache: request.writebackCache ?? false,
+                                    readOnly: request.readOnly ?? false)
         guard MountConfiguration.threadsRange.contains(setting.threads) else {
             return .failure("threads=\(setting.threads): from \(MountConfiguration.threadsRange.lowerBound) to \(MountConfiguration.threadsRange.upperBound)")
         }

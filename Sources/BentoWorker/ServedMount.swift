@@ -264,7 +264,10 @@ final class ServedMount: @unchecked Sendable {
         let held = superBlock.references.size
         status.heldInodes = UInt64(held.inodes)
         status.heldHandles = UInt64(held.handles)
-        if server.negotiated != nil { status.kernelCacheSeconds = server.timeout }
+        if let negotiated = server.negotiated {
+            status.kernelCacheSeconds = server.timeout
+            status.kernelCachesWrites = negotiated.writebackCache
+        }
         let blockSize = UInt64(bufferCache.blockSize), (cached, dirty) = bufferCache.counts
         status.cache = CacheStatus(capacityBytes: UInt64(bufferCache.capacity) * blockSize,
                                    allocatedBytes: UInt64(bufferCache.allocatedBlocks) * blockSize,

@@ -7,7 +7,8 @@
 //
 // OPTIONS: module=PATH (default: the newest xv6fs-*.so installed beside
 // this program, in ../lib/bento/modules), threads=N, cache_mib=N,
-// allow_other, ro (serve read-only; rw undoes it), socket=PATH (default
+// allow_other, writeback_cache (let the kernel cache writes), ro (serve
+// read-only; rw undoes it), socket=PATH (default
 // /run/bento/control.sock). Options
 // that concern mount(8) or systemd (defaults, auto, noauto, nofail,
 // _netdev, nosuid, nodev, x-*, comment=*) are accepted and have no effect.
@@ -17,7 +18,7 @@ import BentoVersion
 import FoundationEssentials
 import Glibc
 
-let usage = "usage: mount.xv6 IMAGE DIR [-sfnv] [-o module=PATH,threads=N,cache_mib=N,allow_other,ro,socket=PATH]"
+let usage = "usage: mount.xv6 IMAGE DIR [-sfnv] [-o module=PATH,threads=N,cache_mib=N,allow_other,writeback_cache,ro,socket=PATH]"
 
 func fail(_ message: String, status: Int32 = 32) -> Never {
     let text = Array("mount.xv6: \(message)\n".utf8)
@@ -70,6 +71,7 @@ struct MountOptions {
     var threads: Int?
     var cacheMiB: Int?
     var allowOther = false
+    var writebackCache = false
     var readOnly = false
 
     /// For mount(8), fstab or systemd: nothing to do here.
@@ -89,6 +91,7 @@ struct MountOptions {
             case "threads": threads = number()
             case "cache_mib": cacheMiB = number()
             case "allow_other": allowOther = true
+            case "writeback_cache": writebackCache = true
             case "ro": readOnly = true
             case "rw": readOnly = false
             case _ where Self.ignored.contains(name) || name.hasPrefix("x-") || name == "comment": break
@@ -126,7 +129,7 @@ if arguments.fake { exit(0) }
 
 let request = ControlRequest.mount(image: arguments.image, mountpoint: arguments.directory, module: module,
                                    threads: options.threads, cacheMiB: options.cacheMiB, allowOther: options.allowOther,
-                                   readOnly: options.readOnly)
+                                   readOnly: options.readOnly, writebackCache: options.writebackCache)
 let reply: ControlReply
 do {
     // The daemon answers once the kernel's INIT is answered, or after a

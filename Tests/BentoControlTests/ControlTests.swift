@@ -133,7 +133,7 @@ import Testing
         #expect(upgrade == .failure("upgrade is not answered by this test server"))
         _ = try connection.send(line: Array(#"{"command": "history", "extra": [1, {"x": null}]}"#.utf8))
         let mountRequest = ControlRequest.mount(image: "/srv/x.img", mountpoint: "/srv/x", module: "/lib/xv6fs-1.0.0.so", threads: 4,
-                                         cacheMiB: 64, allowOther: true)
+                                         cacheMiB: 64, allowOther: true, writebackCache: true)
         _ = try connection.send(mountRequest)
         #expect(daemon.requests == [.upgrade(mountpoint: "/mnt/bento", module: "/lib/xv6fs-2.0.0.so"), .history(), mountRequest])
     }
@@ -452,6 +452,8 @@ struct ControlProtocolTests {
         #expect(TextReport.status([holding]).contains("max 2.1 ms\n  kernel    holds 1200 inodes, 35 open handles\n"))
         holding.kernelCacheSeconds = 86400
         #expect(TextReport.status([holding]).contains("35 open handles; caches names and attributes for 1d 0h\n"))
+        holding.kernelCachesWrites = true
+        #expect(TextReport.status([holding]).contains("caches names and attributes for 1d 0h, and writes (writeback cache)\n"))
         holding.cache = CacheStatus(capacityBytes: 256 << 20, allocatedBytes: 16 << 20, cachedBytes: 12 << 20,
                                     dirtyBytes: 120 << 10, hits: 971, misses: 29)
         holding.residentBytes = 45 << 20

@@ -23,6 +23,26 @@ says() { test "$1" -eq "$2" && grep -q -- "$3" <<<"$out"; }
 listed() { "$bin/bentoctl" --socket "$sock" status --json | grep -q "\"mountpoint\" *: *\"$1\""; }
 # gone DIR: within 10 s, the daemon no longer lists it.
 gone() { for _ in $(seq 100); do listed "$1" || return 0; sleep 0.1; done; return 1; }
+# mount_field MOUNTPOINT EXPR: a Python expression of m, the mount's bentoctl status --json.
+mount_field() {
+    "$bin/bentoctl" --socket "$sock" status --json | python3 -c "import json, sys
+m = next(m for m in json.load(sys.stdin)['mounts'] if m['mountpoint'] == sys.argv[1])
+print($2)" "$1"
+}
+# requests_for_new_files DIR: the GETATTRs and SETATTRs the daemon served for
+# a stat(2) by name (as git and make call it; a listing would bring the
+# attributes with READDIRPLUS) of each of 20 files just created empty, then
+# for their unlink.
+requests_for_new_files() {
+    local counts="' '.join(str(m['operations'].get(op, 0)) for op in ('getattr', 'setattr'))" g0 s0 g1 s1 g2 s2
+    mkdir "$1/new" && for i in $(seq 20); do : > "$1/new/f$i"; done
+    read -r g0 s0 <<<"$(mount_field "$1" "$counts")"
+    python3 -c "import os, sys; [os.stat(f'{sys.argv[1]}/new/f{i}') for i in range(1, 21)]" "$1"
+    read -r g1 s1 <<<"$(mount_field "$1" "$counts")"
+    rm "$1"/new/f*
+    read -r g2 s2 <<<"$(mount_field "$1" "$counts")"
+    echo "$((g1 - g0)) $((s2 - s1))"
+}
 start_daemon() {
     "$bin/bento-upgraded" --config "$work/bento.toml" >>"$log" 2>&1 &
     daemon=$!
@@ -80,6 +100,20 @@ out=$(mount -t xv6 -r "$work/x2.img" "$work/m2" -o "$opts" 2>&1); status=$?
 expect "mount -r: exit status 0" test $status -eq 0 || echo "     $out"
 expect "mount -r: the kernel mount is read-only" test "$(findmnt -n -o OPTIONS "$work/m2" | cut -d, -f1)" = ro
 expect "mount -r: writes fail" not touch "$work/m2/f"
+umount "$work/m2"; gone "$work/m2"
+# The writeback cache: off by default, on with writeback_cache. With it the
+# kernel forgets a file's block count at close, so a stat asks the daemon.
+out=$(mount -t xv6 "$work/x2.img" "$work/m2" -o "$opts,writeback_cache" 2>&1); status=$?
+expect "writeback_cache: exit status 0" test $status -eq 0 || echo "     $out"
+expect "writeback_cache: the kernel caches writes (bentoctl status)" test "$(mount_field "$work/m2" "m.get('kernelCachesWrites')")" = True
+expect "by default it does not" test "$(mount_field "$work/m1" "m.get('kernelCachesWrites')")" = False
+read -r with_get with_set <<<"$(requests_for_new_files "$work/m2")"
+read -r without_get without_set <<<"$(requests_for_new_files "$work/m1")"
+echo "     20 files created empty: GETATTRs for their stat $with_get with the writeback cache, $without_get without; SETATTRs for their unlink $with_set, $without_set"
+expect "without the writeback cache, a stat of files just created asks the daemon at most once" test "$without_get" -le 1
+expect "with it, once a file (the kernel drops the block count at close)" test "$with_get" -ge 20
+expect "without the writeback cache, an unlink sends no SETATTR" test "$without_set" -eq 0
+expect "with it, one per file (the kernel keeps ctime)" test "$with_set" -ge 20
 umount "$work/m2"; gone "$work/m2"
 out=$(mount -t xv6 "$work/x2.img" "$work/m1" -o "$opts" 2>&1); status=$?
 expect "a mountpoint served already: refused" says $status 32 "m1 is served already"
