@@ -35,7 +35,7 @@ struct BentoUpgraded: ParsableCommand {
     @Flag(help: "Let users other than root use the mount.") var allowOther = false
     @Flag(help: "Serve the image read-only: opened read-only (it may sit on read-only storage), mounted read-only, nothing written.")
     var readOnly = false
-    @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache): small writes get faster, a stat of a file just written and an unlink slower.")
+    @Flag(inversion: .prefixedNo, help: "Let the kernel cache writes (FUSE writeback cache): small writes get faster; an unlink, and a stat of a file closed without a read or a write, cost a request more.")
     var writebackCache = false
     @Flag(inversion: .prefixedNo, help: "Make write() fail with ENOSPC on a full disk, with the writeback cache (off only to measure its cost).")
     var writeSpaceCheck = true

@@ -29,8 +29,9 @@ public struct MountSettings: Codable, Equatable, Sendable {
     public var threads = 16
     public var cacheMiB = 256
     public var allowOther = false
-    /// Off by default: a stat of a file just closed, and an unlink, then
-    /// cost a request less; ENOSPC comes at write(2) (Docs/caching.md).
+    /// Off by default: an unlink, and a stat of a file closed without a
+    /// read or a write, then cost a request less; ENOSPC comes at write(2)
+    /// (Docs/caching.md).
     public var writebackCache = false
     /// With the writeback cache, check writes one by one once free space
     /// falls to what the kernel may hold dirty (SpaceGuard); off only to
