@@ -1,7 +1,8 @@
 #!/bin/bash
 # The writeback cache on and off, with the tools users run: dd with 4 KiB
 # and 1 MiB writes, cp of a 400 MB file, and on a part of the Linux source
-# tree: untar, `git add -A -f && git commit` (-f: Debian's tree ignores itself; no gc in the background), `git status`, `du -s`, rm -rf.
+# tree: untar, `git add -A -f && git commit` (-f: Debian's tree ignores
+# itself; no gc in the background), `git status`, `du -s`, rm -rf.
 # Each round serves a fresh 4 GiB image on tmpfs twice, with
 # `--writeback-cache` and without (the default), one after the other.
 # Seconds, each with a sync of the mount where it writes; Docs/caching.md
@@ -13,7 +14,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-2}
 bin=$repo/.build/release
 source=/usr/src/linux-source-6.1.tar.xz
-for p in bento-upgraded XV6Module mkfs.xv6; do swift build -c release --product $p >/dev/null || exit 1; done
+for p in bento-upgraded XV6Module mkfs.xv6; do (cd "$repo" && swift build -c release --product $p >/dev/null) || exit 1; done
 [ -r "$source" ] || { echo "bench/writeback.sh: missing $source (apt-get install linux-source-6.1)"; exit 1; }
 command -v git >/dev/null || { echo "bench/writeback.sh: needs git"; exit 1; }
 W=$(mktemp -d /dev/shm/bento-writeback.XXXXXX)
@@ -41,8 +42,8 @@ seconds() {
     t1=$(date +%s.%N)
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
-# tree CMD...: CMD in the unpacked tree (its one top folder).
-tree() { cd "$mnt/tree"/* && "$@"; }
+# in_tree CMD...: CMD in the unpacked tree (its one top folder).
+in_tree() { cd "$mnt/tree"/* && "$@"; }
 rows=("dd bs=4k, 200 MB" "dd bs=1M, 200 MB" "cp of a 400 MB file" "untar ($(tar -tf "$W/part.tar" | wc -l) entries, $(( $(stat -c %s "$W/part.tar") / 1000000 )) MB)"
       "git add -A -f && git commit" "git status" "du -s" "rm -rf")
 declare -A results
@@ -58,9 +59,9 @@ for r in $(seq "$rounds"); do
                "$(seconds dd if=/dev/zero of="$mnt/b" bs=1M count=200)"
                "$(seconds cp "$W/big" "$mnt/c")"
                "$(mkdir "$mnt/tree" && seconds tar -xf "$W/part.tar" -C "$mnt/tree")"
-               "$(seconds tree sh -c 'git init -q && git add -A -f && git -c gc.auto=0 commit -qm tree')"
-               "$(seconds tree git status --porcelain)"
-               "$(seconds tree du -s .)"
+               "$(seconds in_tree sh -c 'git init -q && git add -A -f && git -c gc.auto=0 commit -qm tree')"
+               "$(seconds in_tree git status --porcelain)"
+               "$(seconds in_tree du -s .)"
                "$(seconds rm -rf "$mnt/tree")")
         for i in "${!rows[@]}"; do results[$way,$i]="${results[$way,$i]:+${results[$way,$i]} }${times[$i]}"; done
         kill -TERM "$daemon"; wait "$daemon"; daemon=
