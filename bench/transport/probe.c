@@ -29,6 +29,10 @@
  *   -M  highest protocol minor to answer INIT with (default 42; 38 shows
  *       whether the kernel takes FUSE_OVER_IO_URING from a 7.38 server
  *       such as libfuse 3.14)
+ *   -F  failover: a child process serves and kills itself (SIGKILL) on
+ *       a LOOKUP of "killme", holding that request; the parent, which
+ *       kept the /dev/fuse fd, waits -G milliseconds (default 0), writes
+ *       FUSE_NOTIFY_RESEND and serves the same way (failover.sh)
  * Runs in the foreground until the mount is unmounted, then prints the
  * request counts by opcode and by transport to stderr.
  */
@@ -51,6 +55,8 @@
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 /* ---- FUSE over io_uring UAPI (include/uapi/linux/fuse.h, 7.42) --------
@@ -194,6 +200,9 @@ static void fill_entry(uint64_t id, struct fuse_entry_out *e)
 static atomic_ulong op_count[64];
 static atomic_ulong via_classic, via_uring;
 static int use_uring;
+/* -F: the serving child dies on LOOKUP "killme"; the parent takes over */
+static int die_on_lookup;
+static int failover_gap_ms;
 static uint32_t proto_minor, reply_minor = 42;
 static atomic_ulong len_mismatch; /* uring: in.len != 40 + arg0 + payload */
 
@@ -271,6 +280,12 @@ static int handle(const struct fuse_in_header *ih, const void *arg0,
 	switch (op) {
 	case FUSE_LOOKUP: {
 		if (ih->nodeid != FUSE_ROOT_ID) { ret = -ENOTDIR; break; }
+		if (die_on_lookup && strcmp(rest, "killme") == 0) {
+			fprintf(stderr, "probe: server %d dies holding LOOKUP killme"
+				" (unique %llu)\n", getpid(),
+				(unsigned long long)ih->unique);
+			kill(getpid(), SIGKILL);
+		}
 		uint64_t id = fs_lookup(rest);
 		if (!id) { ret = -ENOENT; break; }
 		fill_entry(id, (void *)out);
@@ -599,12 +614,47 @@ static void *uring_thread(void *arg)
 	return NULL;
 }
 
+/* Runs the transport's threads until the mount goes away. */
+static void serve(const char *transport, int nthreads, const char *mnt,
+		  int nfiles)
+{
+	pthread_t th[64];
+	for (int i = 0; i < nthreads && i < 64; i++)
+		pthread_create(&th[i], NULL, classic_thread, NULL);
+
+	pthread_t qth[256];
+	if (use_uring) {
+		/* the kernel makes one queue per possible CPU and routes a
+		 * request to queue task_cpu(requester); it switches to the ring
+		 * only when every queue has an entry registered */
+		nqueues = get_nprocs_conf();
+		while (!atomic_load(&init_done))
+			usleep(1000);
+		for (int q = 0; q < nqueues && q < 256; q++)
+			pthread_create(&qth[q], NULL, uring_thread,
+				       (void *)(intptr_t)q);
+		while (atomic_load(&queues_registered) < nqueues)
+			usleep(1000);
+		fprintf(stderr, "probe: %d queues x %u entries registered"
+			" (ring flags: %s)\n", nqueues, ring_depth,
+			ring_defer ? "SQE128|SINGLE_ISSUER|DEFER_TASKRUN"
+				   : "SQE128");
+	}
+	fprintf(stderr, "probe: serving %s on %s (%d files)\n", transport, mnt,
+		nfiles);
+	for (int i = 0; i < nthreads; i++)
+		pthread_join(th[i], NULL);
+	if (use_uring)
+		for (int q = 0; q < nqueues; q++)
+			pthread_join(qth[q], NULL);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 int main(int argc, char **argv)
 {
 	const char *mnt = NULL, *transport = "classic";
 	int nfiles = 100, nthreads = 2, c;
-	while ((c = getopt(argc, argv, "t:m:n:T:d:f:M:")) != -1) {
+	while ((c = getopt(argc, argv, "t:m:n:T:d:f:M:FG:")) != -1) {
 		switch (c) {
 		case 't': transport = optarg; break;
 		case 'm': mnt = optarg; break;
@@ -613,13 +663,16 @@ int main(int argc, char **argv)
 		case 'd': ring_depth = atoi(optarg); break;
 		case 'f': ring_defer = strcmp(optarg, "plain") != 0; break;
 		case 'M': reply_minor = atoi(optarg); break;
+		case 'F': die_on_lookup = 1; break;
+		case 'G': failover_gap_ms = atoi(optarg); break;
 		default: goto usage;
 		}
 	}
 	if (!mnt) {
 usage:
 		fprintf(stderr, "usage: probe -t classic|uring -m MNT [-n N]"
-			" [-T threads] [-d depth] [-f plain|defer]\n");
+			" [-T threads] [-d depth] [-f plain|defer] [-M minor]"
+			" [-F [-G ms]]\n");
 		return 1;
 	}
 	use_uring = strcmp(transport, "uring") == 0;
@@ -650,36 +703,31 @@ usage:
 		return 1;
 	}
 
-	pthread_t th[64];
-	for (int i = 0; i < nthreads && i < 64; i++)
-		pthread_create(&th[i], NULL, classic_thread, NULL);
-
-	pthread_t qth[256];
-	if (use_uring) {
-		/* the kernel makes one queue per possible CPU and routes a
-		 * request to queue task_cpu(requester); it switches to the ring
-		 * only when every queue has an entry registered */
-		nqueues = get_nprocs_conf();
-		while (!atomic_load(&init_done))
-			usleep(1000);
-		for (int q = 0; q < nqueues && q < 256; q++)
-			pthread_create(&qth[q], NULL, uring_thread,
-				       (void *)(intptr_t)q);
-		while (atomic_load(&queues_registered) < nqueues)
-			usleep(1000);
-		fprintf(stderr, "probe: %d queues x %u entries registered"
-			" (ring flags: %s)\n", nqueues, ring_depth,
-			ring_defer ? "SQE128|SINGLE_ISSUER|DEFER_TASKRUN"
-				   : "SQE128");
+	if (die_on_lookup) {
+		pid_t child = fork();
+		if (child == 0) {
+			serve(transport, nthreads, mnt, nfiles);
+			_exit(0);
+		}
+		int status;
+		waitpid(child, &status, 0);
+		fprintf(stderr, "probe: server %d ended (%s); parent %d takes over"
+			" after %d ms\n", child,
+			WIFSIGNALED(status) ? "killed" : "exited", getpid(),
+			failover_gap_ms);
+		if (!WIFSIGNALED(status))
+			return 0;
+		usleep(failover_gap_ms * 1000);
+		die_on_lookup = 0;
+		atomic_store(&init_done, 1); /* the child answered INIT */
+		struct fuse_out_header resend = { .len = sizeof resend,
+						  .error = 7 /* NOTIFY_RESEND */ };
+		if (write(fuse_fd, &resend, sizeof resend) != sizeof resend)
+			perror("probe: FUSE_NOTIFY_RESEND");
+		else
+			fprintf(stderr, "probe: FUSE_NOTIFY_RESEND written\n");
 	}
-	fprintf(stderr, "probe: serving %s on %s (%d files)\n", transport, mnt,
-		nfiles);
-	for (int i = 0; i < nthreads; i++)
-		pthread_join(th[i], NULL);
-	if (use_uring)
-		for (int q = 0; q < nqueues; q++)
-			pthread_join(qth[q], NULL);
-
+	serve(transport, nthreads, mnt, nfiles);
 	static const struct { int op; const char *name; } names[] = {
 		{ FUSE_LOOKUP, "LOOKUP" }, { FUSE_FORGET, "FORGET" },
 		{ FUSE_GETATTR, "GETATTR" }, { FUSE_SETATTR, "SETATTR" },

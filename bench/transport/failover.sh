@@ -1,0 +1,84 @@
+#!/bin/bash
+# Does a request survive the death of the process serving it, on each
+# transport? This is what bento-upgraded's containment and restarts rely on:
+# a new process calls FUSE_NOTIFY_RESEND and the kernel sends again every
+# request the dead one had read and not answered.
+#
+# Usage: failover.sh [ROUNDS] (default 2); needs root and /dev/fuse. For
+# each transport, each round: probe -F mounts; a child process serves and
+# dies (SIGKILL) on a LOOKUP of "killme", holding it; the parent waits 2 s,
+# writes FUSE_NOTIFY_RESEND and serves. Meanwhile a Python client has sent:
+#   - the LOOKUP of killme (stat), at 0 s;
+#   - an fstat (GETATTR, no directory lock) from each CPU at 0.5 s, while
+#     nobody serves;
+#   - an fstat from each CPU at 4 s, after the takeover.
+# It prints when each call returned. A request the kernel already handed to
+# a server is waited for even through SIGKILL, so a call still blocked
+# after 10 s is left to the connection's abort (fusectl), which ends it.
+# Sets fuse.enable_uring=Y and puts back the value it found.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+rounds=${1:-2}
+work=${WORK:-/tmp/uprobe}; mnt=$work/failover-mnt; bin=$work/bin
+mkdir -p "$bin" "$mnt"
+gcc -O2 -Wall -pthread -o "$bin/probe" "$here/probe.c" || exit 1
+param=/sys/module/fuse/parameters/enable_uring
+old=$(cat $param)
+trap 'echo $old > $param' EXIT
+echo Y > $param
+
+client() {
+python3 - "$1" <<'PY'
+import os, sys, threading, time
+mnt = sys.argv[1]
+fds = [os.open(f"{mnt}/f{i}", os.O_RDONLY) for i in range(1, 5)]
+t0 = time.time()
+def call(what, label, cpu, at):
+    time.sleep(at)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        what(); result = "answered"
+    except OSError as e:
+        result = e.strerror
+    print(f"  {label}: {result} at {time.time() - t0:.2f} s", flush=True)
+calls = [(lambda: os.stat(f"{mnt}/killme"), "LOOKUP killme (held by the dying server)", None, 0)]
+for cpu in (0, 1):
+    calls.append((lambda fd=fds[cpu]: os.fstat(fd), f"fstat on cpu{cpu} sent at 0.5 s (nobody serving)", cpu, 0.5))
+    calls.append((lambda fd=fds[2 + cpu]: os.fstat(fd), f"fstat on cpu{cpu} sent at 4 s (after takeover)", cpu, 4.0))
+threads = [threading.Thread(target=call, args=c, daemon=True) for c in calls]
+for t in threads: t.start()
+for t in threads: t.join(timeout=max(0.1, 10 - (time.time() - t0)))
+blocked = sum(t.is_alive() for t in threads)
+print(f"  still blocked after 10 s: {blocked}", flush=True)
+os._exit(0)
+PY
+}
+
+connections=/sys/fs/fuse/connections
+mountpoint -q $connections || mount -t fusectl none $connections || exit 1
+
+for round in $(seq "$rounds"); do
+  for transport in classic uring; do
+    log=$work/failover-$transport-$round.log
+    "$bin/probe" -t $transport -F -G 2000 -m "$mnt" -n 10 2>"$log" &
+    server=$!
+    for _ in $(seq 100); do grep -q serving "$log" && break; sleep 0.05; done
+    echo "round $round, $transport:"
+    connection=$(stat -c %d "$mnt")  # the connection's number is st_dev
+    client "$mnt" &
+    pid=$!
+    for _ in $(seq 120); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+    if kill -0 $pid 2>/dev/null; then
+      echo "  the client cannot exit: aborting the connection"
+      echo 1 > $connections/$connection/abort
+    fi
+    wait $pid
+    umount -l "$mnt"
+    sleep 0.5
+    kill -9 $server 2>/dev/null
+    wait $server 2>/dev/null
+    grep -E "dies|takes over|RESEND" "$log" | sed 's/^/  /'
+  done
+done
+echo "enable_uring restored to $old"
