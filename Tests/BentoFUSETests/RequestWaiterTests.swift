@@ -50,6 +50,50 @@ import Testing
         #expect(first.value == 1)
         #expect(second.value == 2)
     }
+
+    /// Many callers: one reader per CPU at once, the rest waiting their
+    /// turn; and when every reader's request blocks, the watchdog still
+    /// lets a waiting thread read the next one.
+    @Test func manyCallersGetOneReaderPerCPU() throws {
+        let pipe = try Pipe()
+        let waiter = RequestWaiter(pollMicroseconds: 50, busyMilliseconds: 60_000)
+        var byte: UInt8 = 0
+        // Three takes in a row, each with another request queued behind.
+        for value: UInt8 in 1...4 { pipe.send(value) }
+        for _ in 1...4 { #expect(waiter.read(pipe.output, &byte, 1) == 1) }
+
+        let readers = waiter.busyReaders
+        let taken = DispatchSemaphore(value: 0), unblock = DispatchSemaphore(value: 0)
+        for _ in 0..<readers {
+            Thread.detachNewThread {
+                var byte: UInt8 = 0
+                _ = waiter.read(pipe.output, &byte, 1)
+                taken.signal()
+                unblock.wait()  // the request's work blocks
+            }
+        }
+        let lateTaken = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var byte: UInt8 = 0
+            _ = waiter.read(pipe.output, &byte, 1)
+            lateTaken.signal()
+        }
+        #expect(Self.eventually { waiter.counts == (readers, 1) })
+        for value in 0..<readers { pipe.send(UInt8(10 + value)) }
+        for _ in 0..<readers { #expect(taken.wait(timeout: .now() + 5) == .success) }
+        pipe.send(99)
+        #expect(lateTaken.wait(timeout: .now() + 5) == .success)
+        for _ in 0..<readers { unblock.signal() }
+    }
+
+    /// Whether `condition` holds within 5 s.
+    private static func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<500 {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return false
+    }
 }
 
 private final class Pipe: Sendable {
