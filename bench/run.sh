@@ -22,7 +22,10 @@
 #               poll instead of halting. By default idle states are left as
 #               they are, as on users' machines. On a VM a halted vCPU takes
 #               long to wake, which makes every FUSE request (two sleeps and
-#               wake-ups) slower, by about 2x here.
+#               wake-ups) slower: about 2x on a guest with the haltpoll
+#               cpuidle driver. A guest without a cpuidle driver halts
+#               whatever the setting, and it changes nothing (the table's
+#               "CPU idle" line names the driver).
 # Environment:
 #   BENCH_BIN        bento-upgraded, libXV6Module.so, libBentoKit.so and
 #                    mkfs.xv6 (default: .build/release, built first)
@@ -490,7 +493,7 @@ mkdir -p "$(dirname "$out")"
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- Machine: $(nproc) cores ($cpu), $mem RAM, kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "- Code: commit $commit${module_version:+, module $module_version}"
-    echo "- CPU idle: $idle_note."
+    echo "- CPU idle: $idle_note; cpuidle driver: $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo unknown)."
     echo "- Load average (1, 5, 15 min) when the runs started: $load_start; when they ended: $load_end. The machine is shared: other work on its $(nproc) cores adds noise, most to the FUSE systems (every request is two context switches); compare the runs below."
     echo "- Command: \`bench/run.sh$([ $quick = 1 ] && echo ' --quick')$([ $poll_idle = 1 ] && echo ' --poll-idle')\` (took $((elapsed / 60)) min $((elapsed % 60)) s); every number is the median of $reps run(s), the three systems run one after the other on fresh file systems, repeats interleaved."
     echo
