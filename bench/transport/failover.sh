@@ -15,7 +15,8 @@
 # It prints when each call returned. A request the kernel already handed to
 # a server is waited for even through SIGKILL, so a call still blocked
 # after 10 s is left to the connection's abort (fusectl), which ends it.
-# Sets fuse.enable_uring=Y and puts back the value it found.
+# Sets fuse.enable_uring=Y and puts back the value it found; mounts the
+# fuse control file system if it is not, and unmounts it at the end.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 rounds=${1:-2}
@@ -24,7 +25,13 @@ mkdir -p "$bin" "$mnt"
 gcc -O2 -Wall -pthread -o "$bin/probe" "$here/probe.c" || exit 1
 param=/sys/module/fuse/parameters/enable_uring
 old=$(cat $param)
-trap 'echo $old > $param' EXIT
+connections=/sys/fs/fuse/connections
+mounted_ctl=0
+if ! mountpoint -q $connections; then
+  mount -t fusectl none $connections || exit 1
+  mounted_ctl=1
+fi
+trap 'echo $old > $param; [ $mounted_ctl = 1 ] && umount $connections' EXIT
 echo Y > $param
 
 client() {
@@ -41,7 +48,9 @@ def call(what, label, cpu, at):
         what(); result = "answered"
     except OSError as e:
         result = e.strerror
-    print(f"  {label}: {result} at {time.time() - t0:.2f} s", flush=True)
+    # one write per line: threads print at the same moment
+    sys.stdout.write(f"  {label}: {result} at {time.time() - t0:.2f} s\n")
+    sys.stdout.flush()
 calls = [(lambda: os.stat(f"{mnt}/killme"), "LOOKUP killme (held by the dying server)", None, 0)]
 for cpu in (0, 1):
     calls.append((lambda fd=fds[cpu]: os.fstat(fd), f"fstat on cpu{cpu} sent at 0.5 s (nobody serving)", cpu, 0.5))
@@ -55,8 +64,6 @@ os._exit(0)
 PY
 }
 
-connections=/sys/fs/fuse/connections
-mountpoint -q $connections || mount -t fusectl none $connections || exit 1
 
 for round in $(seq "$rounds"); do
   for transport in classic uring; do
