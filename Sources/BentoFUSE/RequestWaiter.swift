@@ -17,21 +17,17 @@ import Synchronization
 /// A lone caller's requests thus all go to one thread, without a wake-up.
 /// When the reader finds another request already waiting as it takes
 /// one, callers are many; polling would only take CPU time from them, so
-/// for `busyNanoseconds` up to one thread per CPU waits in read(2), without
-/// polling. Each finds the next request queued and serves it without
-/// sleeping; letting every thread read, as libfuse does, woke a thread for
-/// nearly every request. Should the requests the readers took block (an
-/// fsync, a flush that waits for the kernel's writes through this same
-/// mount), the watchdog hands the turn on after `rescueNanoseconds`.
+/// for `busyNanoseconds` every thread waits in read(2) again. Should the
+/// request the reader took block (an fsync, a flush that waits for the
+/// kernel's writes through this same mount), the watchdog hands the turn
+/// on after `rescueNanoseconds`.
 final class RequestWaiter: @unchecked Sendable {
     /// 0: no polling; every thread sleeps in read(2), as libfuse's do.
     let pollNanoseconds: UInt64
-    /// How many threads may wait in read(2) at once while callers are many.
-    let busyReaders: Int
     /// How long requests may wait unread while the last reader works.
     static let rescueNanoseconds: UInt64 = 1_000_000
-    /// How long to keep one reader per CPU after seeing requests queue up.
-    let busyNanoseconds: UInt64
+    /// How long to read as libfuse does after seeing requests queue up.
+    static let busyNanoseconds: UInt64 = 10_000_000
     /// How many takes in a row must find another request queued: a lone
     /// caller's close queues a RELEASE that needs no wait, and its next
     /// call comes right behind.
@@ -48,8 +44,7 @@ final class RequestWaiter: @unchecked Sendable {
     /// The watchdog, when it sleeps.
     private let watch = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     // All below under `lock`.
-    /// Threads in read(2) (or polling before it).
-    private var readers = 0
+    private var reading = false
     private var waiting = 0
     /// When the last reader took a request and left no reader behind
     /// (0: a thread reads, or none waits that could).
@@ -65,12 +60,8 @@ final class RequestWaiter: @unchecked Sendable {
 
     /// Polls only with two CPUs or more: on one, it would keep the caller
     /// from running.
-    /// `busyMilliseconds`: how long one sign of many callers lasts.
-    init(pollMicroseconds: Int, busyMilliseconds: Int = 10) {
-        let cpus = sysconf(Int32(_SC_NPROCESSORS_ONLN))
-        pollNanoseconds = cpus >= 2 ? UInt64(max(0, pollMicroseconds)) * 1000 : 0
-        busyReaders = max(2, cpus)
-        busyNanoseconds = UInt64(max(0, busyMilliseconds)) * 1_000_000
+    init(pollMicroseconds: Int) {
+        pollNanoseconds = sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 ? UInt64(max(0, pollMicroseconds)) * 1000 : 0
         pthread_mutex_init(lock, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
@@ -82,44 +73,43 @@ final class RequestWaiter: @unchecked Sendable {
 
     /// Reads the next request into `buffer`, as read(2) on `fd` would.
     func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ length: Int) -> Int {
-        guard pollNanoseconds > 0 else { return Glibc.read(fd, buffer, length) }
+        guard pollNanoseconds > 0, !busy() else { return Glibc.read(fd, buffer, length) }
         pthread_mutex_lock(lock)
         if !watchdogStarted { startWatchdog() }
-        while readers >= allowedReaders() && !ended {
+        while reading && !ended && !busy() {
             waiting += 1
             pthread_cond_wait(turn, lock)
             waiting -= 1
         }
-        readers += 1
+        if busy() {
+            pthread_mutex_unlock(lock)
+            return Glibc.read(fd, buffer, length)
+        }
+        reading = true
         unreadSince = 0
-        let polls = watchdogRunning && !busy()
         pthread_mutex_unlock(lock)
 
-        if polls {
-            let start = Self.now()
-            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            while poll(&ready, 1, 0) == 0, Self.now() &- start < pollNanoseconds {}
-        }
+        let start = Self.now()
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while poll(&ready, 1, 0) == 0, Self.now() &- start < pollNanoseconds {}
         let count = Glibc.read(fd, buffer, length)
         let saved = errno
 
         pthread_mutex_lock(lock)
-        readers -= 1
+        reading = false
         if count < 0 && saved == ENODEV {
             ended = true  // unmounted: every thread leaves the loop
             pthread_cond_broadcast(turn)
             pthread_cond_signal(watch)
         } else {
-            if polls {
-                queuedStreak = Self.pending(fd) ? queuedStreak + 1 : 0
-                if queuedStreak >= Self.busyStreak {
-                    // Callers are many: more readers, none polling.
-                    queuedStreak = 0
-                    busyUntil.store(Self.now() &+ busyNanoseconds, ordering: .relaxed)
-                    for _ in 0..<max(0, min(waiting, busyReaders - readers)) { pthread_cond_signal(turn) }
-                }
-            }
-            if readers == 0 && waiting > 0 {
+            queuedStreak = Self.pending(fd) ? queuedStreak + 1 : 0
+            if queuedStreak >= Self.busyStreak || !watchdogRunning {
+                // Callers are many (or no watchdog would hand the turn
+                // on): everyone reads as libfuse does for a while.
+                queuedStreak = 0
+                busyUntil.store(Self.now() &+ Self.busyNanoseconds, ordering: .relaxed)
+                pthread_cond_broadcast(turn)
+            } else if waiting > 0 {
                 unreadSince = Self.now()
                 lastUnread = unreadSince
                 if watchdogAsleep { pthread_cond_signal(watch) }
@@ -130,21 +120,6 @@ final class RequestWaiter: @unchecked Sendable {
         return count
     }
 
-    /// How many threads may be in read(2) at once: one, polling, while a
-    /// lone caller keeps it busy; one per CPU while callers are many; all
-    /// of them, as libfuse's, when no watchdog could hand the turn on.
-    private func allowedReaders() -> Int {
-        guard watchdogRunning else { return Int.max }
-        return busy() ? busyReaders : 1
-    }
-
-    /// Threads in read(2) now, and threads waiting for their turn (tests).
-    var counts: (readers: Int, waiting: Int) {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        return (readers, waiting)
-    }
-
     private func busy() -> Bool { Self.now() < busyUntil.load(ordering: .relaxed) }
 
     /// Hands the turn on when requests may have waited unread too long.
@@ -152,7 +127,7 @@ final class RequestWaiter: @unchecked Sendable {
         pthread_mutex_lock(lock)
         while !ended {
             let now = Self.now()
-            if unreadSince != 0, readers == 0, waiting > 0 {
+            if unreadSince != 0, !reading, waiting > 0 {
                 if now &- unreadSince >= Self.rescueNanoseconds {
                     unreadSince = 0
                     pthread_cond_signal(turn)

@@ -50,48 +50,6 @@ import Testing
         #expect(first.value == 1)
         #expect(second.value == 2)
     }
-
-    /// Many callers: one reader per CPU at once, the rest waiting their
-    /// turn; and when every reader's request blocks, the watchdog still
-    /// lets a waiting thread read the next one.
-    @Test(.enabled(if: sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2, "the waiter takes turns only with two CPUs or more"))
-    func manyCallersGetOneReaderPerCPU() throws {
-        let pipe = try Pipe()
-        let waiter = RequestWaiter(pollMicroseconds: 50, busyMilliseconds: 60_000)
-        var byte: UInt8 = 0
-        // Three takes in a row, each with another request queued behind.
-        for value: UInt8 in 1...4 { pipe.send(value) }
-        for _ in 1...4 { #expect(waiter.read(pipe.output, &byte, 1) == 1) }
-
-        // One thread more than may read at once; each blocks in its
-        // request's work once it has one.
-        let readers = waiter.busyReaders
-        let taken = DispatchSemaphore(value: 0), unblock = DispatchSemaphore(value: 0)
-        for _ in 0...readers {
-            Thread.detachNewThread {
-                var byte: UInt8 = 0
-                _ = waiter.read(pipe.output, &byte, 1)
-                taken.signal()
-                unblock.wait()
-            }
-        }
-        #expect(Self.eventually { waiter.counts == (readers, 1) })
-        for value in 0..<readers { pipe.send(UInt8(10 + value)) }
-        for _ in 0..<readers { #expect(taken.wait(timeout: .now() + 5) == .success) }
-        // Every reader's request blocks: the waiting thread gets the next.
-        pipe.send(99)
-        #expect(taken.wait(timeout: .now() + 5) == .success)
-        for _ in 0...readers { unblock.signal() }
-    }
-
-    /// Whether `condition` holds within 5 s.
-    private static func eventually(_ condition: () -> Bool) -> Bool {
-        for _ in 0..<500 {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return false
-    }
 }
 
 private final class Pipe: Sendable {
