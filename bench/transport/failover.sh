@@ -64,7 +64,6 @@ os._exit(0)
 PY
 }
 
-
 for round in $(seq "$rounds"); do
   for transport in classic uring; do
     log=$work/failover-$transport-$round.log
