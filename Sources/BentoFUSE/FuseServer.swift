@@ -262,7 +262,7 @@ public final class FuseServer: @unchecked Sendable {
 
     /// Runs the multi-threaded request loop until the session ends (the
     /// file system is unmounted).
-    public func run(maxThreads: Int = 16) -> Int32 {
+    public func run(maxThreads: Int) -> Int32 {
         guard let session else { return -1 }
         maxFlushes = max(1, maxThreads / 2)
         let config = fuse_loop_cfg_create()

@@ -26,7 +26,7 @@ public struct MountSettings: Codable, Equatable, Sendable {
     public var image: String
     public var mountpoint: String
     public var module: String
-    public var threads = 16
+    public var threads = 8
     public var cacheMiB = 256
     public var allowOther = false
     /// Off by default: an unlink, and a stat of a file closed without a

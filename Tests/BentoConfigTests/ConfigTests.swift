@@ -64,7 +64,7 @@ func mountTable(_ n: Int) -> String {
         let config = try BentoConfiguration.parse(mountTable(1), source: "bento.toml")
         let mount = try #require(config.mounts.first)
         #expect(mount.name == nil)
-        #expect(mount.threads == 16)
+        #expect(mount.threads == 8)
         #expect(mount.cacheMiB == 256)
         #expect(mount.allowOther == false)
         #expect(mount.writebackCache == false)
