@@ -11,7 +11,7 @@
 // image = "/var/lib/bento/xv6.img"
 // mountpoint = "/mnt/xv6"
 // module = "/usr/local/lib/bento/modules/xv6fs-1.0.0.so"
-// threads = 8
+// threads = 8                 # 16 with writeback_cache = true
 // cache_mib = 256
 // allow_other = false
 // ```
@@ -83,9 +83,13 @@ public struct BentoConfiguration: Equatable, Sendable {
 
 /// One `[[mount]]` table: a file system image served by a module at a mountpoint.
 public struct MountConfiguration: Equatable, Sendable {
-    /// More threads than callers only add wake-ups: with 16, eight callers
-    /// ran 20-30% slower (Docs/caching.md, "How many request threads").
-    public static let defaultThreads = 8
+    /// Request threads. More than the callers' requests in flight only add
+    /// wake-ups: eight callers ran 15-30% faster with 8 than with 16
+    /// (Docs/caching.md, "How many request threads"). With the writeback
+    /// cache, a space check holds its thread while the kernel writes back,
+    /// and half the threads may (Docs/enospc.md): 16 keep eight writers'
+    /// checks exact.
+    public static func defaultThreads(writebackCache: Bool) -> Int { writebackCache ? 16 : 8 }
     public static let threadsRange = 1...256
     public static let pollRange = 0...1000
     public static let defaultCacheMiB = 256
@@ -126,7 +130,7 @@ public struct MountConfiguration: Equatable, Sendable {
 
     public init(
         name: String? = nil, image: String, mountpoint: String, module: String,
-        threads: Int = MountConfiguration.defaultThreads,
+        threads: Int? = nil,
         pollMicroseconds: Int? = nil,
         cacheMiB: Int = MountConfiguration.defaultCacheMiB,
         allowOther: Bool = false,
@@ -145,7 +149,7 @@ public struct MountConfiguration: Equatable, Sendable {
         self.image = image
         self.mountpoint = mountpoint
         self.module = module
-        self.threads = threads
+        self.threads = threads ?? Self.defaultThreads(writebackCache: writebackCache)
         self.pollMicroseconds = pollMicroseconds
         self.cacheMiB = cacheMiB
         self.allowOther = allowOther

@@ -82,7 +82,7 @@ struct Checker {
         guard let module = try table.modulePaths("module") else { throw table.missing("module", "a module") }
         return MountConfiguration(
             name: name, image: image, mountpoint: mountpoint, module: module,
-            threads: try table.int("threads", in: MountConfiguration.threadsRange) ?? MountConfiguration.defaultThreads,
+            threads: try table.int("threads", in: MountConfiguration.threadsRange),
             pollMicroseconds: try table.int("poll_us", in: MountConfiguration.pollRange),
             cacheMiB: try table.int("cache_mib", in: MountConfiguration.cacheMiBRange) ?? MountConfiguration.defaultCacheMiB,
             allowOther: try table.bool("allow_other") ?? false,

@@ -220,7 +220,7 @@ public final class Supervisor: @unchecked Sendable {
             return .failure("\(relative): not an absolute path")
         }
         let setting = MountSettings(image: image, mountpoint: mountpoint, module: module,
-                                    threads: request.threads ?? MountConfiguration.defaultThreads,
+                                    threads: request.threads ?? MountConfiguration.defaultThreads(writebackCache: request.writebackCache ?? false),
                                     cacheMiB: request.cacheMiB ?? MountConfiguration.defaultCacheMiB,
                                     allowOther: request.allowOther ?? false, writebackCache: request.writebackCache ?? false,
                                     readOnly: request.readOnly ?? false)

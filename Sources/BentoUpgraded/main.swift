@@ -28,7 +28,7 @@ struct BentoUpgraded: ParsableCommand {
     @Option(help: "Where to mount it.") var mountpoint: String?
     @Option(help: "The module file (xv6fs-<version>.so); given more than once, a stack, top first (layers over a file system).")
     var module: [String] = []
-    @Option(help: "Most request threads per mount.") var threads = MountConfiguration.defaultThreads
+    @Option(help: "Most request threads per mount (default: 8; 16 with --writeback-cache).") var threads: Int?
     @Option(help: "How long the thread waiting for requests polls for the next one before it sleeps, in microseconds (0: never).")
     var pollUs = MountSettings.defaultPollMicroseconds
     @Option(help: "Buffer cache size per mount, in MiB.") var cacheMib = MountConfiguration.defaultCacheMiB
@@ -79,6 +79,7 @@ struct BentoUpgraded: ParsableCommand {
     /// file's, checked whole before anything is mounted.
     func mountSettings() throws -> ([MountSettings], BentoConfiguration?) {
         if let image, let mountpoint, !module.isEmpty {
+            let threads = threads ?? MountConfiguration.defaultThreads(writebackCache: writebackCache)
             guard MountConfiguration.threadsRange.contains(threads) else { throw ValidationError("--threads: 1 to 256") }
             guard MountConfiguration.cacheMiBRange.contains(cacheMib) else { throw ValidationError("--cache-mib: 1 to 65536") }
             guard MountConfiguration.pollRange.contains(pollUs) else { throw ValidationError("--poll-us: 0 to 1000") }

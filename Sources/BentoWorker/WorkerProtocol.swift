@@ -64,7 +64,7 @@ public struct MountSettings: Codable, Equatable, Sendable {
     private var pollSetting: Int?
     public static let defaultPollMicroseconds = 50
 
-    public init(image: String, mountpoint: String, module: String, threads: Int = 16, cacheMiB: Int = 256,
+    public init(image: String, mountpoint: String, module: String, threads: Int = 8, cacheMiB: Int = 256,
                 allowOther: Bool = false, writebackCache: Bool = false, probationSeconds: Double = 60,
                 hangLimitSeconds: Double = 30, readOnly: Bool = false) {
         self.image = image

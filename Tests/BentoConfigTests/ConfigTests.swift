@@ -73,6 +73,14 @@ func mountTable(_ n: Int) -> String {
         #expect(config.stateDirectory == nil)
     }
 
+    /// Space checks hold threads while the kernel writes back (enospc.md).
+    @Test func writebackCacheDoublesTheDefaultThreads() throws {
+        let config = try BentoConfiguration.parse(mountTable(1) + "writeback_cache = true\n", source: "bento.toml")
+        #expect(config.mounts.first?.threads == 16)
+        let given = try BentoConfiguration.parse(mountTable(1) + "writeback_cache = true\nthreads = 3\n", source: "bento.toml")
+        #expect(given.mounts.first?.threads == 3)
+    }
+
     @Test func deviceInsteadOfImage() throws {
         let text = """
             [[mount]]
