@@ -499,7 +499,7 @@ mkdir -p "$(dirname "$out")"
     echo
     echo "Everything lives in RAM (tmpfs), so the numbers measure the software, not a disk:"
     echo
-    echo "- **xv6 (bento)**: \`bento-upgraded\` serving the xv6fs module (\`libXV6Module.so\`) from a $image_size image file on tmpfs (\`mkfs.xv6 --size $image_size --inodes $inodes\`), default options${BENTO_ARGS:+ plus \`$BENTO_ARGS\`} (8 request threads, 256 MiB buffer cache, no writeback cache; the kernel caches names and attributes as [caching.md](caching.md) describes)."
+    echo "- **xv6 (bento)**: \`bento-upgraded\` serving the xv6fs module (\`libXV6Module.so\`) from a $image_size image file on tmpfs (\`mkfs.xv6 --size $image_size --inodes $inodes\`), default options${BENTO_ARGS:+ plus \`$BENTO_ARGS\`} (defaults: 8 request threads, 256 MiB buffer cache, no writeback cache; the kernel caches names and attributes as [caching.md](caching.md) describes)."
     echo "- **passthrough_ll**: libfuse $(pkg-config --modversion fuse3)'s \`passthrough_ll\` example, compiled from Debian's libfuse3-dev, default options${PT_OPTS:+ plus \`$PT_OPTS\`} (no writeback cache, cache=auto, 1 s timeout), serving a directory of an ext4 (data=journal) on a loop device backed by a $image_size tmpfs file."
     echo "- **ext4**: ext4 mounted with data=journal on a loop device backed by a $image_size tmpfs file (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`)."
     echo
