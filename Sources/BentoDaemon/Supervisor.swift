@@ -219,10 +219,11 @@ public final class Supervisor: @unchecked Sendable {
         if let relative = [image, mountpoint, module].first(where: { !$0.hasPrefix("/") }) {
             return .failure("\(relative): not an absolute path")
         }
+        let writebackCache = request.writebackCache ?? false
         let setting = MountSettings(image: image, mountpoint: mountpoint, module: module,
-                                    threads: request.threads ?? MountConfiguration.defaultThreads(writebackCache: request.writebackCache ?? false),
+                                    threads: request.threads ?? MountConfiguration.defaultThreads(writebackCache: writebackCache),
                                     cacheMiB: request.cacheMiB ?? MountConfiguration.defaultCacheMiB,
-                                    allowOther: request.allowOther ?? false, writebackCache: request.writebackCache ?? false,
+                                    allowOther: request.allowOther ?? false, writebackCache: writebackCache,
                                     readOnly: request.readOnly ?? false)
         guard MountConfiguration.threadsRange.contains(setting.threads) else {
             return .failure("threads=\(setting.threads): from \(MountConfiguration.threadsRange.lowerBound) to \(MountConfiguration.threadsRange.upperBound)")
