@@ -14,15 +14,26 @@
  *               read(/dev/fuse).
  *
  * The file system: a root directory holding files f0..f<N-1> (empty regular
- * files) plus whatever is created in it; LOOKUP, GETATTR, SETATTR, FORGET,
- * BATCH_FORGET, OPEN(DIR), READDIR, RELEASE(DIR), FLUSH, STATFS, CREATE,
- * MKNOD, UNLINK are answered, everything else gets ENOSYS. Entry and attr
+ * files) plus whatever is created in it or in directories made in it; LOOKUP,
+ * GETATTR, SETATTR, FORGET, BATCH_FORGET, OPEN(DIR), READDIR(PLUS),
+ * RELEASE(DIR), FLUSH, STATFS, CREATE, MKNOD, MKDIR, SYMLINK, WRITE (the data
+ * is dropped, the size kept), UNLINK, RMDIR are answered, everything else
+ * gets ENOSYS. Entry and attr
  * timeouts are 0 in every reply, so the kernel caches nothing: each stat(2)
  * of a path costs a LOOKUP (dentry revalidation) and a GETATTR round trip.
+ * With -c they are a day and the mount uses default_permissions, as the
+ * xv6 mount does, so the kernel sends the requests it sends there
+ * (ceiling.sh: what a server that does no work at all gets).
  *
  * Usage: probe -t classic|uring -m MOUNTPOINT [-n NFILES] [-T THREADS]
- *              [-d DEPTH] [-f RINGFLAGS]
+ *              [-d DEPTH] [-f RINGFLAGS] [-c] [-P]
  *   -T  classic reader threads (default 2; in uring mode always 1)
+ *   -c  cache as the xv6 mount does: entry and attr timeouts of a day,
+ *       default_permissions, no FLUSH; INIT asks for what bento-upgraded
+ *       asks (READDIRPLUS, PARALLEL_DIROPS, ATOMIC_O_TRUNC,
+ *       HANDLE_KILLPRIV_V2)
+ *   -P  classic readers spin on a non-blocking /dev/fuse instead of
+ *       sleeping in read(2) (bento-upgraded polls for a while, then sleeps)
  *   -d  ring entries per queue (default 4)
  *   -f  io_uring setup flags: "plain" (SQE128 only) or "defer" (SQE128 |
  *       SINGLE_ISSUER | DEFER_TASKRUN, the default)
@@ -104,7 +115,11 @@ _Static_assert(sizeof(struct fuse_uring_cmd_req) == 24, "uring cmd");
 struct node {
 	uint32_t mode;
 	uint32_t nlink;
-	char name[64];
+	uint32_t uid, gid;
+	uint64_t size;
+	uint64_t parent;
+	uint64_t first, next, prev; /* children of a directory, newest first */
+	char name[256];
 };
 static struct node *nodes; /* index = nodeid; 1 = root */
 static uint64_t next_node = 2;
@@ -112,49 +127,56 @@ static int32_t *htab; /* name hash -> nodeid; 0 empty, -1 tombstone */
 static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t live_files;
 
-static uint32_t hash_name(const char *s)
+static uint32_t hash_name(uint64_t parent, const char *s)
 {
-	uint32_t h = 2166136261u;
+	uint32_t h = 2166136261u ^ (uint32_t)parent;
 	while (*s)
 		h = (h ^ (uint8_t)*s++) * 16777619u;
 	return h;
 }
 
-/* returns slot index of name, or -1 */
-static long find_slot(const char *name)
+/* returns slot index of name in directory parent, or -1 */
+static long find_slot(uint64_t parent, const char *name)
 {
-	uint32_t h = hash_name(name) & (HASH_SZ - 1);
+	uint32_t h = hash_name(parent, name) & (HASH_SZ - 1);
 	for (uint32_t i = 0; i < HASH_SZ; i++) {
 		uint32_t s = (h + i) & (HASH_SZ - 1);
 		if (htab[s] == 0)
 			return -1;
-		if (htab[s] > 0 && strcmp(nodes[htab[s]].name, name) == 0)
+		if (htab[s] > 0 && nodes[htab[s]].parent == parent &&
+		    strcmp(nodes[htab[s]].name, name) == 0)
 			return s;
 	}
 	return -1;
 }
 
-static uint64_t fs_lookup(const char *name)
+static uint64_t fs_lookup(uint64_t parent, const char *name)
 {
-	long s = find_slot(name);
+	long s = find_slot(parent, name);
 	return s < 0 ? 0 : (uint64_t)htab[s];
 }
 
-static int fs_create(const char *name, uint32_t mode, uint64_t *id)
+static int fs_create(uint64_t parent, const char *name, uint32_t mode,
+		     uint64_t *id)
 {
 	if (strlen(name) >= sizeof nodes[0].name)
 		return -ENAMETOOLONG;
-	if (find_slot(name) >= 0)
+	if (find_slot(parent, name) >= 0)
 		return -EEXIST;
 	if (next_node >= MAX_NODES)
 		return -ENOSPC;
-	uint32_t h = hash_name(name) & (HASH_SZ - 1);
+	uint32_t h = hash_name(parent, name) & (HASH_SZ - 1);
 	for (uint32_t i = 0; i < HASH_SZ; i++) {
 		uint32_t s = (h + i) & (HASH_SZ - 1);
 		if (htab[s] <= 0) {
 			uint64_t n = next_node++;
 			nodes[n].mode = mode;
-			nodes[n].nlink = 1;
+			nodes[n].nlink = S_ISDIR(mode) ? 2 : 1;
+			nodes[n].parent = parent;
+			nodes[n].next = nodes[parent].first;
+			if (nodes[parent].first)
+				nodes[nodes[parent].first].prev = n;
+			nodes[parent].first = n;
 			strcpy(nodes[n].name, name);
 			htab[s] = (int32_t)n;
 			live_files++;
@@ -165,15 +187,28 @@ static int fs_create(const char *name, uint32_t mode, uint64_t *id)
 	return -ENOSPC;
 }
 
-static int fs_unlink(const char *name)
+static int fs_unlink(uint64_t parent, const char *name)
 {
-	long s = find_slot(name);
+	long s = find_slot(parent, name);
 	if (s < 0)
 		return -ENOENT;
-	nodes[htab[s]].nlink = 0;
+	struct node *n = &nodes[htab[s]];
+	n->nlink = 0;
+	/* out of its directory's list; n->next stays for a reader there */
+	if (n->prev)
+		nodes[n->prev].next = n->next;
+	else
+		nodes[n->parent].first = n->next;
+	if (n->next)
+		nodes[n->next].prev = n->prev;
 	htab[s] = -1;
 	live_files--;
 	return 0;
+}
+
+static int is_dir(uint64_t id)
+{
+	return id < next_node && S_ISDIR(nodes[id].mode);
 }
 
 static void fill_attr(uint64_t id, struct fuse_attr *a)
@@ -182,17 +217,23 @@ static void fill_attr(uint64_t id, struct fuse_attr *a)
 	a->ino = id;
 	a->mode = nodes[id].mode;
 	a->nlink = nodes[id].nlink;
+	a->uid = nodes[id].uid;
+	a->gid = nodes[id].gid;
+	a->size = nodes[id].size;
 	a->blksize = 4096;
 	a->atime = a->mtime = a->ctime = 1700000000;
 }
+
+static uint64_t cache_timeout; /* -c: a day */
+static int spin_readers;       /* -P: /dev/fuse is O_NONBLOCK, readers spin */
 
 static void fill_entry(uint64_t id, struct fuse_entry_out *e)
 {
 	memset(e, 0, sizeof *e);
 	e->nodeid = id;
 	e->generation = 1;
-	e->entry_valid = 0; /* no caching: every access revalidates */
-	e->attr_valid = 0;
+	e->entry_valid = cache_timeout; /* 0: every access revalidates */
+	e->attr_valid = cache_timeout;
 	fill_attr(id, &e->attr);
 }
 
@@ -217,15 +258,18 @@ static size_t arg0_size(uint32_t opcode)
 	case FUSE_SETATTR: return sizeof(struct fuse_setattr_in);
 	case FUSE_CREATE: return sizeof(struct fuse_create_in);
 	case FUSE_MKNOD: return sizeof(struct fuse_mknod_in);
+	case FUSE_MKDIR: return sizeof(struct fuse_mkdir_in);
 	case FUSE_OPEN: case FUSE_OPENDIR: return sizeof(struct fuse_open_in);
-	case FUSE_READDIR: case FUSE_READ: return sizeof(struct fuse_read_in);
+	case FUSE_READDIR: case FUSE_READDIRPLUS: case FUSE_READ:
+		return sizeof(struct fuse_read_in);
+	case FUSE_WRITE: return sizeof(struct fuse_write_in);
 	case FUSE_RELEASE: case FUSE_RELEASEDIR:
 		return sizeof(struct fuse_release_in);
 	case FUSE_FLUSH: return sizeof(struct fuse_flush_in);
 	case FUSE_FORGET: return sizeof(struct fuse_forget_in);
 	case FUSE_BATCH_FORGET: return sizeof(struct fuse_batch_forget_in);
 	case FUSE_INIT: return sizeof(struct fuse_init_in);
-	default: return 0; /* LOOKUP, UNLINK, STATFS: arg 0 is empty */
+	default: return 0; /* LOOKUP, UNLINK, RMDIR, SYMLINK, STATFS: arg 0 is empty */
 	}
 }
 
@@ -253,6 +297,10 @@ static int handle(const struct fuse_in_header *ih, const void *arg0,
 		o->minor = proto_minor;
 		o->max_readahead = in->max_readahead;
 		o->flags = FUSE_INIT_EXT | (in->flags & FUSE_ASYNC_READ);
+		if (cache_timeout)
+			o->flags |= in->flags & (FUSE_DO_READDIRPLUS |
+				FUSE_PARALLEL_DIROPS | FUSE_ATOMIC_O_TRUNC |
+				FUSE_HANDLE_KILLPRIV_V2 | FUSE_BIG_WRITES);
 		if (use_uring)
 			o->flags2 = (uint32_t)(FUSE_OVER_IO_URING >> 32);
 		o->max_background = 16;
@@ -279,14 +327,14 @@ static int handle(const struct fuse_in_header *ih, const void *arg0,
 	pthread_mutex_lock(&fs_lock);
 	switch (op) {
 	case FUSE_LOOKUP: {
-		if (ih->nodeid != FUSE_ROOT_ID) { ret = -ENOTDIR; break; }
+		if (!is_dir(ih->nodeid)) { ret = -ENOTDIR; break; }
 		if (die_on_lookup && strcmp(rest, "killme") == 0) {
 			fprintf(stderr, "probe: server %d dies holding LOOKUP killme"
 				" (unique %llu)\n", getpid(),
 				(unsigned long long)ih->unique);
 			kill(getpid(), SIGKILL);
 		}
-		uint64_t id = fs_lookup(rest);
+		uint64_t id = fs_lookup(ih->nodeid, rest);
 		if (!id) { ret = -ENOENT; break; }
 		fill_entry(id, (void *)out);
 		ret = sizeof(struct fuse_entry_out);
@@ -295,11 +343,31 @@ static int handle(const struct fuse_in_header *ih, const void *arg0,
 	case FUSE_GETATTR:
 	case FUSE_SETATTR: {
 		if (ih->nodeid >= next_node) { ret = -ENOENT; break; }
+		if (op == FUSE_SETATTR) {
+			const struct fuse_setattr_in *in = arg0;
+			struct node *n = &nodes[ih->nodeid];
+			if (in->valid & FATTR_MODE)
+				n->mode = (n->mode & S_IFMT) | (in->mode & 07777);
+			if (in->valid & FATTR_UID) n->uid = in->uid;
+			if (in->valid & FATTR_GID) n->gid = in->gid;
+			if (in->valid & FATTR_SIZE) n->size = in->size;
+		}
 		struct fuse_attr_out *a = (void *)out;
 		memset(a, 0, sizeof *a);
-		a->attr_valid = 0;
+		a->attr_valid = cache_timeout;
 		fill_attr(ih->nodeid, &a->attr);
 		ret = sizeof *a;
+		break;
+	}
+	case FUSE_WRITE: {
+		const struct fuse_write_in *in = arg0;
+		if (ih->nodeid >= next_node) { ret = -ENOENT; break; }
+		if (in->offset + in->size > nodes[ih->nodeid].size)
+			nodes[ih->nodeid].size = in->offset + in->size;
+		struct fuse_write_out *o = (void *)out;
+		memset(o, 0, sizeof *o);
+		o->size = in->size;
+		ret = sizeof *o;
 		break;
 	}
 	case FUSE_OPEN:
@@ -311,34 +379,48 @@ static int handle(const struct fuse_in_header *ih, const void *arg0,
 	}
 	case FUSE_RELEASE:
 	case FUSE_RELEASEDIR:
-	case FUSE_FLUSH:
 		ret = 0;
 		break;
-	case FUSE_READDIR: {
-		/* offsets: 1 = ".", 2 = "..", 2+k = k-th hash slot entry */
+	case FUSE_FLUSH: /* -c: ENOSYS, and the kernel sends no more, as there */
+		ret = cache_timeout ? -ENOSYS : 0;
+		break;
+	case FUSE_READDIR:
+	case FUSE_READDIRPLUS: {
+		/* offsets: 1 = ".", 2 = "..", id + 3 = the child after node id */
 		const struct fuse_read_in *in = arg0;
 		uint64_t off = in->offset;
 		size_t len = 0, max = in->size;
+		int plus = op == FUSE_READDIRPLUS;
 		for (;;) {
-			const char *name; uint64_t ino; uint32_t type = DT_REG;
+			const char *name; uint64_t ino; uint32_t type;
 			uint64_t next;
-			if (off == 0) { name = "."; ino = 1; type = DT_DIR; next = 1; }
-			else if (off == 1) { name = ".."; ino = 1; type = DT_DIR; next = 2; }
+			if (off == 0) { name = "."; ino = 0; type = DT_DIR; next = 1; }
+			else if (off == 1) { name = ".."; ino = 0; type = DT_DIR; next = 2; }
 			else {
-				uint64_t s = off - 2;
-				while (s < HASH_SZ && htab[s] <= 0)
-					s++;
-				if (s >= HASH_SZ)
+				ino = off == 2 ? nodes[ih->nodeid].first :
+					nodes[off - 3].next;
+				if (!ino)
 					break;
-				ino = htab[s]; name = nodes[ino].name; next = s + 3;
+				name = nodes[ino].name; next = ino + 3;
+				type = S_ISDIR(nodes[ino].mode) ? DT_DIR :
+				       S_ISLNK(nodes[ino].mode) ? DT_LNK : DT_REG;
 			}
 			size_t nl = strlen(name);
 			size_t rec = FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET + nl);
-			if (len + rec > max)
+			size_t entry = plus ? sizeof(struct fuse_entry_out) : 0;
+			if (len + entry + rec > max)
 				break;
+			if (plus) {
+				struct fuse_entry_out *e = (void *)(out + len);
+				if (ino)
+					fill_entry(ino, e);
+				else
+					memset(e, 0, sizeof *e); /* . and ..: no entry */
+				len += entry;
+			}
 			struct fuse_dirent *d = (void *)(out + len);
 			memset(d, 0, rec);
-			d->ino = ino; d->off = next; d->namelen = nl; d->type = type;
+			d->ino = ino ? ino : 1; d->off = next; d->namelen = nl; d->type = type;
 			memcpy(d->name, name, nl);
 			len += rec;
 			off = next;
@@ -351,18 +433,24 @@ static int handle(const struct fuse_in_header *ih, const void *arg0,
 		memset(s, 0, sizeof *s);
 		s->st.blocks = 1 << 20; s->st.bfree = s->st.bavail = 1 << 19;
 		s->st.files = MAX_NODES; s->st.ffree = MAX_NODES - live_files;
-		s->st.bsize = s->st.frsize = 4096; s->st.namelen = 63;
+		s->st.bsize = s->st.frsize = 4096; s->st.namelen = 255;
 		ret = sizeof *s;
 		break;
 	}
 	case FUSE_CREATE:
-	case FUSE_MKNOD: {
-		if (ih->nodeid != FUSE_ROOT_ID) { ret = -ENOTDIR; break; }
+	case FUSE_MKNOD:
+	case FUSE_MKDIR:
+	case FUSE_SYMLINK: {
+		if (!is_dir(ih->nodeid)) { ret = -ENOTDIR; break; }
 		uint32_t mode = op == FUSE_CREATE ?
 			((const struct fuse_create_in *)arg0)->mode :
-			((const struct fuse_mknod_in *)arg0)->mode;
+			op == FUSE_MKNOD ?
+			((const struct fuse_mknod_in *)arg0)->mode :
+			op == FUSE_MKDIR ?
+			S_IFDIR | (((const struct fuse_mkdir_in *)arg0)->mode & 07777) :
+			S_IFLNK | 0777;
 		uint64_t id;
-		ret = fs_create(rest, mode, &id);
+		ret = fs_create(ih->nodeid, rest, mode, &id);
 		if (ret)
 			break;
 		fill_entry(id, (void *)out);
@@ -374,8 +462,9 @@ static int handle(const struct fuse_in_header *ih, const void *arg0,
 		break;
 	}
 	case FUSE_UNLINK:
-		if (ih->nodeid != FUSE_ROOT_ID) { ret = -ENOTDIR; break; }
-		ret = fs_unlink(rest);
+	case FUSE_RMDIR: /* a probe: no emptiness check */
+		if (!is_dir(ih->nodeid)) { ret = -ENOTDIR; break; }
+		ret = fs_unlink(ih->nodeid, rest);
 		break;
 	}
 	pthread_mutex_unlock(&fs_lock);
@@ -654,7 +743,7 @@ int main(int argc, char **argv)
 {
 	const char *mnt = NULL, *transport = "classic";
 	int nfiles = 100, nthreads = 2, c;
-	while ((c = getopt(argc, argv, "t:m:n:T:d:f:M:FG:")) != -1) {
+	while ((c = getopt(argc, argv, "t:m:n:T:d:f:M:FG:cP")) != -1) {
 		switch (c) {
 		case 't': transport = optarg; break;
 		case 'm': mnt = optarg; break;
@@ -665,6 +754,8 @@ int main(int argc, char **argv)
 		case 'M': reply_minor = atoi(optarg); break;
 		case 'F': die_on_lookup = 1; break;
 		case 'G': failover_gap_ms = atoi(optarg); break;
+		case 'c': cache_timeout = 86400; break;
+		case 'P': spin_readers = 1; break;
 		default: goto usage;
 		}
 	}
@@ -672,7 +763,7 @@ int main(int argc, char **argv)
 usage:
 		fprintf(stderr, "usage: probe -t classic|uring -m MNT [-n N]"
 			" [-T threads] [-d depth] [-f plain|defer] [-M minor]"
-			" [-F [-G ms]]\n");
+			" [-F [-G ms]] [-c] [-P]\n");
 		return 1;
 	}
 	use_uring = strcmp(transport, "uring") == 0;
@@ -687,7 +778,7 @@ usage:
 		char name[32];
 		uint64_t id;
 		snprintf(name, sizeof name, "f%d", i);
-		fs_create(name, S_IFREG | 0644, &id);
+		fs_create(FUSE_ROOT_ID, name, S_IFREG | 0644, &id);
 	}
 
 	fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
@@ -696,10 +787,14 @@ usage:
 		return 1;
 	}
 	char opts[128];
-	snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0",
-		 fuse_fd);
+	snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0%s",
+		 fuse_fd, cache_timeout ? ",default_permissions" : "");
 	if (mount("probe", mnt, "fuse.probe", MS_NOSUID | MS_NODEV, opts) < 0) {
 		perror("probe: mount");
+		return 1;
+	}
+	if (spin_readers && fcntl(fuse_fd, F_SETFL, O_NONBLOCK) < 0) {
+		perror("probe: O_NONBLOCK");
 		return 1;
 	}
 
