@@ -18,12 +18,12 @@
  * GETATTR, SETATTR, FORGET, BATCH_FORGET, OPEN(DIR), READDIR(PLUS),
  * RELEASE(DIR), FLUSH, STATFS, CREATE, MKNOD, MKDIR, SYMLINK, WRITE (the data
  * is dropped, the size kept), UNLINK, RMDIR are answered, everything else
- * gets ENOSYS. Entry and attr
- * timeouts are 0 in every reply, so the kernel caches nothing: each stat(2)
- * of a path costs a LOOKUP (dentry revalidation) and a GETATTR round trip.
- * With -c they are a day and the mount uses default_permissions, as the
- * xv6 mount does, so the kernel sends the requests it sends there
- * (ceiling.sh: what a server that does no work at all gets).
+ * gets ENOSYS. Entry and attr timeouts are 0 in every reply, so the kernel
+ * caches nothing: each stat(2) of a path costs a LOOKUP (dentry
+ * revalidation) and a GETATTR round trip. With -c they are a day and the
+ * mount uses default_permissions, as the xv6 mount does, so the kernel
+ * sends the requests it sends there (floor.sh: what a server that does no
+ * work at all gets).
  *
  * Usage: probe -t classic|uring -m MOUNTPOINT [-n NFILES] [-T THREADS]
  *              [-d DEPTH] [-f RINGFLAGS] [-c] [-P]
