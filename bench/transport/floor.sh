@@ -4,7 +4,8 @@
 # Usage: floor.sh [ROUNDS] (default 3); needs root, /dev/fuse, a release
 # build (swift build -c release) and, for the untar, linux-source-6.1 (as
 # bench/run.sh). Env: NFILES (19000, as bench/run.sh); TARBALL (an
-# uncompressed tar to use instead of the kernel's; NOTAR=1 skips the untar).
+# uncompressed tar to use instead of the kernel's; NOTAR=1 skips the untar);
+# SYSTEMS ("ext4 null xv6"; ext4 first, "uring" may be added).
 #
 #   ext4   data=journal on a loop device over a tmpfs file (as bench/run.sh)
 #   null   probe.c -c -P -T 1: an in-memory server that answers every request
@@ -12,6 +13,10 @@
 #          sleeps; the kernel caches and asks as it does for the xv6 mount
 #          (day-long timeouts, default_permissions, READDIRPLUS, no FLUSH)
 #   xv6    bento-upgraded serving xv6fs, default options
+#   uring  the null server over FUSE-over-io_uring instead (probe.c -c -t
+#          uring: one queue per CPU, its thread on that CPU, waiting in
+#          io_uring_enter); sets the fuse module's enable_uring for the run.
+#          bento-upgraded cannot use it (README: "A dying server").
 #
 # Each round makes every file system fresh for each workload:
 # bench/mdbench.c with 1 thread, then 8, then tar -xf of the kernel tree and
@@ -22,6 +27,9 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../.." && pwd)
 rounds=${1:-3}; nfiles=${NFILES:-19000}
+read -r -a systems <<< "${SYSTEMS:-ext4 null xv6}"
+[ "${systems[0]}" = ext4 ] || { echo "floor.sh: SYSTEMS must start with ext4" >&2; exit 1; }
+uring_param=/sys/module/fuse/parameters/enable_uring
 bin=$root/.build/release
 [ -x "$bin/bento-upgraded" ] || { echo "floor.sh: build first: swift build -c release" >&2; exit 1; }
 W=$(mktemp -d /dev/shm/bento-floor.XXXXXX)
@@ -29,6 +37,7 @@ cleanup() {
     set +e
     for m in "$W"/*.mnt; do mountpoint -q "$m" && umount "$m"; done
     [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    [ -n "${uring_was:-}" ] && echo "$uring_was" > $uring_param
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -40,7 +49,8 @@ if [ -z "$tarball" ] && [ "${NOTAR:-0}" != 1 ]; then
     [ -r $src ] || { echo "floor.sh: missing $src (apt-get install linux-source-6.1), or set TARBALL or NOTAR=1" >&2; exit 1; }
     xz -T0 -dc $src > "$W/linux.tar"; tarball=$W/linux.tar
 fi
-mkdir -p "$W/ext4.mnt" "$W/null.mnt" "$W/xv6.mnt" "$W/state"
+mkdir -p "$W/ext4.mnt" "$W/null.mnt" "$W/uring.mnt" "$W/xv6.mnt" "$W/state"
+case " ${systems[*]} " in *" uring "*) uring_was=$(cat $uring_param); echo Y > $uring_param ;; esac
 
 wait_mounted() { # MOUNTPOINT
     for _ in $(seq 200); do
@@ -56,6 +66,10 @@ start() { # SYSTEM
           mount -o loop,data=journal "$W/ext4.img" "$W/ext4.mnt" ;;
     null) "$W/probe" -t classic -c -P -T 1 -n 0 -m "$W/null.mnt" 2>>"$W/null.log" & server=$!
           wait_mounted "$W/null.mnt" ;;
+    uring) : > "$W/uring.log"; "$W/probe" -t uring -c -n 0 -m "$W/uring.mnt" 2>>"$W/uring.log" & server=$!
+          wait_mounted "$W/uring.mnt"
+          for _ in $(seq 100); do grep -q registered "$W/uring.log" && return 0; sleep 0.05; done
+          echo "floor.sh: the io_uring queues did not register" >&2; return 1 ;;
     xv6)  rm -f "$W/xv6.img"; "$bin/mkfs.xv6" --size 4G --inodes 262144 "$W/xv6.img" >/dev/null
           "$bin/bento-upgraded" --image "$W/xv6.img" --mountpoint "$W/xv6.mnt" --module "$bin/libXV6Module.so" \
               --control-socket "$W/control.sock" --state-dir "$W/state" >>"$W/xv6.log" 2>&1 & server=$!
@@ -65,7 +79,7 @@ start() { # SYSTEM
 stop() { # SYSTEM
     case $1 in
     ext4) umount "$W/ext4.mnt"; rm -f "$W/ext4.img" ;;
-    null) umount "$W/null.mnt"; wait "$server"; server= ;;
+    null|uring) umount "$W/$1.mnt"; wait "$server"; server= ;;
     xv6)  kill -TERM "$server"; wait "$server" || true; server= ;;
     esac
 }
@@ -74,7 +88,7 @@ stop() { # SYSTEM
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
 echo "round system: mdbench 1t and 8t: create stat unlink (files/s); untar, rm -rf (s); load"
 for r in $(seq "$rounds"); do
-    for s in ext4 null xv6; do
+    for s in "${systems[@]}"; do
         line=
         for t in 1 8; do
             start $s
@@ -94,7 +108,7 @@ for r in $(seq "$rounds"); do
     done
 done
 echo
-awk '
+awk -v systems="${systems[*]}" '
     { for (i = 2; i <= NF; i++) v[$1 " " i] = v[$1 " " i] " " $i; fields = NF }
     function median(list,   n, a, i, j, t) {
         n = split(list, a, " ")
@@ -103,11 +117,19 @@ awk '
     }
     function m(s, i) { return median(v[s " " i]) }
     END {
+        n = split(systems, sys, " ")
         split("create,_1t stat,_1t unlink,_1t create,_8t stat,_8t unlink,_8t untar_(s) rm_-rf_(s)", name, " ")
-        printf "%-16s %10s %10s %10s %12s %12s\n", "median", "ext4", "null", "xv6", "null / ext4", "xv6 / ext4"
+        printf "%-16s", "median"
+        for (k = 1; k <= n; k++) printf " %10s", sys[k]
+        for (k = 2; k <= n; k++) printf " %12s", sys[k] " / ext4"
+        printf "\n"
         for (i = 2; i <= fields; i++) {
-            e = m("ext4", i); n = m("null", i); x = m("xv6", i); label = name[i - 1]; gsub("_", " ", label)
-            printf (i <= 7 ? "%-16s %10d %10d %10d %11.2fx %11.2fx\n" : "%-16s %10.2f %10.2f %10.2f %11.2fx %11.2fx\n"), label, e, n, x, n / e, x / e
+            label = name[i - 1]; gsub("_", " ", label); printf "%-16s", label
+            for (k = 1; k <= n; k++) printf (i <= 7 ? " %10d" : " %10.2f"), m(sys[k], i)
+            for (k = 2; k <= n; k++) printf " %11.2fx", m(sys[k], i) / m("ext4", i)
+            printf "\n"
         }
-        printf "%-16s %9.2fx %9.2fx %9.2fx\n", "create 8t / 1t", m("ext4", 5) / m("ext4", 2), m("null", 5) / m("null", 2), m("xv6", 5) / m("xv6", 2)
+        printf "%-16s", "create 8t / 1t"
+        for (k = 1; k <= n; k++) printf " %9.2fx", m(sys[k], 5) / m(sys[k], 2)
+        printf "\n"
     }' "$W/runs"

@@ -282,7 +282,6 @@ static size_t arg0_size(uint32_t opcode)
 static int handle(const struct fuse_in_header *ih, const void *arg0,
 		  const char *rest, size_t restlen, char *out, size_t outmax)
 {
-	(void)outmax;
 	uint32_t op = ih->opcode;
 	atomic_fetch_add(&op_count[op < 64 ? op : 63], 1);
 	int ret = -ENOSYS;
@@ -389,7 +388,7 @@ static int handle(const struct fuse_in_header *ih, const void *arg0,
 		/* offsets: 1 = ".", 2 = "..", id + 3 = the child after node id */
 		const struct fuse_read_in *in = arg0;
 		uint64_t off = in->offset;
-		size_t len = 0, max = in->size;
+		size_t len = 0, max = in->size < outmax ? in->size : outmax;
 		int plus = op == FUSE_READDIRPLUS;
 		for (;;) {
 			const char *name; uint64_t ino; uint32_t type;
@@ -644,7 +643,7 @@ static void *uring_thread(void *arg)
 		exit(2);
 	}
 	atomic_fetch_add(&queues_registered, 1);
-	char out[4096];
+	char *out = malloc(PAYLOAD_SZ);
 	unsigned to_submit = 0;
 	for (;;) {
 		n = ring_enter(&r, to_submit, 1);
@@ -680,7 +679,7 @@ static void *uring_thread(void *arg)
 				atomic_fetch_add(&len_mismatch, 1);
 			/* names arrive NUL-terminated in the payload */
 			int rr = handle(ih, e->hdr.op_in, e->payload,
-					io->payload_sz, out, sizeof out);
+					io->payload_sz, out, PAYLOAD_SZ);
 			uint64_t unique = ih->unique;
 			uint64_t commit = io->commit_id;
 			struct fuse_out_header *oh = (void *)e->hdr.in_out;
@@ -700,6 +699,7 @@ static void *uring_thread(void *arg)
 		if (stop)
 			break;
 	}
+	free(out);
 	return NULL;
 }
 
