@@ -5,13 +5,17 @@
 # build (swift build -c release) and, for the untar, linux-source-6.1 (as
 # bench/run.sh). Env: NFILES (19000, as bench/run.sh); TARBALL (an
 # uncompressed tar to use instead of the kernel's; NOTAR=1 skips the untar);
-# SYSTEMS ("ext4 null xv6"; ext4 first, "uring" may be added).
+# SYSTEMS ("ext4 null xv6"; ext4 first, "noperm" and "uring" may be added).
 #
 #   ext4   data=journal on a loop device over a tmpfs file (as bench/run.sh)
 #   null   probe.c -c -P -T 1: an in-memory server that answers every request
 #          at once (it drops written data), from one thread that never
 #          sleeps; the kernel caches and asks as it does for the xv6 mount
 #          (day-long timeouts, default_permissions, READDIRPLUS, no FLUSH)
+#   noperm the null server without default_permissions (probe.c -c -N -P
+#          -T 1): it allows everything, and the kernel no longer asks a
+#          directory's mode again after each change to it (README: "The
+#          kernel's permission checks")
 #   xv6    bento-upgraded serving xv6fs, default options
 #   uring  the null server over FUSE-over-io_uring instead (probe.c -c -t
 #          uring: one queue per CPU, its thread on that CPU, waiting in
@@ -49,7 +53,7 @@ if [ -z "$tarball" ] && [ "${NOTAR:-0}" != 1 ]; then
     [ -r $src ] || { echo "floor.sh: missing $src (apt-get install linux-source-6.1), or set TARBALL or NOTAR=1" >&2; exit 1; }
     xz -T0 -dc $src > "$W/linux.tar"; tarball=$W/linux.tar
 fi
-mkdir -p "$W/ext4.mnt" "$W/null.mnt" "$W/uring.mnt" "$W/xv6.mnt" "$W/state"
+mkdir -p "$W/ext4.mnt" "$W/null.mnt" "$W/noperm.mnt" "$W/uring.mnt" "$W/xv6.mnt" "$W/state"
 case " ${systems[*]} " in *" uring "*) uring_was=$(cat $uring_param); echo Y > $uring_param ;; esac
 
 wait_mounted() { # MOUNTPOINT
@@ -66,6 +70,8 @@ start() { # SYSTEM
           mount -o loop,data=journal "$W/ext4.img" "$W/ext4.mnt" ;;
     null) "$W/probe" -t classic -c -P -T 1 -n 0 -m "$W/null.mnt" 2>>"$W/null.log" & server=$!
           wait_mounted "$W/null.mnt" ;;
+    noperm) "$W/probe" -t classic -c -N -P -T 1 -n 0 -m "$W/noperm.mnt" 2>>"$W/noperm.log" & server=$!
+          wait_mounted "$W/noperm.mnt" ;;
     uring) : > "$W/uring.log"; "$W/probe" -t uring -c -n 0 -m "$W/uring.mnt" 2>>"$W/uring.log" & server=$!
           wait_mounted "$W/uring.mnt"
           for _ in $(seq 100); do grep -q registered "$W/uring.log" && return 0; sleep 0.05; done
@@ -79,7 +85,7 @@ start() { # SYSTEM
 stop() { # SYSTEM
     case $1 in
     ext4) umount "$W/ext4.mnt"; rm -f "$W/ext4.img" ;;
-    null|uring) umount "$W/$1.mnt"; wait "$server"; server= ;;
+    null|noperm|uring) umount "$W/$1.mnt"; wait "$server"; server= ;;
     xv6)  kill -TERM "$server"; wait "$server" || true; server= ;;
     esac
 }

@@ -26,12 +26,16 @@
  * work at all gets).
  *
  * Usage: probe -t classic|uring -m MOUNTPOINT [-n NFILES] [-T THREADS]
- *              [-d DEPTH] [-f RINGFLAGS] [-c] [-P]
+ *              [-d DEPTH] [-f RINGFLAGS] [-c [-N]] [-P]
  *   -T  classic reader threads (default 2; in uring mode always 1)
  *   -c  cache as the xv6 mount does: entry and attr timeouts of a day,
  *       default_permissions, no FLUSH; INIT asks for what bento-upgraded
  *       asks (READDIRPLUS, PARALLEL_DIROPS, ATOMIC_O_TRUNC,
  *       HANDLE_KILLPRIV_V2)
+ *   -N  with -c, without default_permissions: the kernel leaves permission
+ *       checks to the server (this one allows everything; ACCESS gets
+ *       ENOSYS), so it no longer asks a directory's mode again after each
+ *       change to it (floor.sh's "noperm")
  *   -P  classic readers spin on a non-blocking /dev/fuse instead of
  *       sleeping in read(2) (bento-upgraded polls for a while, then sleeps)
  *   -d  ring entries per queue (default 4)
@@ -225,6 +229,7 @@ static void fill_attr(uint64_t id, struct fuse_attr *a)
 }
 
 static uint64_t cache_timeout; /* -c: a day */
+static int kernel_checks = 1; /* -N: 0, no default_permissions */
 static int spin_readers;       /* -P: /dev/fuse is O_NONBLOCK, readers spin */
 
 static void fill_entry(uint64_t id, struct fuse_entry_out *e)
@@ -743,7 +748,7 @@ int main(int argc, char **argv)
 {
 	const char *mnt = NULL, *transport = "classic";
 	int nfiles = 100, nthreads = 2, c;
-	while ((c = getopt(argc, argv, "t:m:n:T:d:f:M:FG:cP")) != -1) {
+	while ((c = getopt(argc, argv, "t:m:n:T:d:f:M:FG:cNP")) != -1) {
 		switch (c) {
 		case 't': transport = optarg; break;
 		case 'm': mnt = optarg; break;
@@ -755,6 +760,7 @@ int main(int argc, char **argv)
 		case 'F': die_on_lookup = 1; break;
 		case 'G': failover_gap_ms = atoi(optarg); break;
 		case 'c': cache_timeout = 86400; break;
+		case 'N': kernel_checks = 0; break;
 		case 'P': spin_readers = 1; break;
 		default: goto usage;
 		}
@@ -763,7 +769,7 @@ int main(int argc, char **argv)
 usage:
 		fprintf(stderr, "usage: probe -t classic|uring -m MNT [-n N]"
 			" [-T threads] [-d depth] [-f plain|defer] [-M minor]"
-			" [-F [-G ms]] [-c] [-P]\n");
+			" [-F [-G ms]] [-c [-N]] [-P]\n");
 		return 1;
 	}
 	use_uring = strcmp(transport, "uring") == 0;
@@ -788,7 +794,7 @@ usage:
 	}
 	char opts[128];
 	snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0%s",
-		 fuse_fd, cache_timeout ? ",default_permissions" : "");
+		 fuse_fd, cache_timeout && kernel_checks ? ",default_permissions" : "");
 	if (mount("probe", mnt, "fuse.probe", MS_NOSUID | MS_NODEV, opts) < 0) {
 		perror("probe: mount");
 		return 1;
