@@ -25,7 +25,9 @@
 # Each round makes every file system fresh for each workload:
 # bench/mdbench.c with 1 thread, then 8, then tar -xf of the kernel tree and
 # rm -rf of it, each with a syncfs, as bench/run.sh times them. Prints every
-# run, then the medians and their ratios to ext4. A ratio the null server
+# run with the load and the CPU time the hypervisor stole meanwhile (from
+# /proc/stat: a run with much of it is the host's, not the file system's),
+# then the medians and their ratios to ext4. A ratio the null server
 # cannot reach, no server over /dev/fuse that the kernel asks the same
 # requests of can reach on this machine.
 set -eu
@@ -92,10 +94,11 @@ stop() { # SYSTEM
 
 : > "$W/runs"
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
-echo "round system: mdbench 1t and 8t: create stat unlink (files/s); untar, rm -rf (s); load"
+stolen() { awk '$1 == "cpu" { print $9 }' /proc/stat; }  # all CPUs, in 1/100 s
+echo "round system: mdbench 1t and 8t: create stat unlink (files/s); untar, rm -rf (s); load, stolen CPU time"
 for r in $(seq "$rounds"); do
     for s in "${systems[@]}"; do
-        line=
+        line= steal0=$(stolen)
         for t in 1 8; do
             start $s
             "$W/mdbench" "$W/$s.mnt" "$nfiles" $t > "$W/out"
@@ -109,7 +112,7 @@ for r in $(seq "$rounds"); do
             stop $s
             line="$line$(seconds "$t0" "$t1") $(seconds "$t1" "$t2")"
         fi
-        echo "$r $s: $line; $(cut -d' ' -f1 /proc/loadavg)"
+        echo "$r $s: $line; $(cut -d' ' -f1 /proc/loadavg), stolen $(awk -v a="$steal0" -v b="$(stolen)" 'BEGIN { printf "%.1f s", (b - a) / 100 }')"
         echo "$s $line" >> "$W/runs"
     done
 done
