@@ -43,11 +43,22 @@ public protocol BufferCache: AnyObject {
     func isDirty(_ block: UInt64) -> Bool
     /// Writes the block to the device if it is dirty, and marks it clean.
     func writeBack(_ block: UInt64) throws
+    /// Starts writing the dirty ones among `blocks` to the device, as they
+    /// are now, and marks them clean; the writes go on after it returns, in
+    /// no particular order. The device's `flush` waits for them, and fails
+    /// if one of them did. Changes made to a block meanwhile are not
+    /// written, and the cache keeps the block until its write is done.
+    func writeBackLater(_ blocks: [UInt64]) throws
     /// Drops a block's cached copy, dirty or not (the module freed it).
     func discard(_ block: UInt64)
 }
 
 extension BufferCache {
+    /// For a cache without a writer of its own: the writes happen at once.
+    public func writeBackLater(_ blocks: [UInt64]) throws {
+        for block in blocks { try writeBack(block) }
+    }
+
     @inlinable
     public func withMutableBlock<R>(_ block: UInt64,
                                     _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {

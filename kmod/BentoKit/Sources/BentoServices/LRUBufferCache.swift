@@ -5,12 +5,18 @@ import Glibc
 /// with clock (second-chance) replacement among clean, unpinned, unused
 /// blocks. It never writes a dirty block on its own; if every block is dirty
 /// or pinned it grows past its capacity rather than break write ordering.
+/// `writeBackLater` hands copies to a writer thread (`BackgroundWriteDevice`)
+/// and keeps each block pinned until its copy is written: until then the
+/// device holds an older one.
 ///
 /// Buffers are slots in one array, named by index, so the hot path does no
 /// reference counting; their memory comes a chunk of slots at a time. Slots
 /// that hold no block (discarded ones) are reused before any other.
 public final class LRUBufferCache: BufferCache, @unchecked Sendable {
+    /// The device behind a background writer: its flush waits for the
+    /// writes `writeBackLater` started.
     public let device: any BlockDevice
+    private let writer: BackgroundWriteDevice
     public let blockSize: Int
     public let capacity: Int
 
@@ -48,7 +54,8 @@ public final class LRUBufferCache: BufferCache, @unchecked Sendable {
 
     /// `capacity` in blocks.
     public init(device: any BlockDevice, capacity: Int = 16384) {
-        self.device = device
+        writer = BackgroundWriteDevice(device)
+        self.device = writer
         self.blockSize = device.blockSize
         self.capacity = max(capacity, 16)
         state.initialize(to: State())
@@ -109,11 +116,40 @@ public final class LRUBufferCache: BufferCache, @unchecked Sendable {
     }
 
     public func writeBack(_ block: UInt64) throws {
+        // A copy still queued must not land after this newer one.
+        writer.waitForWrites()
         try locked { s in
             guard let slot = s.buffers[block], s.slots[slot].dirty else { return }
             try device.write(block: block, from: UnsafeRawBufferPointer(start: s.slots[slot].data, count: blockSize))
             s.slots[slot].dirty = false
         }
+    }
+
+    /// Copies the dirty blocks among `blocks`, marks them clean, and pins
+    /// them until the writer thread has written the copies. A write that
+    /// fails leaves its block dirty, and the device's next flush fails.
+    public func writeBackLater(_ blocks: [UInt64]) throws {
+        writer.writeLater(count: blocks.count, copy: { copies in
+            locked { s in
+                var queued: [UInt64] = []
+                for block in blocks {
+                    guard let slot = s.buffers[block], s.slots[slot].dirty else { continue }
+                    memcpy(copies + queued.count * blockSize, s.slots[slot].data, blockSize)
+                    s.slots[slot].dirty = false
+                    s.slots[slot].pins += 1
+                    queued.append(block)
+                }
+                return queued
+            }
+        }, written: { [self] written, failed in
+            locked { s in
+                for block in written {
+                    guard let slot = s.buffers[block] else { continue }
+                    s.slots[slot].pins -= 1
+                    if failed.contains(block) { s.slots[slot].dirty = true }
+                }
+            }
+        })
     }
 
     public func discard(_ block: UInt64) {

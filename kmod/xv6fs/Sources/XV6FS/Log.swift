@@ -12,8 +12,9 @@ import XV6Layout
 ///
 /// Commit: copy each block into the log area and write the header with a
 /// checksum over all of it, flush (the commit point), then write the blocks
-/// home. The flush that makes the home writes durable is deferred to the
-/// start of the next commit, before the log area is reused.
+/// home: in the background (`writeBackLater`), while the next operations
+/// run. The flush that waits for the home writes and makes them durable is
+/// deferred to the start of the next commit, before the log area is reused.
 ///
 /// With an operation journal (lent by the host), `end` hands the journal the
 /// blocks each operation changed, so that the operations of the open
@@ -36,7 +37,8 @@ final class WriteAheadLog {
     private(set) var blocks: [UInt64] = []
     private var recorded: Set<UInt64> = []
     private(set) var sequence: UInt64 = 0
-    /// Home writes of the last commit not yet flushed.
+    /// Home writes of the last commit not yet flushed (nor perhaps written:
+    /// the device's flush waits for them).
     private(set) var installUnflushed = false
     private var scratch: UnsafeMutableRawBufferPointer
     let journal: (any OperationJournal)?
@@ -128,10 +130,8 @@ final class WriteAheadLog {
         sequence = next
         // Durable: the journal's blocks are all in the log now.
         journal?.reset(checkpoint: checkpoint)
-        for home in blocks {
-            try cache.writeBack(home)
-            cache.unpin(home)
-        }
+        try cache.writeBackLater(blocks)
+        for home in blocks { cache.unpin(home) }
         installUnflushed = true
         blocks.removeAll(keepingCapacity: true)
         recorded.removeAll(keepingCapacity: true)

@@ -1,28 +1,35 @@
 @_spi(Host) import BentoKit
 import BentoServices
+import Foundation
 import Testing
 import XV6FS
 import XV6Layout
 
-/// A block device that records every write and flush, in order.
+/// A block device that records every write and flush, in order. Writes
+/// come from the cache's writer thread too.
 final class RecordingDevice: BlockDevice, @unchecked Sendable {
     enum Event { case write(UInt64, [UInt8]), flush }
     let base: MemoryBlockDevice
-    private(set) var events: [Event] = []
+    private let lock = NSLock()
+    private var recorded: [Event] = []
+    var events: [Event] { lock.withLock { recorded } }
     init(_ base: MemoryBlockDevice) { self.base = base }
     var blockSize: Int { base.blockSize }
     var blockCount: UInt64 { base.blockCount }
     func read(block: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws { try base.read(block: block, into: buffer) }
     func write(block: UInt64, from buffer: UnsafeRawBufferPointer) throws {
-        events.append(.write(block, Array(buffer)))
-        try base.write(block: block, from: buffer)
+        try lock.withLock {
+            recorded.append(.write(block, Array(buffer)))
+            try base.write(block: block, from: buffer)
+        }
     }
-    func flush() throws { events.append(.flush) }
+    func flush() throws { lock.withLock { recorded.append(.flush) } }
 
     /// The disk as a power cut after `cut` events could leave it: every
     /// write before the last flush, and any subset of the writes after it.
     func crashImage(from initial: [UInt8], cut: Int, rng: inout SeededGenerator) -> MemoryBlockDevice {
         let device = MemoryBlockDevice(image: initial)
+        let events = self.events
         let lastFlush = events[..<cut].lastIndex { if case .flush = $0 { true } else { false } } ?? -1
         for (i, event) in events[..<cut].enumerated() {
             guard case .write(let block, let data) = event else { continue }

@@ -1,5 +1,5 @@
 @_spi(Host) import BentoKit
-import BentoServices
+@_spi(Testing) import BentoServices
 import Testing
 import XV6Check
 import XV6FS
@@ -30,7 +30,10 @@ import XV6Layout
     }
 
     /// The features in the superblock on the device (after a commit).
+    /// The features in the superblock at home, once the cache's writer has
+    /// written what the last commit gave it.
     static func features(_ device: any BlockDevice) throws -> FeatureSet {
+        BackgroundWriteDevice.waitForAllWrites()
         var block = [UInt8](repeating: 0, count: Layout.blockSize)
         try block.withUnsafeMutableBytes { try device.read(block: Layout.superblockNumber, into: $0) }
         return try block.withUnsafeBytes { try Superblock.decode($0, deviceBlocks: device.blockCount) }.features

@@ -1,5 +1,5 @@
 @_spi(Host) import BentoKit
-import BentoServices
+@_spi(Testing) import BentoServices
 import Testing
 import XV6Check
 import XV6FS
@@ -127,6 +127,7 @@ import XV6Layout
         try h.writeFile("/f", data)
         try h.mkdir("/d")
         try h.fs.sync()
+        BackgroundWriteDevice.waitForAllWrites()  // and the commit is home too
         var image = device.snapshot()
         let bs = Layout.blockSize
         let header = try image.withUnsafeBytes { bytes in

@@ -119,7 +119,8 @@ extension Harness {
     /// adopts it and mounts.
     static func crash(_ device: any BlockDevice, _ journal: SharedMemoryJournal,
                       messages: Messages = Messages()) throws -> Harness {
-        try Harness.journaled(device, adopting: dup(journal.fd), messages: messages).0
+        BackgroundWriteDevice.waitForAllWrites()
+        return try Harness.journaled(device, adopting: dup(journal.fd), messages: messages).0
     }
 
     /// Random operations of every kind, never synced unless `syncs`, kept
@@ -290,6 +291,7 @@ extension Harness {
         try h.writeFile("lost", pattern(3000, seed: 1))
         try h.writeFile("shared", pattern(3000, seed: 2))
         // The process dies; a host without journals mounts and commits.
+        BackgroundWriteDevice.waitForAllWrites()
         let plain = try Harness(device: device)
         try plain.writeFile("kept", pattern(3000, seed: 3))
         try plain.fs.sync()

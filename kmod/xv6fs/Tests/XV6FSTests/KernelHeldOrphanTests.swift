@@ -14,6 +14,7 @@ import XV6Layout
     /// the module whether it resumed the kernel session.
     static func crash(_ device: any BlockDevice, _ journal: SharedMemoryJournal, resumed: Bool,
                       messages: Messages = Messages()) throws -> (Harness, SharedMemoryJournal) {
+        BackgroundWriteDevice.waitForAllWrites()
         let cache = LRUBufferCache(device: device, capacity: 4096)
         let adopted = try SharedMemoryJournal(adopting: dup(journal.fd), cache: cache)
         let superBlock = SuperBlock(cache: cache, journal: adopted, kernelMayHoldInodes: resumed) { messages.append($0) }

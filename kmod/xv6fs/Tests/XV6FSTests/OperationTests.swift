@@ -1,5 +1,5 @@
 @_spi(Host) import BentoKit
-import BentoServices
+@_spi(Testing) import BentoServices
 import Testing
 import XV6FS
 import XV6Layout
@@ -352,7 +352,9 @@ import XV6Layout
         try h.fs.fsync(ctx, ino: ino, handle: 0, dataOnly: false)
         try h.fs.fsyncdir(ctx, ino: root, handle: 0, dataOnly: false)
         try h.writeFile("not-synced", [1, 2, 3])
-        // Mount a copy of the device as it is now, as after a power cut.
+        // Mount a copy of the device as it is now, as after a power cut
+        // once the writes under way have landed.
+        BackgroundWriteDevice.waitForAllWrites()
         let copy = MemoryBlockDevice(image: (h.device as! MemoryBlockDevice).snapshot())
         let after = try Harness(device: copy)
         #expect(try after.readFile("durable") == data)

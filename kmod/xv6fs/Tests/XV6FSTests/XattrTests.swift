@@ -25,7 +25,10 @@ let version3 = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
         return try mount3(device, version)
     }
 
+    /// The features in the superblock at home, once the cache's writer has
+    /// written what the last commit gave it.
     static func diskFeatures(_ device: any BlockDevice) throws -> FeatureSet {
+        BackgroundWriteDevice.waitForAllWrites()
         let page = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)
         defer { page.deallocate() }
         try device.read(block: Layout.superblockNumber, into: page)
@@ -323,6 +326,7 @@ let version3 = Xv6Module(version: SemanticVersion(3, 0, 0), provenance: true,
 enum Volume3Probe {
     /// The inode table block holding inode `ino`.
     static func inodeSlotBlock(_ device: any BlockDevice, ino: UInt32) throws -> UInt32 {
+        BackgroundWriteDevice.waitForAllWrites()
         let page = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)
         defer { page.deallocate() }
         try device.read(block: Layout.superblockNumber, into: page)
