@@ -1,6 +1,5 @@
 import BentoKit
 import Glibc
-import Synchronization
 
 /// A block device with a writer thread in front. `writeLater` hands the
 /// thread copies of blocks and returns; the thread writes them while the
@@ -23,7 +22,7 @@ public final class BackgroundWriteDevice: BlockDevice, @unchecked Sendable {
         blockSize = base.blockSize
         blockCount = base.blockCount
         queue = WriteQueue(base)
-        Self.live.withLock { $0.append(Weak(queue)); $0.removeAll { $0.queue == nil } }
+        Self.live.add(queue)
     }
 
     deinit { queue.stop() }
@@ -50,14 +49,10 @@ public final class BackgroundWriteDevice: BlockDevice, @unchecked Sendable {
     /// writes nothing after its death.
     @_spi(Testing)
     public static func waitForAllWrites() {
-        for writer in live.withLock({ $0 }) { _ = writer.queue?.waitIdle() }
+        for queue in live.all() { _ = queue.waitIdle() }
     }
 
-    private struct Weak: @unchecked Sendable {
-        weak var queue: WriteQueue?
-        init(_ queue: WriteQueue) { self.queue = queue }
-    }
-    private static let live = Mutex<[Weak]>([])
+    private static let live = LiveQueues()
 
     /// Queues a batch of at most `count` blocks: `copy` fills the memory it
     /// is given with up to `count` blocks, one after another, and returns
@@ -68,6 +63,22 @@ public final class BackgroundWriteDevice: BlockDevice, @unchecked Sendable {
                            written: @escaping @Sendable (_ blocks: [UInt64], _ failed: Set<UInt64>) -> Void) {
         queue.submit(count: count, copy: copy, written: written)
     }
+}
+
+/// Every write queue in the process, for `waitForAllWrites`.
+private final class LiveQueues: @unchecked Sendable {
+    private struct Weak { weak var queue: WriteQueue? }
+    private let mutex = PthreadMutex()
+    private var queues: [Weak] = []
+
+    func add(_ queue: WriteQueue) {
+        mutex.withLock {
+            queues.removeAll { $0.queue == nil }
+            queues.append(Weak(queue: queue))
+        }
+    }
+
+    func all() -> [WriteQueue] { mutex.withLock { queues.compactMap(\.queue) } }
 }
 
 /// The writer thread and what it shares with the submitters. The thread
