@@ -305,6 +305,10 @@ final class ServedMount: @unchecked Sendable {
             }
             do {
                 try server.fileSystem.sync()
+                // The next process reads the image through a cache of its
+                // own: the commit's home writes must have landed, and this
+                // process may be killed as soon as it answers.
+                bufferCache.waitForWriteBacks()
                 guard let state = try served.exportState() else { return nil }
                 try MemoryFile.write(SavedState.encode(state, references: superBlock.references.snapshot()), to: WorkerFD.stateOut)
                 return state.bytes.count

@@ -152,6 +152,10 @@ public final class LRUBufferCache: BufferCache, @unchecked Sendable {
         })
     }
 
+    /// Returns once the writes `writeBackLater` started have reached the
+    /// device (not flushed): before another process reads the image.
+    public func waitForWriteBacks() { writer.waitForWrites() }
+
     public func discard(_ block: UInt64) {
         locked { s in
             guard let slot = s.buffers[block], s.slots[slot].pins == 0, s.slots[slot].users == 0 else { return }
