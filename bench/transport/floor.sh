@@ -5,7 +5,8 @@
 # build (swift build -c release) and, for the untar, linux-source-6.1 (as
 # bench/run.sh). Env: NFILES (19000, as bench/run.sh); TARBALL (an
 # uncompressed tar to use instead of the kernel's; NOTAR=1 skips the untar);
-# SYSTEMS ("ext4 null xv6"; ext4 first, "noperm" and "uring" may be added).
+# SYSTEMS ("ext4 null xv6"; ext4 first, "noperm", "uring" and "xv6b" may be
+# added); XV6B (the release directory of another build, for "xv6b").
 #
 #   ext4   data=journal on a loop device over a tmpfs file (as bench/run.sh)
 #   null   probe.c -c -P -T 1: an in-memory server that answers every request
@@ -17,6 +18,8 @@
 #          directory's mode again after each change to it (README: "The
 #          kernel's permission checks")
 #   xv6    bento-upgraded serving xv6fs, default options
+#   xv6b   the same from the build in XV6B (another commit's), to compare two
+#          builds side by side in one run
 #   uring  the null server over FUSE-over-io_uring instead (probe.c -c -t
 #          uring: one queue per CPU, its thread on that CPU, waiting in
 #          io_uring_enter); sets the fuse module's enable_uring for the run.
@@ -55,7 +58,10 @@ if [ -z "$tarball" ] && [ "${NOTAR:-0}" != 1 ]; then
     [ -r $src ] || { echo "floor.sh: missing $src (apt-get install linux-source-6.1), or set TARBALL or NOTAR=1" >&2; exit 1; }
     xz -T0 -dc $src > "$W/linux.tar"; tarball=$W/linux.tar
 fi
-mkdir -p "$W/ext4.mnt" "$W/null.mnt" "$W/noperm.mnt" "$W/uring.mnt" "$W/xv6.mnt" "$W/state"
+case " ${systems[*]} " in *" xv6b "*)
+    [ -x "${XV6B:-}/bento-upgraded" ] || { echo "floor.sh: xv6b needs XV6B, another release directory" >&2; exit 1; } ;;
+esac
+mkdir -p "$W/ext4.mnt" "$W/null.mnt" "$W/noperm.mnt" "$W/uring.mnt" "$W/xv6.mnt" "$W/xv6b.mnt" "$W/state"
 case " ${systems[*]} " in *" uring "*) uring_was=$(cat $uring_param); echo Y > $uring_param ;; esac
 
 wait_mounted() { # MOUNTPOINT
@@ -78,17 +84,18 @@ start() { # SYSTEM
           wait_mounted "$W/uring.mnt"
           for _ in $(seq 100); do grep -q registered "$W/uring.log" && return 0; sleep 0.05; done
           echo "floor.sh: the io_uring queues did not register" >&2; return 1 ;;
-    xv6)  rm -f "$W/xv6.img"; "$bin/mkfs.xv6" --size 4G --inodes 262144 "$W/xv6.img" >/dev/null
-          "$bin/bento-upgraded" --image "$W/xv6.img" --mountpoint "$W/xv6.mnt" --module "$bin/libXV6Module.so" \
-              --control-socket "$W/control.sock" --state-dir "$W/state" >>"$W/xv6.log" 2>&1 & server=$!
-          wait_mounted "$W/xv6.mnt" ;;
+    xv6|xv6b) b=$bin; [ $1 = xv6b ] && b=$XV6B
+          rm -f "$W/$1.img"; "$b/mkfs.xv6" --size 4G --inodes 262144 "$W/$1.img" >/dev/null
+          "$b/bento-upgraded" --image "$W/$1.img" --mountpoint "$W/$1.mnt" --module "$b/libXV6Module.so" \
+              --control-socket "$W/control.sock" --state-dir "$W/state" >>"$W/$1.log" 2>&1 & server=$!
+          wait_mounted "$W/$1.mnt" ;;
     esac
 }
 stop() { # SYSTEM
     case $1 in
     ext4) umount "$W/ext4.mnt"; rm -f "$W/ext4.img" ;;
     null|noperm|uring) umount "$W/$1.mnt"; wait "$server"; server= ;;
-    xv6)  kill -TERM "$server"; wait "$server" || true; server= ;;
+    xv6|xv6b) kill -TERM "$server"; wait "$server" || true; server= ;;
     esac
 }
 
