@@ -7,7 +7,9 @@ stdin and sorts every sample by its call chain: the module call it is under
 under the log's commit or the operation journal; the reply's writev (which
 wakes the caller); the read(2) of the request; the loop thread's polling
 for the next request (idle: poll(2) and the clock it reads between polls);
-the rest of the host (libfuse's dispatch, the gate, the request counts).
+the rest of the host (libfuse's dispatch, the gate, the request counts);
+and the buffer cache's writer thread, which writes committed blocks home
+beside the requests (its samples are no request's).
 
 Usage: perf script -i perf.data | worker-time.py HZ COUNT
 prints each part as microseconds per COUNT (files, entries, requests) and as
@@ -26,6 +28,8 @@ OPERATION = re.compile(r"(?:10FileSystemP|AadEP)([0-9]+)([a-zA-Z_]+)")
 
 def part(chain):
     text = "\n".join(chain)
+    if "WriteQueue" in text:
+        return "writer thread: home writes, beside the requests"
     if "writev" in text:
         return "reply: writev (wakes the caller)"
     if "ksys_read" in text:
