@@ -29,9 +29,8 @@ import XV6Layout
         return try mount(device)
     }
 
-    /// The features in the superblock on the device (after a commit).
-    /// The features in the superblock at home, once the cache's writer has
-    /// written what the last commit gave it.
+    /// The features in the superblock at home (after a commit), once the
+    /// cache's writer has written what the commit gave it.
     static func features(_ device: any BlockDevice) throws -> FeatureSet {
         BackgroundWriteDevice.waitForAllWrites()
         var block = [UInt8](repeating: 0, count: Layout.blockSize)
