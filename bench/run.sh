@@ -27,14 +27,16 @@
 #               whatever the setting, and it changes nothing (the table's
 #               "CPU idle" line names the driver).
 # Environment:
-#   BENCH_BIN        bento-upgraded, libXV6Module.so, libBentoKit.so and
-#                    mkfs.xv6 (default: .build/release, built first)
+#   BENCH_BIN        bento-upgraded, libXV6Module.so, libBentoKit.so, mkfs.xv6
+#                    and fsck.xv6 (default: .build/release, built first)
 #   BENCH_TMP        tmpfs directory for the work area (default /dev/shm)
 #   BENTO_ARGS       extra bento-upgraded options (e.g. "--threads 8 --cache-mib 512")
 #   PT_OPTS          extra passthrough_ll options (e.g. "-o writeback")
 #   BENCH_WORKLOADS  run only these (of: meta1 meta8 randwrite seq untar), for diagnosis
 #   BENCH_REPS       repeats instead of 3 (1 with --quick)
 #   SWIFT            the swift driver (default: swift, /opt/swift/usr/bin first in PATH)
+# After every xv6 run, once its daemon has stopped, `fsck.xv6 -n` checks the
+# image; a finding fails the run (exit status 1), as a failed workload does.
 # Needs root, /dev/fuse and loop devices. Installs missing Debian packages
 # (fio, linux-source-6.1, e2fsprogs, libfuse3-dev, pkg-config, fuse3, gcc)
 # with apt-get. Every mount, daemon and loop device it makes is removed on
@@ -97,12 +99,12 @@ fi
 bin=${BENCH_BIN:-$repo/.build/release}
 if [ $build = 1 ] && [ -z "${BENCH_BIN:-}" ]; then
     export PATH=/opt/swift/usr/bin:$PATH
-    for p in bento-upgraded XV6Module mkfs.xv6 bentoctl; do
+    for p in bento-upgraded XV6Module mkfs.xv6 fsck.xv6 bentoctl; do
         say "swift build -c release --product $p"
         (cd "$repo" && "${SWIFT:-swift}" build -c release --product "$p" >&2) || die "build of $p failed"
     done
 fi
-for f in bento-upgraded libXV6Module.so libBentoKit.so mkfs.xv6; do
+for f in bento-upgraded libXV6Module.so libBentoKit.so mkfs.xv6 fsck.xv6; do
     [ -e "$bin/$f" ] || die "missing $bin/$f (build it, or set BENCH_BIN)"
 done
 # The code under test, as of the build.
@@ -178,7 +180,8 @@ mbps() { awk -v b="$1" -v ns="$2" 'BEGIN { printf "%.1f", b / 1e6 / (ns / 1e9) }
 secs() { awk -v ns="$1" 'BEGIN { printf "%.3f", ns / 1e9 }'; }
 
 mkdir -p "$W/bin" "$W/build"
-cp "$bin/bento-upgraded" "$bin/libXV6Module.so" "$bin/libBentoKit.so" "$bin/mkfs.xv6" "$W/bin/" || die "copying binaries"
+cp "$bin/bento-upgraded" "$bin/libXV6Module.so" "$bin/libBentoKit.so" "$bin/mkfs.xv6" "$bin/fsck.xv6" "$W/bin/" \
+    || die "copying binaries"
 [ -x "$bin/bentoctl" ] && cp "$bin/bentoctl" "$W/bin/"   # optional: request counts for the report
 chmod 755 "$W/bin" "$W/bin"/*
 say "compiling passthrough_ll and mdbench in $W/build"
@@ -291,6 +294,29 @@ sys_destroy() {
     pt)   stop_daemon pt; mounted "$W/pt.ext4" && umount_ext4 "$W/pt.ext4"; rm -f "$W/pt.img" ;;
     ext4) mounted "$W/ext4.mnt" && umount_ext4 "$W/ext4.mnt"; rm -f "$W/ext4.img" ;;
     esac
+}
+
+# fsck_xv6 WORKLOAD REP: checks the image of an xv6 run whose daemon has
+# stopped. Every workload must leave a consistent file system behind.
+fsck_checked=0 fsck_unclean=()
+fsck_xv6() {
+    local out=$W/fsck.out
+    [ -e "$W/xv6.img" ] || return 0
+    fsck_checked=$((fsck_checked + 1))
+    if bounded $limit_stop "$W/bin/fsck.xv6" -n "$W/xv6.img" >"$out" 2>&1; then
+        say "  xv6: fsck.xv6 -n: clean"
+    else
+        say "  xv6: fsck.xv6 -n found errors (status $?):"; head -n 20 "$out" >&2
+        fsck_unclean+=("$1 run $2")
+        failures=$((failures + 1))
+    fi
+}
+fsck_summary() {
+    if [ ${#fsck_unclean[@]} = 0 ]; then
+        echo "fsck.xv6 -n after every xv6 run, once its daemon had stopped: $fsck_checked of $fsck_checked images clean."
+    else
+        echo "fsck.xv6 -n after every xv6 run, once its daemon had stopped: ${#fsck_unclean[@]} of $fsck_checked images NOT clean (${fsck_unclean[*]})."
+    fi
 }
 
 # --- Workloads --------------------------------------------------------------------
@@ -453,6 +479,7 @@ for w in "${workloads[@]}"; do
                     *) failed "$w" "$s" "$r" ;;
                 esac
             fi
+            [ "$s" = xv6 ] && { stop_daemon xv6; fsck_xv6 "$w" "$r"; }
             sys_destroy "$s"
         done
     done
@@ -479,6 +506,8 @@ echo "Medians of $reps run(s). Ratios are xv6 divided by the other system, in th
 echo
 report text
 echo
+echo
+fsck_summary
 echo
 echo "Requests the xv6 mount served per unit of each workload (bentoctl status):"
 python3 "$bench_dir/requests.py" "$W" text
@@ -526,6 +555,8 @@ mkdir -p "$(dirname "$out")"
     echo "![xv6 speed divided by passthrough_ll's and ext4's for each workload (bench/plot.sh)](plots/side-by-side.svg)"
     echo
     report md
+    echo
+    fsck_summary
     if ls "$W"/status.*.json >/dev/null 2>&1; then
         echo
         echo "## Requests the xv6 mount served"
@@ -536,5 +567,5 @@ mkdir -p "$(dirname "$out")"
     fi
 } > "$out.tmp" && mv "$out.tmp" "$out" || die "writing $out failed"
 
-[ $failures = 0 ] || { say "$failures run(s) failed; see the table"; exit 1; }
+[ $failures = 0 ] || { say "$failures run(s) failed (a workload, or the fsck after it); see the report"; exit 1; }
 exit 0
