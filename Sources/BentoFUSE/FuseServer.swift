@@ -36,6 +36,8 @@ public final class FuseServer: @unchecked Sendable {
     let waiter: RequestWaiter
     /// FORGETs read and not yet done, which STATFS waits for.
     let forgets = ForgetsInFlight()
+    /// FORGETs kept for when the daemon would otherwise wait.
+    let deferredForgets = DeferredForgets()
     /// Whether to ask the kernel to enforce POSIX ACLs (the module stores
     /// them: `BentoModule.posixACL`). Asked at INIT only: the kernel keeps
     /// what it agreed for the whole mount, whatever module comes later.
@@ -390,13 +392,22 @@ public final class FuseServer: @unchecked Sendable {
             // after which each thread leaves the loop by itself.
             pthread_setcancelstate(Int32(PTHREAD_CANCEL_DISABLE), nil)
             if let buffer { ReadBuffer.prefault(buffer, length) }
+            let server = userdata.map { Unmanaged<FuseServer>.fromOpaque($0).takeUnretainedValue() }
             while true {
                 bento_recorder_idle()
-                let n = userdata.map { Unmanaged<FuseServer>.fromOpaque($0).takeUnretainedValue().waiter.read(fd, buffer, length) }
-                    ?? Glibc.read(fd, buffer, length)
+                if let server, !server.deferredForgets.isEmpty, !DeferredForgets.lastReadWasForget {
+                    // This thread has just answered a request: its caller
+                    // is waking up, and the daemon has time until then.
+                    server.runDeferredForgets(while: { !RequestWaiter.pending(fd) })
+                }
+                let n = server.map { server in
+                    server.waiter.read(fd, buffer, length, beforeSleeping: { server.runDeferredForgets() })
+                } ?? Glibc.read(fd, buffer, length)
                 let saved = errno
-                if n > 0, let buffer, let userdata {
-                    let server = Unmanaged<FuseServer>.fromOpaque(userdata).takeUnretainedValue()
+                if n > 0, let buffer, let server {
+                    // Before the recorder notes the request: a fault in a
+                    // FORGET is not this request's.
+                    server.runDeferredForgets(before: buffer, n)
                     bento_recorder_note(buffer, n)
                     if server.answerIfQuarantined(buffer, n) { continue }
                     server.noteRead(buffer, n)

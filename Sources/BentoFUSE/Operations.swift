@@ -25,10 +25,13 @@ extension FuseServer {
             }
         }
         // FORGET has no reply: a thrown error could not be sent anyway.
+        // Kept for later if there is room (DeferredForgets).
         ops.forget = { req, ino, count in
             let s = FuseServer.server(req)
             defer { s.forgets.done() }
-            s.handle(req, .forget) { fs, _ in fs.forget(ino: ino, count: count) }
+            s.handle(req, .forget) { fs, _ in
+                if !s.deferredForgets.keep(ino, count) { fs.forget(ino: ino, count: count) }
+            }
             fuse_reply_none(req)
         }
         ops.forget_multi = { req, count, forgets in
@@ -37,7 +40,7 @@ extension FuseServer {
             s.handle(req, .forget) { fs, _ in
                 for i in 0..<count {
                     guard let f = forgets?[i] else { continue }
-                    fs.forget(ino: f.ino, count: f.nlookup)
+                    if !s.deferredForgets.keep(f.ino, f.nlookup) { fs.forget(ino: f.ino, count: f.nlookup) }
                 }
             }
             fuse_reply_none(req)
@@ -211,6 +214,7 @@ extension FuseServer {
             s.flushWriters()
             s.forgets.waitForEarlier()
             s.handle(req, .statfs) { fs, ctx in
+                s.runKeptForgets(on: fs)  // those FORGETs kept (DeferredForgets)
                 var v = Convert.statvfs(try fs.statfs(ctx, ino: ino))
                 fuse_reply_statfs(req, &v)
             }

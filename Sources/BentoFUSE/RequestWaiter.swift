@@ -71,9 +71,13 @@ final class RequestWaiter: @unchecked Sendable {
         pthread_condattr_destroy(&attributes)
     }
 
-    /// Reads the next request into `buffer`, as read(2) on `fd` would.
-    func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ length: Int) -> Int {
-        guard pollNanoseconds > 0, !busy() else { return Glibc.read(fd, buffer, length) }
+    /// Reads the next request into `buffer`, as read(2) on `fd` would;
+    /// calls `beforeSleeping` first when it may sleep in read(2).
+    func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ length: Int, beforeSleeping: () -> Void = {}) -> Int {
+        guard pollNanoseconds > 0, !busy() else {
+            beforeSleeping()
+            return Glibc.read(fd, buffer, length)
+        }
         pthread_mutex_lock(lock)
         if !watchdogStarted { startWatchdog() }
         while reading && !ended && !busy() {
@@ -83,6 +87,7 @@ final class RequestWaiter: @unchecked Sendable {
         }
         if busy() {
             pthread_mutex_unlock(lock)
+            beforeSleeping()
             return Glibc.read(fd, buffer, length)
         }
         reading = true
@@ -92,6 +97,7 @@ final class RequestWaiter: @unchecked Sendable {
         let start = Self.now()
         var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         while poll(&ready, 1, 0) == 0, Self.now() &- start < pollNanoseconds {}
+        if ready.revents == 0 { beforeSleeping() }
         let count = Glibc.read(fd, buffer, length)
         let saved = errno
 
@@ -167,7 +173,7 @@ final class RequestWaiter: @unchecked Sendable {
     }
 
     /// Whether the kernel has a request waiting to be read.
-    private static func pending(_ fd: Int32) -> Bool {
+    static func pending(_ fd: Int32) -> Bool {
         var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&ready, 1, 0) > 0
     }

@@ -15,10 +15,12 @@ extension FuseServer {
         return 0
     }
 
-    /// Free bytes as the module counts them; tells the guard, and when that
-    /// turns checking on, has the kernel drop the attributes of every file
-    /// open for writing, so that their next write() asks. Inside the gate.
+    /// Free bytes as the module counts them, once the FORGETs kept have
+    /// freed what they free; tells the guard, and when that turns checking
+    /// on, has the kernel drop the attributes of every file open for
+    /// writing, so that their next write() asks. Inside the gate.
     func lookAtFreeSpace(_ fs: any FileSystem, _ ctx: RequestContext) throws -> UInt64 {
+        runKeptForgets(on: fs)
         let stats = try fs.statfs(ctx, ino: InodeNumber(FUSE_ROOT_ID))
         let free = stats.availableBlocks * UInt64(stats.blockSize)
         guard let space else { return free }

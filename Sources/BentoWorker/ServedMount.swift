@@ -221,6 +221,7 @@ final class ServedMount: @unchecked Sendable {
     func serve() {
         _ = server.run(maxThreads: settings.threads)
         server.gate.pass {
+            server.runKeptForgets(on: server.fileSystem)
             do { try server.fileSystem.destroy() } catch { log.error("flushing on unmount failed: \(error)") }
         }
         server.destroySession()
@@ -304,6 +305,8 @@ final class ServedMount: @unchecked Sendable {
                 return nil
             }
             do {
+                // The next process would never see these FORGETs again.
+                server.runKeptForgets(on: server.fileSystem)
                 try server.fileSystem.sync()
                 // The next process reads the image through a cache of its
                 // own: the commit's home writes must have landed, and this

@@ -18,6 +18,25 @@ import Testing
         }
     }
 
+    /// Work put off for an idle moment (DeferredForgets) runs before the
+    /// reader sleeps, never while a request waits to be read.
+    @Test func beforeSleepingRunsOnlyWhenNoRequestWaits() throws {
+        for poll in [50, 0] {
+            let pipe = try Pipe()
+            let waiter = RequestWaiter(pollMicroseconds: poll)
+            var byte: UInt8 = 0, called = 0
+            pipe.send(1)
+            usleep(1000)
+            #expect(waiter.read(pipe.output, &byte, 1, beforeSleeping: { called += 1 }) == 1)
+            if waiter.pollNanoseconds > 0 { #expect(called == 0, "a request was waiting") }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { pipe.send(2) }
+            called = 0
+            #expect(waiter.read(pipe.output, &byte, 1, beforeSleeping: { called += 1 }) == 1)
+            #expect(byte == 2)
+            #expect(called == 1, "nothing came while it polled: it ran the work, then slept")
+        }
+    }
+
     /// The reader takes a request whose work blocks: the thread waiting its
     /// turn must still read the next one (the watchdog hands the turn on),
     /// as when a flush waits on the kernel's writes through the same mount.
