@@ -58,7 +58,7 @@ let package = Package(
             .product(name: "BentoServices", package: "BentoKit"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
-        .testTarget(name: "BentoFUSETests", dependencies: ["BentoFUSE"]),
+        .testTarget(name: "BentoFUSETests", dependencies: ["BentoFUSE", .product(name: "BentoKit", package: "BentoKit")]),
         // The daemon's side of systemd: sd_notify, the fd store, journald.
         .target(name: "BentoSystemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
         // What runs in a mount's worker process: the module instance on the
