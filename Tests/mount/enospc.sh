@@ -282,7 +282,7 @@ for i in range(300):
 # The kernel may hold a FORGET back behind the STATFS that follows (now
 # and then it lets a request pass its queued FORGETs; 23 of 300 with a
 # debug build here): most, not all, show at once, the rest with the next.
-# A STATFS that did not run the FORGETs kept would see none at once.
+# (Which requests run the FORGETs the daemon keeps: DeferredForgetsTests.)
 at_once = 0
 for i in range(300):
     before = free()
