@@ -46,14 +46,8 @@ import Testing
 /// The server's side: which requests run the FORGETs kept, and in what
 /// order they reach the module.
 @Suite struct DeferredForgetsServerTests {
-    func header(_ opcode: UInt32) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 40)
-        withUnsafeBytes(of: opcode.littleEndian) { bytes.replaceSubrange(4..<8, with: $0) }
-        return bytes
-    }
-
     func read(_ server: FuseServer, _ opcode: UInt32) {
-        header(opcode).withUnsafeBytes { server.runDeferredForgets(before: $0.baseAddress!, 40) }
+        requestHeader(opcode: opcode).withUnsafeBytes { server.runDeferredForgets(before: $0.baseAddress!, 40) }
     }
 
     @Test func aRequestThatMayNeedTheSpaceRunsThemFirstInOrder() {

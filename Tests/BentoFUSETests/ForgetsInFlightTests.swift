@@ -4,16 +4,9 @@ import Foundation
 import Testing
 
 @Suite struct ForgetsInFlightTests {
-    /// A fuse_in_header with `opcode`, as the read hook sees it.
-    func request(_ opcode: UInt32) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 40)
-        withUnsafeBytes(of: opcode.littleEndian) { bytes.replaceSubrange(4..<8, with: $0) }
-        return bytes
-    }
-
     @Test func statfsWaitsForTheForgetsReadBeforeIt() {
         let forgets = ForgetsInFlight()
-        for opcode: UInt32 in [2, 42, 17] { request(opcode).withUnsafeBytes { forgets.noteRead($0.baseAddress!, 40) } }
+        for opcode: UInt32 in [2, 42, 17] { requestHeader(opcode: opcode).withUnsafeBytes { forgets.noteRead($0.baseAddress!, 40) } }
         let returned = DispatchSemaphore(value: 0)
         DispatchQueue.global().async { forgets.waitForEarlier(); returned.signal() }
         forgets.done()  // the FORGET; the BATCH_FORGET still runs (17, STATFS, is not counted)
@@ -21,7 +14,7 @@ import Testing
         forgets.done()
         #expect(returned.wait(timeout: .now() + 5) == .success)
         // A FORGET that never ends holds STATFS up to the limit, not forever.
-        request(2).withUnsafeBytes { forgets.noteRead($0.baseAddress!, 40) }
+        requestHeader(opcode: 2).withUnsafeBytes { forgets.noteRead($0.baseAddress!, 40) }
         let start = Date()
         forgets.waitForEarlier()
         #expect(Date().timeIntervalSince(start) >= 0.9)

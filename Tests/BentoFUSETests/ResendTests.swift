@@ -6,11 +6,8 @@ import Testing
 /// took effect is answered as that attempt would have been; any other
 /// request keeps its error.
 @Suite struct ResendTests {
-    /// A FUSE request header as read from /dev/fuse: len, opcode, unique, ...
     func read(unique: UInt64) {
-        var header = [UInt8](repeating: 0, count: 40)
-        withUnsafeBytes(of: unique.littleEndian) { header.replaceSubrange(8..<16, with: $0) }
-        header.withUnsafeBytes { Resend.noteRead($0.baseAddress!, $0.count) }
+        requestHeader(unique: unique).withUnsafeBytes { Resend.noteRead($0.baseAddress!, $0.count) }
     }
 
     @Test func theFlagFollowsEachRequestReadOnThisThread() {
