@@ -48,6 +48,15 @@
  *       a LOOKUP of "killme", holding that request; the parent, which
  *       kept the /dev/fuse fd, waits -G milliseconds (default 0), writes
  *       FUSE_NOTIFY_RESEND and serves the same way (failover.sh)
+ *   -A  with -F over io_uring, adopt: the ring entries' buffers live in
+ *       memory the parent shares with the child (mapped before the fork,
+ *       so at the same addresses in both). The parent registers entries
+ *       of its own, answers each request the child held from the shared
+ *       buffers and commits it through its own ring (the kernel finds the
+ *       request by its unique and reads the reply at the entry's
+ *       addresses), then sends one request from each CPU so that what
+ *       queued while nobody served is fetched (README, "Adopting a dead
+ *       server's ring entries")
  * Runs in the foreground until the mount is unmounted, then prints the
  * request counts by opcode and by transport to stderr.
  */
@@ -582,7 +591,16 @@ struct ent {
 	struct fuse_uring_req_header hdr;
 	char *payload;
 	struct iovec iov[2];
+	atomic_int held; /* -A: between the CQE and the commit's submission */
 };
+
+/* -A: per queue, 2 x ring_depth entries shared with the child: the child
+ * registers the first ring_depth, the parent the others. */
+static int adopt;
+static struct ent *shared_ents;
+static char *shared_payloads;
+static int adopting; /* in the parent, after the child's death */
+static const char *mountpoint;
 
 static void queue_cmd(struct ring *r, struct ent *e, unsigned idx, int qid,
 		      uint32_t cmd_op, uint64_t commit_id)
@@ -632,10 +650,19 @@ static void *uring_thread(void *arg)
 			qid, ring_depth, flags, strerror(-err));
 		exit(2);
 	}
-	struct ent *ents = calloc(ring_depth, sizeof *ents);
-	for (unsigned i = 0; i < ring_depth; i++) {
+	struct ent *ents;
+	unsigned first = 0; /* the entries this process registers */
+	if (shared_ents) {
+		ents = shared_ents + (size_t)qid * 2 * ring_depth;
+		first = adopting ? ring_depth : 0;
+	} else {
+		ents = calloc(ring_depth, sizeof *ents);
+	}
+	for (unsigned i = first; i < first + ring_depth; i++) {
 		struct ent *e = &ents[i];
-		e->payload = aligned_alloc(4096, PAYLOAD_SZ);
+		e->payload = shared_ents
+			? shared_payloads + ((size_t)qid * 2 * ring_depth + i) * PAYLOAD_SZ
+			: aligned_alloc(4096, PAYLOAD_SZ);
 		memset(e->payload, 0, PAYLOAD_SZ);
 		e->iov[0] = (struct iovec){ &e->hdr, sizeof e->hdr };
 		e->iov[1] = (struct iovec){ e->payload, PAYLOAD_SZ };
@@ -650,6 +677,35 @@ static void *uring_thread(void *arg)
 	atomic_fetch_add(&queues_registered, 1);
 	char *out = malloc(PAYLOAD_SZ);
 	unsigned to_submit = 0;
+	if (adopting) {
+		/* the dead child's held requests: answer them from the shared
+		 * buffers and commit through this ring */
+		for (unsigned i = 0; i < ring_depth; i++) {
+			struct ent *e = &ents[i];
+			if (!atomic_load(&e->held))
+				continue;
+			struct fuse_in_header *ih = (void *)e->hdr.in_out;
+			struct fuse_uring_ent_in_out *io = &e->hdr.ring_ent_in_out;
+			fprintf(stderr, "probe: q%d adopts entry %u holding opcode"
+				" %u (unique %llu)\n", qid, i, ih->opcode,
+				(unsigned long long)io->commit_id);
+			int rr = handle(ih, e->hdr.op_in, e->payload,
+					io->payload_sz, out, PAYLOAD_SZ);
+			uint64_t unique = ih->unique, commit = io->commit_id;
+			struct fuse_out_header *oh = (void *)e->hdr.in_out;
+			size_t bodylen = rr > 0 ? (size_t)rr : 0;
+			if (bodylen)
+				memcpy(e->payload, out, bodylen);
+			oh->unique = unique;
+			oh->error = rr < 0 && rr != NO_REPLY ? rr : 0;
+			oh->len = sizeof *oh + bodylen;
+			io->payload_sz = bodylen;
+			queue_cmd(&r, e, i, qid,
+				  FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit);
+			atomic_store(&e->held, 0);
+			to_submit++;
+		}
+	}
 	for (;;) {
 		n = ring_enter(&r, to_submit, 1);
 		if (n < 0) {
@@ -676,6 +732,7 @@ static void *uring_thread(void *arg)
 				stop = 1;
 				continue;
 			}
+			atomic_store(&e->held, 1);
 			struct fuse_in_header *ih = (void *)e->hdr.in_out;
 			struct fuse_uring_ent_in_out *io = &e->hdr.ring_ent_in_out;
 			atomic_fetch_add(&via_uring, 1);
@@ -697,6 +754,7 @@ static void *uring_thread(void *arg)
 			io->payload_sz = bodylen;
 			queue_cmd(&r, e, cqe->user_data, qid,
 				  FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit);
+			atomic_store(&e->held, 0);
 			to_submit++;
 		}
 		atomic_store_explicit((_Atomic unsigned *)r.cq_head, head,
@@ -706,6 +764,32 @@ static void *uring_thread(void *arg)
 	}
 	free(out);
 	return NULL;
+}
+
+/* -A: a request queued on a CPU's queue while no entry was registered is
+ * fetched only when an entry of that queue commits; a stat of the mount
+ * root from each CPU (timeouts are 0 without -c: a GETATTR) makes one. */
+static void *kick_thread(void *arg)
+{
+	int cpu = (int)(intptr_t)arg;
+	cpu_set_t mask;
+	CPU_ZERO(&mask);
+	CPU_SET(cpu, &mask);
+	sched_setaffinity(0, sizeof mask, &mask);
+	struct stat st;
+	if (stat(mountpoint, &st) != 0)
+		fprintf(stderr, "probe: kick on cpu%d: %s\n", cpu, strerror(errno));
+	return NULL;
+}
+
+static void kick_queues(void)
+{
+	for (int q = 0; q < nqueues; q++) {
+		pthread_t t;
+		pthread_create(&t, NULL, kick_thread, (void *)(intptr_t)q);
+		pthread_detach(t);
+	}
+	fprintf(stderr, "probe: kicked %d queues\n", nqueues);
 }
 
 /* Runs the transport's threads until the mount goes away. */
@@ -729,6 +813,8 @@ static void serve(const char *transport, int nthreads, const char *mnt,
 				       (void *)(intptr_t)q);
 		while (atomic_load(&queues_registered) < nqueues)
 			usleep(1000);
+		if (adopting)
+			kick_queues();
 		fprintf(stderr, "probe: %d queues x %u entries registered"
 			" (ring flags: %s)\n", nqueues, ring_depth,
 			ring_defer ? "SQE128|SINGLE_ISSUER|DEFER_TASKRUN"
@@ -748,7 +834,7 @@ int main(int argc, char **argv)
 {
 	const char *mnt = NULL, *transport = "classic";
 	int nfiles = 100, nthreads = 2, c;
-	while ((c = getopt(argc, argv, "t:m:n:T:d:f:M:FG:cNP")) != -1) {
+	while ((c = getopt(argc, argv, "t:m:n:T:d:f:M:FG:cNPA")) != -1) {
 		switch (c) {
 		case 't': transport = optarg; break;
 		case 'm': mnt = optarg; break;
@@ -762,6 +848,7 @@ int main(int argc, char **argv)
 		case 'c': cache_timeout = 86400; break;
 		case 'N': kernel_checks = 0; break;
 		case 'P': spin_readers = 1; break;
+		case 'A': adopt = 1; break;
 		default: goto usage;
 		}
 	}
@@ -769,7 +856,7 @@ int main(int argc, char **argv)
 usage:
 		fprintf(stderr, "usage: probe -t classic|uring -m MNT [-n N]"
 			" [-T threads] [-d depth] [-f plain|defer] [-M minor]"
-			" [-F [-G ms]] [-c [-N]] [-P]\n");
+			" [-F [-G ms] [-A]] [-c [-N]] [-P]\n");
 		return 1;
 	}
 	use_uring = strcmp(transport, "uring") == 0;
@@ -804,6 +891,20 @@ usage:
 		return 1;
 	}
 
+	mountpoint = mnt;
+	if (die_on_lookup && adopt && use_uring) {
+		size_t count = (size_t)get_nprocs_conf() * 2 * ring_depth;
+		shared_ents = mmap(NULL, count * sizeof *shared_ents,
+				   PROT_READ | PROT_WRITE,
+				   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		shared_payloads = mmap(NULL, count * PAYLOAD_SZ,
+				       PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (shared_ents == MAP_FAILED || shared_payloads == MAP_FAILED) {
+			perror("probe: mmap of the shared entries");
+			return 1;
+		}
+	}
 	if (die_on_lookup) {
 		pid_t child = fork();
 		if (child == 0) {
@@ -820,6 +921,7 @@ usage:
 			return 0;
 		usleep(failover_gap_ms * 1000);
 		die_on_lookup = 0;
+		adopting = shared_ents != NULL;
 		atomic_store(&init_done, 1); /* the child answered INIT */
 		struct fuse_out_header resend = { .len = sizeof resend,
 						  .error = 7 /* NOTIFY_RESEND */ };
