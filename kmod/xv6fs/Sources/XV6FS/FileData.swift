@@ -89,6 +89,35 @@ extension Volume {
         return value
     }
 
+    /// The nonzero entries of a table whose entry i maps file blocks from
+    /// `base + i * step`, for those that reach block `first` or beyond,
+    /// highest first; each checked to point at data.
+    private func liveEntries(in table: UInt32, base: UInt64, step: UInt64,
+                             reaching first: UInt64) throws -> [(index: Int, address: UInt32)] {
+        try cache.withBlock(UInt64(table)) { bytes in
+            var live: [(index: Int, address: UInt32)] = []
+            var i = Int(Self.perBlock) - 1
+            while i >= 0, base + UInt64(i + 1) * step > first {
+                let value = bytes.u32(4 * i)
+                if value != 0 {
+                    guard sb.isDataBlock(decodeAddress(value).block) else { throw Errno.EUCLEAN }
+                    live.append((i, value))
+                }
+                i -= 1
+            }
+            return live
+        }
+    }
+
+    /// Zeroes a table's entries at `indices` in one write.
+    private func clearEntries(_ indices: [Int], in table: UInt32) throws {
+        guard !indices.isEmpty else { return }
+        try cache.withMutableBlock(UInt64(table)) { bytes in
+            for i in indices { bytes.set(4 * i, UInt32(0)) }
+        }
+        log.record(UInt64(table))
+    }
+
     private func setAddress(in table: UInt32, at index: Int, to value: UInt32) throws {
         try cache.withMutableBlock(UInt64(table)) { $0.set(4 * index, value) }
         log.record(UInt64(table))
@@ -286,15 +315,15 @@ extension Volume {
         // Frees the entries of one table that map file blocks >= first,
         // highest first; its entries start at file block `base` and sit
         // `depth` levels above the data (0: a leaf table). Returns false
-        // when the budget ran out first.
+        // when the budget ran out first. A reclaim passes over the same
+        // tables once per operation, so each pass reads a table once and
+        // zeroes what it freed in one write, even when it throws.
         func freeEntries(_ table: UInt32, base: UInt64, depth: Int) throws -> Bool {
             let step = Self.span(depth)
-            var i = Int(Self.perBlock) - 1
-            while i >= 0 {
-                let start = base + UInt64(i) * step
-                if start + step <= first { break }
-                let entry = try address(in: table, at: i)
-                if entry != 0 {
+            var freed: [Int] = []
+            func walk() throws -> Bool {
+                for (i, entry) in try liveEntries(in: table, base: base, step: step, reaching: first) {
+                    let start = base + UInt64(i) * step
                     if depth > 0 {
                         guard sb.isDataBlock(entry) else { throw Errno.EUCLEAN }
                         guard try freeEntries(entry, base: start, depth: depth - 1) else { return false }
@@ -303,12 +332,15 @@ extension Volume {
                         guard budget > 0 else { return false }
                         try release(entry)
                         lowest = min(lowest, start)
-                        try setAddress(in: table, at: i, to: 0)
+                        freed.append(i)
                     }
                 }
-                i -= 1
+                return true
             }
-            return true
+            let finished: Bool
+            do { finished = try walk() } catch { try? clearEntries(freed, in: table); throw error }
+            try clearEntries(freed, in: table)
+            return finished
         }
         for level in stride(from: 3, through: 1, by: -1) {
             let top = root(inode, level), base = Self.treeBase(level)

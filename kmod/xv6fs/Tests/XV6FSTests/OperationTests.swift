@@ -242,6 +242,38 @@ import XV6Layout
         #expect(try h.fs.getattr(ctx, ino: ino).blocks == 0)
     }
 
+    /// Cuts that fall inside the indirect table and the double-indirect
+    /// tree, each freeing more blocks than one operation may: what lies
+    /// below a cut stays, every block above it is freed (tables included),
+    /// and the image stays clean; removing the file frees the rest.
+    @Test func truncatingThroughTheTablesFreesExactlyWhatIsCut() throws {
+        var h = try Harness.fresh()
+        let bs = Layout.blockSize, direct = Layout.directCount, perTable = Layout.addressesPerBlock
+        let free = try h.statfs().freeBlocks
+        // Direct blocks, a full indirect table and 300 blocks under the
+        // double-indirect one (one second-level table).
+        let data = pattern((direct + perTable + 300) * bs + 123, seed: 8)
+        let ino = try h.writeFile("f", data)
+        let tables = 1 + 2
+        #expect(try h.statfs().freeBlocks == free - UInt64(direct + perTable + 301 + tables))
+        for (cut, dataBlocks, tables) in [
+            ((direct + perTable + 100) * bs + 5, direct + perTable + 101, 3),  // inside the double-indirect tree
+            ((direct + 500) * bs + 77, direct + 501, 1),                       // inside the indirect table
+            (10 * bs, 10, 0),                                                  // among the direct blocks
+        ] {
+            _ = try h.fs.setattr(ctx, ino: ino, SetAttributes(size: UInt64(cut)), handle: nil)
+            #expect(try h.statfs().freeBlocks == free - UInt64(dataBlocks + tables), "cut at \(cut)")
+            try h.fs.sync()
+            try expectClean(h.device, "cut at \(cut)")
+            h = try h.remount()
+            #expect(try h.readFile(ino) == Array(data[0..<cut]), "cut at \(cut)")
+        }
+        try h.fs.unlink(ctx, parent: root, name: FileName("f"))
+        #expect(try h.statfs().freeBlocks == free)
+        try h.fs.sync()
+        try expectClean(h.device, "removed")
+    }
+
     @Test func sparseAndHugeFiles() throws {
         var h = try Harness.fresh()
         let ino = try h.writeFile("sparse", [7], at: 10 << 20)
