@@ -83,19 +83,37 @@ final class BlockAllocator {
     }
 
     /// Frees a data block and records the bitmap change.
-    func free(_ block: UInt32) throws {
-        guard sb.isDataBlock(block) else { throw Errno.EUCLEAN }
-        let bitmapBlock = UInt64(sb.bitmapStart) + UInt64(block) / UInt64(Layout.bitsPerBlock)
-        let local = Int(UInt64(block) % UInt64(Layout.bitsPerBlock))
-        let wasUsed = try cache.withMutableBlock(bitmapBlock) { bits in
-            let mask = UInt8(1 << (local & 7))
-            let used = bits[local >> 3] & mask != 0
-            bits[local >> 3] &= ~mask
-            return used
+    func free(_ block: UInt32) throws { try free(CollectionOfOne(block)) }
+
+    /// Frees data blocks and records the bitmap changes, with one cache
+    /// access for each run of blocks in the same bitmap block (a file's
+    /// blocks mostly lie together). Freeing a free block is corruption:
+    /// the others are freed all the same, then EUCLEAN.
+    func free<Blocks: Sequence<UInt32>>(_ blocks: Blocks) throws {
+        var rest = blocks.makeIterator()
+        var next = rest.next()
+        var freedAFreeBlock = false
+        let perBitmapBlock = UInt64(Layout.bitsPerBlock)
+        while let first = next {
+            guard sb.isDataBlock(first) else { throw Errno.EUCLEAN }
+            let bitmapBlock = UInt64(sb.bitmapStart) + UInt64(first) / perBitmapBlock
+            try cache.withMutableBlock(bitmapBlock) { bits in
+                while let block = next, sb.isDataBlock(block),
+                      UInt64(sb.bitmapStart) + UInt64(block) / perBitmapBlock == bitmapBlock {
+                    let local = Int(UInt64(block) % perBitmapBlock)
+                    let mask = UInt8(1 << (local & 7))
+                    if bits[local >> 3] & mask != 0 {
+                        bits[local >> 3] &= ~mask
+                        freeCount += 1
+                        if block < hint { hint = block }
+                    } else {
+                        freedAFreeBlock = true
+                    }
+                    next = rest.next()
+                }
+            }
+            log.record(bitmapBlock)
         }
-        log.record(bitmapBlock)
-        guard wasUsed else { throw Errno.EUCLEAN }  // freeing a free block: corruption
-        freeCount += 1
-        if block < hint { hint = block }
+        if freedAFreeBlock { throw Errno.EUCLEAN }
     }
 }

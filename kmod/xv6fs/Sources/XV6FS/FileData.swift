@@ -303,12 +303,31 @@ extension Volume {
     /// operation's budget. Returns true once none remain; otherwise the
     /// lowest block index freed so far, so the caller can shrink the size.
     func freeTail(_ inode: Inode, from first: UInt64) throws -> (done: Bool, lowestFreed: UInt64) {
+        // The blocks unmapped go back to the bitmap together at the end,
+        // even when a damaged table stops the walk part way.
+        var released: [UInt32] = []
+        func giveBack() throws {
+            for block in released { cache.discard(UInt64(block)) }
+            try blocks.free(released)
+        }
+        let result: (done: Bool, lowestFreed: UInt64)
+        do { result = try unmapTail(inode, from: first) { released.append($0) } } catch {
+            try? giveBack()
+            throw error
+        }
+        try giveBack()
+        return result
+    }
+
+    /// Unmaps file blocks from index `first` up, highest first, within one
+    /// operation's budget, and hands each block it unmaps (data and
+    /// tables) to `unmapped`.
+    private func unmapTail(_ inode: Inode, from first: UInt64,
+                           unmapped: (UInt32) -> Void) throws -> (done: Bool, lowestFreed: UInt64) {
         var budget = blocksPerOperation
         var lowest = UInt64.max
-        func release(_ raw: UInt32) throws {
-            let block = decodeAddress(raw).block
-            try blocks.free(block)
-            cache.discard(UInt64(block))
+        func release(_ raw: UInt32) {
+            unmapped(decodeAddress(raw).block)
             inode.disk.blockCount = inode.disk.blockCount > 0 ? inode.disk.blockCount - 1 : 0
             budget -= 1
         }
@@ -330,7 +349,7 @@ extension Volume {
                     }
                     if start >= first {
                         guard budget > 0 else { return false }
-                        try release(entry)
+                        release(entry)
                         lowest = min(lowest, start)
                         freed.append(i)
                     }
@@ -349,7 +368,7 @@ extension Volume {
             guard try freeEntries(top, base: base, depth: level - 1) else { return (false, lowest) }
             if base >= first {
                 guard budget > 0 else { return (false, lowest) }
-                try release(top)
+                release(top)
                 try setRoot(inode, level, 0)
             }
         }
@@ -359,7 +378,7 @@ extension Volume {
                 let entry = try self.entry(inode, .direct(i))
                 if entry != 0 {
                     guard budget > 0 else { return (false, lowest) }
-                    try release(entry)
+                    release(entry)
                     inode.disk.direct[i] = 0
                     lowest = min(lowest, UInt64(i))
                 }

@@ -204,6 +204,22 @@ import XV6Layout
         try expectClean(h.device, "punch hole")
     }
 
+    /// A file with more blocks than one bitmap block covers, so its
+    /// blocks straddle two: removing it frees every one of them (freeing
+    /// goes bitmap block by bitmap block).
+    @Test func removingAFileAcrossTwoBitmapBlocksFreesItAll() throws {
+        let perBitmapBlock = UInt64(Layout.bitsPerBlock)
+        let h = try Self.fresh(blocks: perBitmapBlock + 4096)
+        let free = try h.statfs().freeBlocks
+        let ino = try h.writeFile("f", [1])
+        try Self.fallocate(h, ino, 0, perBitmapBlock * UInt64(Layout.blockSize))
+        #expect(try h.statfs().freeBlocks < free - perBitmapBlock)
+        try h.fs.unlink(ctx, parent: root, name: FileName("f"))
+        #expect(try h.statfs().freeBlocks == free)
+        try h.fs.sync()
+        try expectClean(h.device, "removed")
+    }
+
     @Test func zeroRangeZeroesWithOrWithoutKeepSize() throws {
         let h = try Self.fresh()
         let data = pattern(64 << 10, seed: 9)
