@@ -6,7 +6,9 @@ stdin and sorts every sample by its call chain: the module call it is under
 (BentoKit's FileSystem protocol, e.g. write, setattr), split further when
 under the log's commit or the operation journal; the reply's writev (which
 wakes the caller); the read(2) of the request; the loop thread's polling
-for the next request (idle: poll(2) and the clock it reads between polls);
+for the next request (idle: poll(2) and the clock it reads between polls;
+module work the reading thread does meanwhile, such as FORGETs kept for
+after the reply, counts as that module call);
 the rest of the host (libfuse's dispatch, the gate, the request counts);
 and the buffer cache's writer thread, which writes committed blocks home
 beside the requests (its samples are no request's).
@@ -34,10 +36,10 @@ def part(chain):
         return "reply: writev (wakes the caller)"
     if "ksys_read" in text:
         return "read(2) of the request"
-    if "__poll" in text or "FuseServerC8customIO" in text:
-        return "idle: polling for the next request"
     calls = OPERATION.findall(text)
     if not calls:
+        if "__poll" in text or "FuseServerC8customIO" in text:
+            return "idle: polling for the next request"
         return "host: other"
     length, rest = calls[-1]
     name = "module: " + rest[:int(length)]
