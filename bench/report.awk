@@ -36,6 +36,7 @@ function skipped(key, s,    i) {
 function show(x, unit) {
     if (x == "") return "fail"
     if (x == "skip") return "not run"
+    if (unit == "s" && x < 1) return sprintf("%.3f", x)  # the rm of one file takes ms
     if (unit == "s" || unit == "MB/s") return sprintf("%.1f", x)
     return sprintf("%.0f", x)
 }

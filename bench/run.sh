@@ -5,7 +5,7 @@
 #         device backed by a tmpfs file
 #   ext4  ext4 with data=journal on a loop device backed by a tmpfs file
 # Workloads: create/stat/unlink of many empty files (1 and 8 threads), 4 KiB
-# random writes with fsync (fio), sequential 1 MiB write and cold read, and an
+# random writes with fsync (fio), sequential 1 MiB write, cold read and rm, an
 # untar of the Linux 6.1 source and its rm -rf. Each workload runs the three
 # systems one after the other on fresh file systems, repeated and
 # interleaved; the table shows medians and the ratios xv6/passthrough_ll and
@@ -370,20 +370,28 @@ w_seq() {
     local s=$1 r=$2 f=${dir[$1]}/seqfile t0 t1 wr rd bytes=$((seq_mib * 1048576))
     t0=$(now_ns)
     if ! bounded $limit_seq dd if=/dev/zero of="$f" bs=1M count="$seq_mib" conv=fsync status=none; then
-        say "  $s: sequential write failed"; failed seqwrite seqread "$s" "$r"; return
+        say "  $s: sequential write failed"; failed seqwrite seqread rmseq "$s" "$r"; return
     fi
     t1=$(now_ns); wr=$(mbps $bytes $((t1 - t0)))
     record seqwrite "$s" "$r" "$wr"
     if ! sys_cycle "$s" || [ "$(stat -c %s "$f" 2>/dev/null)" != $bytes ]; then
-        say "  $s: remount for the cold read failed"; failed seqread "$s" "$r"; return
+        say "  $s: remount for the cold read failed"; failed seqread rmseq "$s" "$r"; return
     fi
     t0=$(now_ns)
     if ! bounded $limit_seq dd if="$f" of=/dev/null bs=1M status=none; then
-        say "  $s: sequential read failed"; failed seqread "$s" "$r"; return
+        say "  $s: sequential read failed"; failed seqread rmseq "$s" "$r"; return
     fi
     t1=$(now_ns); rd=$(mbps $bytes $((t1 - t0)))
     record seqread "$s" "$r" "$rd"
-    say "  $s: write $wr MB/s, cold read $rd MB/s"
+    # Removing it frees every block it had, through its address tables.
+    local rm_s=failed
+    t0=$(now_ns)
+    if bounded $limit_seq rm "$f" && sys_sync "$s"; then
+        t1=$(now_ns); rm_s=$(secs $((t1 - t0))); record rmseq "$s" "$r" "$rm_s"
+    else
+        failed rmseq "$s" "$r"
+    fi
+    say "  $s: write $wr MB/s, cold read $rd MB/s, rm $rm_s s"
     [ "$r" = 1 ] && bento_status "$s" seqread "$seq_mib" "MiB read"
 }
 
@@ -474,7 +482,7 @@ for w in "${workloads[@]}"; do
                 case $w in
                     meta1) failed create1 stat1 unlink1 "$s" "$r" ;;
                     meta8) failed create8 stat8 unlink8 "$s" "$r" ;;
-                    seq) failed seqwrite seqread "$s" "$r" ;;
+                    seq) failed seqwrite seqread rmseq "$s" "$r" ;;
                     untar) failed untar rmrf "$s" "$r" ;;
                     *) failed "$w" "$s" "$r" ;;
                 esac
@@ -492,7 +500,8 @@ module_version=$(grep -o 'with xv6fs [0-9][0-9.]*' "$W/xv6.log" 2>/dev/null | he
 rows="create1;create, 1 thread;files/s;higher|stat1;stat, 1 thread;files/s;higher|unlink1;unlink, 1 thread;files/s;higher"
 rows+="|create8;create, $threads_many threads;files/s;higher|stat8;stat, $threads_many threads;files/s;higher|unlink8;unlink, $threads_many threads;files/s;higher"
 rows+="|randwrite;4 KiB random write + fsync;IOPS;higher|seqwrite;sequential write 1 MiB + fsync;MB/s;higher"
-rows+="|seqread;sequential read 1 MiB, cold;MB/s;higher|untar;untar linux-6.1 + sync;s;lower|rmrf;rm -rf of that tree + sync;s;lower"
+rows+="|seqread;sequential read 1 MiB, cold;MB/s;higher|rmseq;rm of that file + sync;s;lower"
+rows+="|untar;untar linux-6.1 + sync;s;lower|rmrf;rm -rf of that tree + sync;s;lower"
 report() { awk -v fmt="$1" -v reps="$reps" -v rows="$rows" -v meta="create1 stat1 unlink1 create8 stat8 unlink8" \
                -f "$bench_dir/report.awk" "$results"; }
 
@@ -532,13 +541,13 @@ mkdir -p "$(dirname "$out")"
     echo "- **passthrough_ll**: libfuse $(pkg-config --modversion fuse3)'s \`passthrough_ll\` example, compiled from Debian's libfuse3-dev, default options${PT_OPTS:+ plus \`$PT_OPTS\`} (no writeback cache, cache=auto, 1 s timeout), serving a directory of an ext4 (data=journal) on a loop device backed by a $image_size tmpfs file."
     echo "- **ext4**: ext4 mounted with data=journal on a loop device backed by a $image_size tmpfs file (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`)."
     echo
-    echo "Columns: the median of each system in the row's unit, then **xv6 / passthrough_ll** and **xv6 / ext4**, the xv6 median divided by the other's. For rates (files/s, IOPS, MB/s) higher is better, so a ratio above 1 means xv6 is faster; for the untar and rm -rf (seconds) lower is better, so a ratio below 1 means xv6 is faster."
+    echo "Columns: the median of each system in the row's unit, then **xv6 / passthrough_ll** and **xv6 / ext4**, the xv6 median divided by the other's. For rates (files/s, IOPS, MB/s) higher is better, so a ratio above 1 means xv6 is faster; for the rm, untar and rm -rf (seconds) lower is better, so a ratio below 1 means xv6 is faster."
     echo
     echo "Workloads:"
     echo
     echo "- create / stat / unlink: \`bench/mdbench.c\`, $nfiles empty files; with 1 thread all in one directory, with $threads_many threads each thread in its own directory ($((nfiles / threads_many)) files each). open(O_CREAT|O_EXCL)+close, fstatat, unlinkat; no sync. Files per second of each phase."
     echo "- 4 KiB random write + fsync: \`fio --rw=randwrite --bs=4k --fsync=1 --size=$fio_size --runtime=$fio_runtime --time_based --ioengine=psync\`, IOPS."
-    echo "- sequential: \`dd bs=1M\` of a $seq_mib MiB file, written with \`conv=fsync\` (the fsync is timed), then the file system is unmounted (daemon stopped), caches dropped (\`echo 3 > /proc/sys/vm/drop_caches\`), mounted again (daemon restarted) and the file read cold. MB/s = 10^6 bytes/s."
+    echo "- sequential: \`dd bs=1M\` of a $seq_mib MiB file, written with \`conv=fsync\` (the fsync is timed), then the file system is unmounted (daemon stopped), caches dropped (\`echo 3 > /proc/sys/vm/drop_caches\`), mounted again (daemon restarted) and the file read cold. MB/s = 10^6 bytes/s. Then \`rm\` of the file plus the sync below, in seconds."
     echo "- untar: \`tar -xf\` of Debian's linux-source-6.1 tarball (${tar_mb} MB, $tar_files entries; decompressed to tmpfs beforehand), plus a sync in the timed part: \`sync -f\` (syncfs) of the mount and, for passthrough_ll, of the ext4 under it (rather than a global \`sync\` that would also wait on the machine's real disk). Seconds."
     echo "- rm -rf: right after the untar, on the same mount, \`rm -rf\` of what it made, plus the same sync. Seconds."
     echo
