@@ -630,6 +630,30 @@ static int ring_enter(struct ring *r, unsigned submit, unsigned wait)
 	return ret < 0 ? -errno : ret;
 }
 
+/* Answers the request in entry `idx` (`out`: scratch) and queues its
+ * commit, which also fetches the next request into the entry. */
+static void answer(struct ring *r, struct ent *e, unsigned idx, int qid,
+		   char *out)
+{
+	struct fuse_in_header *ih = (void *)e->hdr.in_out;
+	struct fuse_uring_ent_in_out *io = &e->hdr.ring_ent_in_out;
+	/* names arrive NUL-terminated in the payload */
+	int rr = handle(ih, e->hdr.op_in, e->payload, io->payload_sz, out,
+			PAYLOAD_SZ);
+	uint64_t unique = ih->unique;
+	uint64_t commit = io->commit_id;
+	struct fuse_out_header *oh = (void *)e->hdr.in_out;
+	size_t bodylen = rr > 0 ? (size_t)rr : 0;
+	if (bodylen)
+		memcpy(e->payload, out, bodylen);
+	oh->unique = unique;
+	oh->error = rr < 0 && rr != NO_REPLY ? rr : 0;
+	oh->len = sizeof *oh + bodylen;
+	io->payload_sz = bodylen;
+	queue_cmd(r, e, idx, qid, FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit);
+	atomic_store(&e->held, 0);
+}
+
 static void *uring_thread(void *arg)
 {
 	int qid = (int)(intptr_t)arg;
@@ -684,25 +708,11 @@ static void *uring_thread(void *arg)
 			struct ent *e = &ents[i];
 			if (!atomic_load(&e->held))
 				continue;
-			struct fuse_in_header *ih = (void *)e->hdr.in_out;
-			struct fuse_uring_ent_in_out *io = &e->hdr.ring_ent_in_out;
 			fprintf(stderr, "probe: q%d adopts entry %u holding opcode"
-				" %u (unique %llu)\n", qid, i, ih->opcode,
-				(unsigned long long)io->commit_id);
-			int rr = handle(ih, e->hdr.op_in, e->payload,
-					io->payload_sz, out, PAYLOAD_SZ);
-			uint64_t unique = ih->unique, commit = io->commit_id;
-			struct fuse_out_header *oh = (void *)e->hdr.in_out;
-			size_t bodylen = rr > 0 ? (size_t)rr : 0;
-			if (bodylen)
-				memcpy(e->payload, out, bodylen);
-			oh->unique = unique;
-			oh->error = rr < 0 && rr != NO_REPLY ? rr : 0;
-			oh->len = sizeof *oh + bodylen;
-			io->payload_sz = bodylen;
-			queue_cmd(&r, e, i, qid,
-				  FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit);
-			atomic_store(&e->held, 0);
+				" %u (unique %llu)\n", qid, i,
+				((struct fuse_in_header *)e->hdr.in_out)->opcode,
+				(unsigned long long)e->hdr.ring_ent_in_out.commit_id);
+			answer(&r, e, i, qid, out);
 			to_submit++;
 		}
 	}
@@ -734,27 +744,11 @@ static void *uring_thread(void *arg)
 			}
 			atomic_store(&e->held, 1);
 			struct fuse_in_header *ih = (void *)e->hdr.in_out;
-			struct fuse_uring_ent_in_out *io = &e->hdr.ring_ent_in_out;
 			atomic_fetch_add(&via_uring, 1);
 			if (ih->len != sizeof *ih + arg0_size(ih->opcode) +
-				       io->payload_sz)
+				       e->hdr.ring_ent_in_out.payload_sz)
 				atomic_fetch_add(&len_mismatch, 1);
-			/* names arrive NUL-terminated in the payload */
-			int rr = handle(ih, e->hdr.op_in, e->payload,
-					io->payload_sz, out, PAYLOAD_SZ);
-			uint64_t unique = ih->unique;
-			uint64_t commit = io->commit_id;
-			struct fuse_out_header *oh = (void *)e->hdr.in_out;
-			size_t bodylen = rr > 0 ? (size_t)rr : 0;
-			if (bodylen)
-				memcpy(e->payload, out, bodylen);
-			oh->unique = unique;
-			oh->error = rr < 0 && rr != NO_REPLY ? rr : 0;
-			oh->len = sizeof *oh + bodylen;
-			io->payload_sz = bodylen;
-			queue_cmd(&r, e, cqe->user_data, qid,
-				  FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit);
-			atomic_store(&e->held, 0);
+			answer(&r, e, cqe->user_data, qid, out);
 			to_submit++;
 		}
 		atomic_store_explicit((_Atomic unsigned *)r.cq_head, head,
