@@ -1,4 +1,5 @@
 import BentoKit
+import BentoServices
 import Glibc
 import Synchronization
 
@@ -23,33 +24,30 @@ import Synchronization
 final class DeferredForgets: @unchecked Sendable {
     /// Beyond this many kept, a FORGET runs at once, as it always used to.
     static let limit = 64
-    // A pthread mutex, not Synchronization's: ThreadSanitizer does not see
-    // the latter's futex and reports races on what it guards.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let mutex = PthreadMutex()
     private var kept: [(ino: UInt64, count: UInt64)] = []  // under `mutex`
     private let size = Atomic<Int>(0)
-
-    init() { pthread_mutex_init(mutex, nil) }
-    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
 
     var isEmpty: Bool { size.load(ordering: .relaxed) == 0 }
 
     /// Keeps a FORGET; false when full (the caller runs it now).
     func keep(_ ino: UInt64, _ count: UInt64) -> Bool {
-        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
-        guard kept.count < Self.limit else { return false }
-        kept.append((ino, count))
-        size.store(kept.count, ordering: .relaxed)
-        return true
+        mutex.withLock {
+            guard kept.count < Self.limit else { return false }
+            kept.append((ino, count))
+            size.store(kept.count, ordering: .relaxed)
+            return true
+        }
     }
 
     /// The oldest FORGET kept, removed.
     func take() -> (ino: UInt64, count: UInt64)? {
-        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
-        guard !kept.isEmpty else { return nil }
-        let first = kept.removeFirst()
-        size.store(kept.count, ordering: .relaxed)
-        return first
+        mutex.withLock {
+            guard !kept.isEmpty else { return nil }
+            let first = kept.removeFirst()
+            size.store(kept.count, ordering: .relaxed)
+            return first
+        }
     }
 
     /// Whether a request of `opcode` may be answered before the FORGETs
