@@ -384,14 +384,14 @@ w_seq() {
     t1=$(now_ns); rd=$(mbps $bytes $((t1 - t0)))
     record seqread "$s" "$r" "$rd"
     # Removing it frees every block it had, through its address tables.
-    local rm_s=failed
+    local rm_took=failed
     t0=$(now_ns)
     if bounded $limit_seq rm "$f" && sys_sync "$s"; then
-        t1=$(now_ns); rm_s=$(secs $((t1 - t0))); record rmseq "$s" "$r" "$rm_s"
+        t1=$(now_ns); record rmseq "$s" "$r" "$(secs $((t1 - t0)))"; rm_took="$(secs $((t1 - t0))) s"
     else
         failed rmseq "$s" "$r"
     fi
-    say "  $s: write $wr MB/s, cold read $rd MB/s, rm $rm_s s"
+    say "  $s: write $wr MB/s, cold read $rd MB/s, rm $rm_took"
     [ "$r" = 1 ] && bento_status "$s" seqread "$seq_mib" "MiB read"
 }
 
