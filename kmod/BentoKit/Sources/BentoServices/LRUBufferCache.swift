@@ -33,7 +33,7 @@ public final class LRUBufferCache: BufferCache, @unchecked Sendable {
     /// Everything the mutex guards.
     private struct State {
         /// Block number to slot, for the blocks cached now.
-        var buffers: [UInt64: Int] = [:]
+        var buffers = IntegerMap<Int>()
         /// Every slot, in clock order.
         var slots: [Slot] = []
         /// Slots that hold no block, reused first.

@@ -23,7 +23,7 @@ final class InodeTable {
     let cache: any BufferCache
     let sb: Superblock
     let log: WriteAheadLog
-    private(set) var inodes: [UInt32: Inode] = [:]
+    private var inodes = IntegerMap<Inode>()
     /// Where the next search for a free inode starts.
     var hint: UInt32 = Layout.rootInode + 1
     var freeCount: UInt64 = 0
@@ -35,13 +35,12 @@ final class InodeTable {
     }
 
     var cachedCount: Int { inodes.count }
-    var cached: Dictionary<UInt32, Inode>.Values { inodes.values }
 
     /// The inode `ino`, read through the cache. Numbers outside the table are
     /// corruption (the kernel only knows numbers we handed out); a free inode
     /// is ENOENT.
     func get(_ ino: UInt32) throws -> Inode {
-        if let inode = inodes[ino] { return inode }
+        if let inode = inodes[UInt64(ino)] { return inode }
         guard ino >= Layout.rootInode, ino < sb.inodeCount else { throw Errno.EUCLEAN }
         let (block, offset) = sb.inodeLocation(ino)
         let disk = try cache.withBlock(block) { data in
@@ -49,7 +48,7 @@ final class InodeTable {
         }
         guard !disk.isFree else { throw Errno.ENOENT }
         let inode = Inode(ino: ino, disk: disk)
-        inodes[ino] = inode
+        inodes[UInt64(ino)] = inode
         return inode
     }
 
@@ -68,7 +67,7 @@ final class InodeTable {
         let count = sb.inodeCount
         var ino = hint > Layout.rootInode && hint < count ? hint : Layout.rootInode + 1
         for _ in 0..<count {
-            if inodes[ino] == nil {
+            if inodes[UInt64(ino)] == nil {
                 let (block, offset) = sb.inodeLocation(ino)
                 let slot = try cache.withBlock(block) { data -> DiskInode? in
                     let bytes = UnsafeRawBufferPointer(rebasing: data[offset..<offset + Layout.inodeSize])
@@ -83,7 +82,7 @@ final class InodeTable {
                     disk.generation &+= 1
                     disk.atime = now; disk.mtime = now; disk.ctime = now
                     let inode = Inode(ino: ino, disk: disk)
-                    inodes[ino] = inode
+                    inodes[UInt64(ino)] = inode
                     try update(inode)
                     freeCount -= 1
                     hint = ino + 1
@@ -104,14 +103,14 @@ final class InodeTable {
                                  into: UnsafeMutableRawBufferPointer(rebasing: data[offset..<offset + Layout.inodeSize]))
         }
         log.record(block)
-        inodes[inode.ino] = nil
+        inodes[UInt64(inode.ino)] = nil
         freeCount += 1
         if inode.ino < hint { hint = inode.ino }
     }
 
     /// Drops an unreferenced inode from the cache (it is on disk already).
     func evict(_ inode: Inode) {
-        if inodes[inode.ino] === inode { inodes[inode.ino] = nil }
+        if inodes[UInt64(inode.ino)] === inode { inodes[UInt64(inode.ino)] = nil }
     }
 
     /// Scans the whole table at mount: counts free inodes and returns those

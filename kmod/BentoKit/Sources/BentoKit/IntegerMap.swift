@@ -1,0 +1,148 @@
+/// A map from block or inode numbers to values, for the lookups a file
+/// system makes on every operation (buffer cache, inode cache, kernel
+/// references). Swift's `Dictionary` hashes every key with SipHash, which
+/// costs more than the rest of such a lookup; numbers need no protection
+/// from chosen collisions, so this map hashes by one multiplication
+/// (Fibonacci hashing) and probes linearly.
+///
+/// Order of iteration is unspecified, as a dictionary's.
+@frozen
+public struct IntegerMap<Value> {
+    /// A slot's key, valid where `slotValues` holds a value.
+    @usableFromInline var slotKeys: [UInt64]
+    /// nil: the slot is empty.
+    @usableFromInline var slotValues: [Value?]
+    /// 64 minus log2 of the slot count: the hash's top bits index a slot.
+    @usableFromInline var shift: UInt64
+    @usableFromInline var storedCount: Int
+    @inlinable public var count: Int { storedCount }
+
+    @inlinable public init() {
+        slotKeys = Array(repeating: 0, count: 8)
+        slotValues = Array(repeating: nil, count: 8)
+        shift = 61
+        storedCount = 0
+    }
+
+    @inlinable public init(minimumCapacity: Int) {
+        self.init()
+        reserveCapacity(minimumCapacity)
+    }
+
+    @inlinable public var isEmpty: Bool { count == 0 }
+
+    /// Makes room for `capacity` keys without growing again.
+    @inlinable public mutating func reserveCapacity(_ capacity: Int) {
+        var slots = slotKeys.count
+        while capacity * 2 > slots { slots *= 2 }
+        if slots > slotKeys.count { rehash(slots: slots) }
+    }
+
+    @inlinable @inline(__always)
+    func home(_ key: UInt64) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go.
+    @inlinable @inline(__always)
+    func find(_ key: UInt64) -> (slot: Int, found: Bool) {
+        let mask = slotKeys.count - 1
+        var slot = home(key)
+        while slotValues[slot] != nil {
+            if slotKeys[slot] == key { return (slot, true) }
+            slot = (slot + 1) & mask
+        }
+        return (slot, false)
+    }
+
+    @inlinable public subscript(key: UInt64) -> Value? {
+        get {
+            let (slot, found) = find(key)
+            return found ? slotValues[slot] : nil
+        }
+        set {
+            if let newValue { insert(newValue, forKey: key) } else { removeValue(forKey: key) }
+        }
+    }
+
+    @inlinable public subscript(key: UInt64, default value: @autoclosure () -> Value) -> Value {
+        get { self[key] ?? value() }
+        set { insert(newValue, forKey: key) }
+    }
+
+    @inlinable mutating func insert(_ value: Value, forKey key: UInt64) {
+        let (at, found) = find(key)
+        var slot = at
+        if !found {
+            if (count + 1) * 2 > slotKeys.count {
+                rehash(slots: slotKeys.count * 2)
+                slot = find(key).slot
+            }
+            slotKeys[slot] = key
+            storedCount += 1
+        }
+        slotValues[slot] = value
+    }
+
+    /// Removes `key`; returns what it mapped to. The keys after it in its
+    /// run move back, so that no lookup stops short at the hole.
+    @inlinable @discardableResult
+    public mutating func removeValue(forKey key: UInt64) -> Value? {
+        let (slot, found) = find(key)
+        guard found else { return nil }
+        let removed = slotValues[slot]
+        let mask = slotKeys.count - 1
+        var hole = slot
+        var next = (hole + 1) & mask
+        while slotValues[next] != nil {
+            // A key may fill the hole if its home is not in (hole, next].
+            let home = home(slotKeys[next])
+            if (next &- home) & mask >= (next &- hole) & mask {
+                slotKeys[hole] = slotKeys[next]
+                slotValues[hole] = slotValues[next]
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        slotValues[hole] = nil
+        storedCount -= 1
+        return removed
+    }
+
+    @inlinable public mutating func removeAll() {
+        self = IntegerMap()
+    }
+
+    @inlinable mutating func rehash(slots: Int) {
+        let oldKeys = slotKeys, oldValues = slotValues
+        slotKeys = Array(repeating: 0, count: slots)
+        slotValues = Array(repeating: nil, count: slots)
+        shift = UInt64(64 - slots.trailingZeroBitCount)
+        for i in oldKeys.indices {
+            guard let value = oldValues[i] else { continue }
+            let slot = find(oldKeys[i]).slot
+            slotKeys[slot] = oldKeys[i]
+            slotValues[slot] = value
+        }
+    }
+}
+
+extension IntegerMap: Sequence {
+    public typealias Element = (key: UInt64, value: Value)
+
+    @inlinable public func makeIterator() -> AnyIterator<Element> {
+        var slot = 0
+        return AnyIterator {
+            while slot < slotKeys.count {
+                defer { slot += 1 }
+                if let value = slotValues[slot] { return (slotKeys[slot], value) }
+            }
+            return nil
+        }
+    }
+
+    @inlinable public var keys: [UInt64] { map(\.key) }
+    @inlinable public var values: [Value] { map(\.value) }
+}
+
+extension IntegerMap: @unchecked Sendable where Value: Sendable {}
