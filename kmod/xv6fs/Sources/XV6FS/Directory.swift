@@ -46,6 +46,7 @@ extension Volume {
     /// Walks the records of one directory block, calling `visit` with each
     /// record's offset, parsed header and the block; stops early when
     /// `visit` returns false. Throws EUCLEAN on a malformed record.
+    @inline(__always)
     private static func walk(_ data: UnsafeRawBufferPointer,
                              _ visit: (Int, DirectoryRecord.Parsed) throws -> Bool) throws {
         var offset = 0

@@ -47,20 +47,23 @@ public enum Layout {
 }
 
 // MARK: - Little-endian field access on raw blocks
+//
+// Inlinable, so that the file system's loops over records and tables do
+// not make a call per field.
 
 extension UnsafeRawBufferPointer {
-    @inline(__always) public func u32(_ offset: Int) -> UInt32 { UInt32(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
-    @inline(__always) public func u16(_ offset: Int) -> UInt16 { UInt16(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
-    @inline(__always) public func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+    @inlinable public func u32(_ offset: Int) -> UInt32 { UInt32(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+    @inlinable public func u16(_ offset: Int) -> UInt16 { UInt16(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
+    @inlinable public func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
 }
 
 extension UnsafeMutableRawBufferPointer {
-    @inline(__always) public func u32(_ offset: Int) -> UInt32 { UnsafeRawBufferPointer(self).u32(offset) }
-    @inline(__always) public func u16(_ offset: Int) -> UInt16 { UnsafeRawBufferPointer(self).u16(offset) }
-    @inline(__always) public func u64(_ offset: Int) -> UInt64 { UnsafeRawBufferPointer(self).u64(offset) }
-    @inline(__always) public func set(_ offset: Int, _ value: UInt32) { storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt32.self) }
-    @inline(__always) public func set(_ offset: Int, _ value: UInt16) { storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self) }
-    @inline(__always) public func set(_ offset: Int, _ value: UInt64) { storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self) }
+    @inlinable public func u32(_ offset: Int) -> UInt32 { UnsafeRawBufferPointer(self).u32(offset) }
+    @inlinable public func u16(_ offset: Int) -> UInt16 { UnsafeRawBufferPointer(self).u16(offset) }
+    @inlinable public func u64(_ offset: Int) -> UInt64 { UnsafeRawBufferPointer(self).u64(offset) }
+    @inlinable public func set(_ offset: Int, _ value: UInt32) { storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt32.self) }
+    @inlinable public func set(_ offset: Int, _ value: UInt16) { storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self) }
+    @inlinable public func set(_ offset: Int, _ value: UInt64) { storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self) }
 }
 
 // MARK: - Checksums
@@ -377,10 +380,14 @@ public enum DirectoryRecord {
         public var recordLength: Int
         public var nameLength: Int
         public var type: UInt8
+        @inlinable init(ino: UInt32, recordLength: Int, nameLength: Int, type: UInt8) {
+            self.ino = ino; self.recordLength = recordLength; self.nameLength = nameLength; self.type = type
+        }
     }
 
     /// Parses the record at `offset` in `block`; nil if it is malformed.
-    @inline(__always)
+    /// Inlinable: directory operations parse every record of a block.
+    @inlinable
     public static func parse(_ block: UnsafeRawBufferPointer, at offset: Int) -> Parsed? {
         guard offset + headerSize <= block.count else { return nil }
         let length = Int(block.u16(offset + 4))
