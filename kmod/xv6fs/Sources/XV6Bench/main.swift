@@ -5,7 +5,10 @@
 // workload: the median rate of `repeats` timed rounds, with min and max,
 // after one untimed warm-up round. `--markdown` prints the table as Markdown;
 // `--journal` lends the file system an operation journal (a memfd), as
-// bento-upgraded does, to measure what it costs.
+// bento-upgraded does, to measure what it costs. `--metadata` runs only the
+// metadata workloads, for profiling them; XV6_BENCH_DIRS=N in the
+// environment makes the metadata rounds N directories of 10,000 files
+// instead of 10 (a run small enough for callgrind).
 @_spi(Host) import BentoKit
 import BentoServices
 import Glibc
@@ -14,6 +17,7 @@ import XV6Layout
 
 let markdown = CommandLine.arguments.dropFirst().contains("--markdown")
 let journaled = CommandLine.arguments.dropFirst().contains("--journal")
+let metadataOnly = CommandLine.arguments.dropFirst().contains("--metadata")
 
 // MARK: Configuration
 
@@ -21,7 +25,7 @@ let repeats = 3
 let deviceBlocks: UInt64 = 512 * 1024                // 2 GiB
 let inodeCount: UInt32 = 512 * 1024                  // 4 rounds of 100,000 files and then some
 let cacheBlocks = Int(deviceBlocks)                  // the whole working set fits
-let directories = 10
+let directories = Int(getenv("XV6_BENCH_DIRS").map { String(cString: $0) } ?? "") ?? 10
 let filesPerDirectory = 10_000                       // 100,000 files per round
 let syncWrites = 20_000                              // 4 KiB write + fsync, per round
 let bigFileChunks = 1024                             // 1 MiB each: a 1 GiB file
@@ -257,7 +261,7 @@ final class Bench {
 do {
     let bench = try Bench()
     try bench.metadata()
-    try bench.data()
+    if !metadataOnly { try bench.data() }
     try bench.fs.destroy()
     let files = format(Double(directories * filesPerDirectory))
     if markdown {
