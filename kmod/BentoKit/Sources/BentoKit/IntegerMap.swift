@@ -130,16 +130,21 @@ public struct IntegerMap<Value> {
 extension IntegerMap: Sequence {
     public typealias Element = (key: UInt64, value: Value)
 
-    @inlinable public func makeIterator() -> AnyIterator<Element> {
-        var slot = 0
-        return AnyIterator {
-            while slot < slotKeys.count {
+    @frozen public struct Iterator: IteratorProtocol {
+        @usableFromInline let map: IntegerMap
+        @usableFromInline var slot = 0
+        @inlinable init(_ map: IntegerMap) { self.map = map }
+
+        @inlinable public mutating func next() -> Element? {
+            while slot < map.slotKeys.count {
                 defer { slot += 1 }
-                if let value = slotValues[slot] { return (slotKeys[slot], value) }
+                if let value = map.slotValues[slot] { return (map.slotKeys[slot], value) }
             }
             return nil
         }
     }
+
+    @inlinable public func makeIterator() -> Iterator { Iterator(self) }
 
     @inlinable public var keys: [UInt64] { map(\.key) }
     @inlinable public var values: [Value] { map(\.value) }

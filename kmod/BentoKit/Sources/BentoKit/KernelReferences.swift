@@ -43,8 +43,8 @@ public final class KernelReferences: @unchecked Sendable {
     }
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private var counts: [InodeNumber: Counts] = [:]
-    private var files: [FileHandle: OpenFile] = [:]
+    private var counts = IntegerMap<Counts>()
+    private var files = IntegerMap<OpenFile>()
     private var nextHandle: FileHandle
     private var copyCount = 0
 
@@ -149,7 +149,9 @@ public final class KernelReferences: @unchecked Sendable {
     public func snapshot() -> Snapshot {
         locked {
             copyCount += 1
-            return Snapshot(counts: counts, files: files, nextHandle: nextHandle)
+            return Snapshot(counts: Dictionary(uniqueKeysWithValues: counts.map { ($0.key, $0.value) }),
+                            files: Dictionary(uniqueKeysWithValues: files.map { ($0.key, $0.value) }),
+                            nextHandle: nextHandle)
         }
     }
 
@@ -158,8 +160,10 @@ public final class KernelReferences: @unchecked Sendable {
     public func replace(with snapshot: Snapshot) {
         locked {
             copyCount += 1
-            counts = snapshot.counts.filter { $0.value.isHeld }
-            files = snapshot.files
+            counts = IntegerMap(minimumCapacity: snapshot.counts.count)
+            for (ino, held) in snapshot.counts where held.isHeld { counts[ino] = held }
+            files = IntegerMap(minimumCapacity: snapshot.files.count)
+            for (handle, file) in snapshot.files { files[handle] = file }
             nextHandle = max(nextHandle, snapshot.nextHandle)
         }
     }
