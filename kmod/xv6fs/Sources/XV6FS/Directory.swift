@@ -16,9 +16,20 @@ final class DirectoryIndex {
         init(_ bytes: [UInt8]) { self.bytes = bytes }
         func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
     }
+    /// A directory block's free space: the largest record that fits in it,
+    /// and the record whose unused tail that is. Exact after a walk of the
+    /// block. An insert into that tail leaves the tail's new size, without
+    /// a walk: another record may have more unused, so the size is then
+    /// only a lower bound until the block is walked again.
+    struct Room {
+        var size: Int
+        /// Offset of the record with `size` bytes unused.
+        var record: Int
+        var exact = true
+    }
     var entries: [Name: Slot] = [:]
-    /// Per directory block: the largest record that would fit in it now.
-    var room: [Int] = []
+    /// Per directory block.
+    var room: [Room] = []
     /// The block an insert tries first.
     var roomHint = 0
 }
@@ -67,15 +78,31 @@ extension Volume {
         data.set(offset + 4, UInt16(length))
     }
 
+    /// The bytes a record leaves unused after its name.
+    @inline(__always)
+    private static func unused(_ r: DirectoryRecord.Parsed) -> Int {
+        r.recordLength - (r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength))
+    }
+
     /// Largest record that fits in a block, from its records.
-    private static func room(_ data: UnsafeRawBufferPointer) throws -> Int {
-        var best = 0
-        try walk(data) { _, r in
-            let used = r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength)
-            best = max(best, r.recordLength - used)
+    private static func room(_ data: UnsafeRawBufferPointer) throws -> DirectoryIndex.Room {
+        var best = DirectoryIndex.Room(size: 0, record: 0)
+        try walk(data) { offset, r in
+            if unused(r) > best.size { best = .init(size: unused(r), record: offset) }
             return true
         }
         return best
+    }
+
+    /// Splits the record at `offset` (parsed as `r`), `needed` bytes of
+    /// whose tail are unused, to hold a new entry; returns the new
+    /// record's offset.
+    private static func place(_ data: UnsafeMutableRawBufferPointer, in r: DirectoryRecord.Parsed, at offset: Int,
+                              ino: UInt32, name: [UInt8], type: UInt8) -> Int {
+        let used = r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength)
+        if r.ino != 0 { data.set(offset + 4, UInt16(used)) }
+        writeRecord(data, at: offset + used, length: r.recordLength - used, ino: ino, name: name, type: type)
+        return offset + used
     }
 
     /// The directory's index, built on first use.
@@ -112,33 +139,46 @@ extension Volume {
     func addEntry(_ dir: Inode, _ name: [UInt8], ino: UInt32, mode: UInt32) throws {
         let index = try index(dir)
         let needed = DirectoryRecord.length(nameLength: name.count)
-        var n = index.roomHint < index.room.count && index.room[index.roomHint] >= needed ? index.roomHint : -1
-        if n < 0, let found = index.room.firstIndex(where: { $0 >= needed }) { n = found }
+        var n = index.roomHint < index.room.count && index.room[index.roomHint].size >= needed ? index.roomHint : -1
+        if n < 0, let found = index.room.firstIndex(where: { $0.size >= needed }) { n = found }
+        // Before the directory grows, the blocks whose room is a lower
+        // bound get walked: a removal may have left more.
+        for i in index.room.indices where n < 0 && !index.room[i].exact {
+            index.room[i] = try cache.withBlock(UInt64(try directoryBlock(dir, i))) { try Self.room($0) }
+            if index.room[i].size >= needed { n = i }
+        }
         if n < 0 {
             n = index.room.count
             let block = try map(dir, UInt64(n), allocate: true).block
             try cache.withMutableBlock(UInt64(block), fill: .zero) { DirectoryRecord.initializeEmpty($0) }
             log.record(UInt64(block))
             dir.disk.size += UInt64(Layout.blockSize)
-            index.room.append(Layout.blockSize)
+            index.room.append(.init(size: Layout.blockSize, record: 0))
         }
         let block = try directoryBlock(dir, n)
         let type = DirectoryRecord.typeByte(mode: mode)
-        let (offset, room) = try cache.withMutableBlock(UInt64(block)) { data -> (Int, Int) in
-            // One pass: the entry goes into the first record with room for
-            // it, and the block's room afterwards is the largest free space.
+        let known = index.room[n]
+        let (offset, room) = try cache.withMutableBlock(UInt64(block)) { data -> (Int, DirectoryIndex.Room) in
+            // The record the index names as the block's room, if it still
+            // is: no walk of the block (a full one holds a hundred records).
+            if let r = DirectoryRecord.parse(UnsafeRawBufferPointer(data), at: known.record),
+               Self.unused(r) == known.size, known.size >= needed {
+                let placed = Self.place(data, in: r, at: known.record, ino: ino, name: name, type: type)
+                return (placed, .init(size: known.size - needed, record: placed, exact: false))
+            }
+            // Else one pass: the entry goes into the first record with
+            // room for it, and the block's room afterwards is the largest.
             var placed = -1
-            var room = 0
+            var room = DirectoryIndex.Room(size: 0, record: 0)
             try Self.walk(UnsafeRawBufferPointer(data)) { offset, r in
-                let used = r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength)
-                var free = r.recordLength - used
+                var free = Self.unused(r)
+                var at = offset
                 if placed < 0 && free >= needed {
-                    if r.ino != 0 { data.set(offset + 4, UInt16(used)) }
-                    placed = offset + used
-                    Self.writeRecord(data, at: placed, length: free, ino: ino, name: name, type: type)
+                    placed = Self.place(data, in: r, at: offset, ino: ino, name: name, type: type)
                     free -= needed
+                    at = placed
                 }
-                room = max(room, free)
+                if free > room.size { room = .init(size: free, record: at) }
                 return true
             }
             guard placed >= 0 else { throw Errno.EUCLEAN }  // the room table was wrong
@@ -157,27 +197,29 @@ extension Volume {
         let n = Int(slot.position / UInt64(Layout.blockSize))
         let target = Int(slot.position % UInt64(Layout.blockSize))
         let block = try directoryBlock(dir, n)
-        let room = try cache.withMutableBlock(UInt64(block)) { data -> Int in
+        let room = try cache.withMutableBlock(UInt64(block)) { data -> DirectoryIndex.Room in
             // One pass: remove the record and find the block's largest free
             // space afterwards.
             var previous = -1
             var previousFree = 0
             var found = false
-            var room = 0
+            var room = DirectoryIndex.Room(size: 0, record: 0)
             try Self.walk(UnsafeRawBufferPointer(data)) { offset, r in
-                var free = r.recordLength - (r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength))
+                var free = Self.unused(r)
+                var at = offset
                 if offset == target {
                     if previous >= 0 {
                         data.set(previous + 4, UInt16(Int(data.u16(previous + 4)) + r.recordLength))
                         free = previousFree + r.recordLength
+                        at = previous
                     } else {
                         data.set(offset, UInt32(0))
                         free = r.recordLength
                     }
                     found = true
                 }
-                room = max(room, free)
-                previous = offset
+                if free > room.size { room = .init(size: free, record: at) }
+                previous = at
                 previousFree = free
                 return true
             }
@@ -186,7 +228,7 @@ extension Volume {
         }
         log.record(UInt64(block))
         index.room[n] = room
-        if room >= DirectoryRecord.length(nameLength: Layout.maxNameLength) { index.roomHint = n }
+        if room.size >= DirectoryRecord.length(nameLength: Layout.maxNameLength) { index.roomHint = n }
         index.entries[.init(name)] = nil
     }
 

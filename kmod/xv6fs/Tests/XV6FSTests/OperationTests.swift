@@ -125,6 +125,39 @@ import XV6Layout
         #expect(seen.count == count + 2)
     }
 
+    /// Inserts go to the record the index names as a block's room without
+    /// walking the block; the space removals leave all over the blocks is
+    /// still found before the directory grows.
+    @Test func directoriesReuseTheSpaceRemovalsLeave() throws {
+        var h = try Harness.fresh(blocks: 16384, inodes: 8192)
+        let dir = try h.mkdir("d")
+        func add(_ name: String) throws {
+            let (e, open) = try h.fs.create(ctx, parent: dir, name: FileName(name), mode: 0o644, flags: 0)
+            try h.fs.release(ctx, ino: e.ino, handle: open.handle)
+            h.fs.forget(ino: e.ino, count: 1)
+        }
+        // Records of 12 to 72 bytes.
+        let long = (0..<3000).map { "n\($0)-" + String(repeating: "x", count: $0 % 58) }
+        for name in long { try add(name) }
+        let size = try h.fs.getattr(ctx, ino: dir).size
+        let removed = stride(from: 0, to: long.count, by: 3).map { long[$0] }
+        for name in removed { try h.fs.unlink(ctx, parent: dir, name: FileName(name)) }
+        // As many short names (16-byte records) as were removed: the holes hold them all.
+        let short = removed.indices.map { "s\($0)" }
+        for name in short { try add(name) }
+        #expect(try h.fs.getattr(ctx, ino: dir).size == size)
+        let expected = Set(long).subtracting(removed).union(short)
+        #expect(Set(try h.list(dir)) == expected)
+        try expectClean(h.device, "after the reinserts")
+        h = try h.remount()
+        let again = try h.resolve("d")
+        #expect(Set(try h.list(again)) == expected)
+        for name in expected.shuffled().prefix(500) {
+            let e = try h.fs.lookup(ctx, parent: again, name: FileName(name))
+            h.fs.forget(ino: e.ino, count: 1)
+        }
+    }
+
     @Test func renameCases() throws {
         let h = try Harness.fresh()
         try h.mkdir("x")
