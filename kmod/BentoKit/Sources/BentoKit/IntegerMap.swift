@@ -109,8 +109,10 @@ public struct IntegerMap<Value> {
         return removed
     }
 
-    @inlinable public mutating func removeAll() {
-        self = IntegerMap()
+    @inlinable public mutating func removeAll(keepingCapacity: Bool = false) {
+        guard keepingCapacity else { self = IntegerMap(); return }
+        for slot in slotValues.indices { slotValues[slot] = nil }
+        storedCount = 0
     }
 
     @inlinable mutating func rehash(slots: Int) {

@@ -62,7 +62,7 @@ public final class SharedMemoryJournal: OperationJournal, @unchecked Sendable {
     private let layout: Layout
     private let mutex = PthreadMutex()
     /// Home block to slot, for slots below the slot count.
-    private var index: [UInt64: Int] = [:]
+    private var index = IntegerMap<Int>()
 
     private struct Layout {
         static let headerSize = 4096
@@ -154,11 +154,12 @@ public final class SharedMemoryJournal: OperationJournal, @unchecked Sendable {
         guard slotCount <= capacity else { throw refuse("slot count \(slotCount) above capacity \(capacity)") }
         guard words[Field.resetAt.rawValue] <= committed else { throw refuse("reset after the last operation") }
         let table = (base + layout.table).assumingMemoryBound(to: UInt64.self)
-        var index: [UInt64: Int] = [:]
+        var index = IntegerMap<Int>(minimumCapacity: Int(slotCount))
         for slot in 0..<Int(slotCount) {
             let block = table[slot]
             guard block < cache.device.blockCount else { throw refuse("slot \(slot) names block \(block), past the device") }
-            guard index.updateValue(slot, forKey: block) == nil else { throw refuse("block \(block) in two slots") }
+            guard index[block] == nil else { throw refuse("block \(block) in two slots") }
+            index[block] = slot
         }
         self.fd = fd
         self.cache = cache

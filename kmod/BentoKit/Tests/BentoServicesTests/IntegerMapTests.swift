@@ -52,5 +52,9 @@ import Testing
         map[0, default: 0] += 5
         #expect(map[UInt64.max] == 1 && map[0] == 10 && map.count == 2)
         #expect(map.values.sorted() == [1, 10])
+        map.removeAll(keepingCapacity: true)
+        #expect(map.isEmpty && map[0] == nil && map[UInt64.max] == nil && Array(map).isEmpty)
+        map[7] = 7
+        #expect(map[7] == 7 && map.count == 1)
     }
 }
