@@ -94,9 +94,8 @@ extension Volume {
         return best
     }
 
-    /// Splits the record at `offset` (parsed as `r`), `needed` bytes of
-    /// whose tail are unused, to hold a new entry; returns the new
-    /// record's offset.
+    /// Splits the record at `offset` (parsed as `r`), whose unused tail
+    /// must hold the new entry's record; returns the new record's offset.
     private static func place(_ data: UnsafeMutableRawBufferPointer, in r: DirectoryRecord.Parsed, at offset: Int,
                               ino: UInt32, name: [UInt8], type: UInt8) -> Int {
         let used = r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength)
