@@ -78,11 +78,15 @@ extension Volume {
         data.set(offset + 4, UInt16(length))
     }
 
-    /// The bytes a record leaves unused after its name.
+    /// The bytes a record's entry takes (none for an empty record).
     @inline(__always)
-    private static func unused(_ r: DirectoryRecord.Parsed) -> Int {
-        r.recordLength - (r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength))
+    private static func used(_ r: DirectoryRecord.Parsed) -> Int {
+        r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength)
     }
+
+    /// The bytes a record leaves unused after its entry.
+    @inline(__always)
+    private static func unused(_ r: DirectoryRecord.Parsed) -> Int { r.recordLength - used(r) }
 
     /// Largest record that fits in a block, from its records.
     private static func room(_ data: UnsafeRawBufferPointer) throws -> DirectoryIndex.Room {
@@ -98,7 +102,7 @@ extension Volume {
     /// must hold the new entry's record; returns the new record's offset.
     private static func place(_ data: UnsafeMutableRawBufferPointer, in r: DirectoryRecord.Parsed, at offset: Int,
                               ino: UInt32, name: [UInt8], type: UInt8) -> Int {
-        let used = r.ino == 0 ? 0 : DirectoryRecord.length(nameLength: r.nameLength)
+        let used = Self.used(r)
         if r.ino != 0 { data.set(offset + 4, UInt16(used)) }
         writeRecord(data, at: offset + used, length: r.recordLength - used, ino: ino, name: name, type: type)
         return offset + used
