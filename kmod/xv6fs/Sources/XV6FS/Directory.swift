@@ -17,13 +17,15 @@ final class DirectoryIndex {
         func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
     }
     /// A directory block's free space: the largest record that fits in it,
-    /// and the record whose unused tail that is. Exact after a walk of the
-    /// block. An insert into that tail leaves the tail's new size, without
-    /// a walk: another record may have more unused, so the size is then
-    /// only a lower bound until the block is walked again.
+    /// and where. Free space is a record's unused tail together with the
+    /// unused records (ino 0) right after it, which removals leave behind.
+    /// Exact after a walk of the block. An insert into that space, or a
+    /// removal, leaves it without a walk: another run of free space may be
+    /// larger, so the size is then only a lower bound until the block is
+    /// walked again.
     struct Room {
         var size: Int
-        /// Offset of the record with `size` bytes unused.
+        /// Offset of the record that begins the free space.
         var record: Int
         var exact = true
     }
@@ -88,14 +90,37 @@ extension Volume {
     @inline(__always)
     private static func unused(_ r: DirectoryRecord.Parsed) -> Int { r.recordLength - used(r) }
 
-    /// Largest record that fits in a block, from its records.
+    /// Largest record that fits in a block, from its records: an unused
+    /// record after the first adds to the free space before it (`fold`
+    /// makes the two one record).
     private static func room(_ data: UnsafeRawBufferPointer) throws -> DirectoryIndex.Room {
         var best = DirectoryIndex.Room(size: 0, record: 0)
+        var run = best
         try walk(data) { offset, r in
-            if unused(r) > best.size { best = .init(size: unused(r), record: offset) }
+            if r.ino == 0 && offset > 0 {
+                run.size += r.recordLength
+            } else {
+                run = .init(size: unused(r), record: offset)
+            }
+            if run.size > best.size { best = run }
             return true
         }
         return best
+    }
+
+    /// Joins each unused record after the first to the record before it:
+    /// the free space a removal left becomes part of one record again.
+    /// Entries keep their offsets.
+    private static func fold(_ data: UnsafeMutableRawBufferPointer) throws {
+        var previous = -1
+        try walk(UnsafeRawBufferPointer(data)) { offset, r in
+            if r.ino == 0 && previous >= 0 {
+                data.set(previous + 4, UInt16(Int(data.u16(previous + 4)) + r.recordLength))
+            } else {
+                previous = offset
+            }
+            return true
+        }
     }
 
     /// Splits the record at `offset` (parsed as `r`), whose unused tail
@@ -169,8 +194,10 @@ extension Volume {
                 let placed = Self.place(data, in: r, at: known.record, ino: ino, name: name, type: type)
                 return (placed, .init(size: known.size - needed, record: placed, exact: false))
             }
-            // Else one pass: the entry goes into the first record with
-            // room for it, and the block's room afterwards is the largest.
+            // Else the free space left by removals is folded first; then one
+            // pass: the entry goes into the first record with room for it,
+            // and the block's room afterwards is the largest.
+            try Self.fold(data)
             var placed = -1
             var room = DirectoryIndex.Room(size: 0, record: 0)
             try Self.walk(UnsafeRawBufferPointer(data)) { offset, r in
@@ -193,45 +220,27 @@ extension Volume {
         index.entries[.init(name)] = .init(ino: ino, position: UInt64(n) * UInt64(Layout.blockSize) + UInt64(offset))
     }
 
-    /// Removes an entry: its space joins the record before it.
+    /// Removes an entry without a walk of its block: its record becomes
+    /// unused (ino 0). The next insert that walks the block folds it into
+    /// the record before it (`fold`).
     func removeEntry(_ dir: Inode, _ name: [UInt8]) throws {
         let index = try index(dir)
         guard let slot = index.entries[.init(name)] else { throw Errno.ENOENT }
         let n = Int(slot.position / UInt64(Layout.blockSize))
         let target = Int(slot.position % UInt64(Layout.blockSize))
         let block = try directoryBlock(dir, n)
-        let room = try cache.withMutableBlock(UInt64(block)) { data -> DirectoryIndex.Room in
-            // One pass: remove the record and find the block's largest free
-            // space afterwards.
-            var previous = -1
-            var previousFree = 0
-            var found = false
-            var room = DirectoryIndex.Room(size: 0, record: 0)
-            try Self.walk(UnsafeRawBufferPointer(data)) { offset, r in
-                var free = Self.unused(r)
-                var at = offset
-                if offset == target {
-                    if previous >= 0 {
-                        data.set(previous + 4, UInt16(Int(data.u16(previous + 4)) + r.recordLength))
-                        free = previousFree + r.recordLength
-                        at = previous
-                    } else {
-                        data.set(offset, UInt32(0))
-                        free = r.recordLength
-                    }
-                    found = true
-                }
-                if free > room.size { room = .init(size: free, record: at) }
-                previous = at
-                previousFree = free
-                return true
+        let freed = try cache.withMutableBlock(UInt64(block)) { data -> Int in
+            guard let r = DirectoryRecord.parse(UnsafeRawBufferPointer(data), at: target), r.ino == slot.ino else {
+                throw Errno.EUCLEAN
             }
-            guard found else { throw Errno.EUCLEAN }
-            return room
+            data.set(target, UInt32(0))
+            return r.recordLength
         }
         log.record(UInt64(block))
-        index.room[n] = room
-        if room.size >= DirectoryRecord.length(nameLength: Layout.maxNameLength) { index.roomHint = n }
+        // The record before it may add more free space: a lower bound.
+        if freed >= index.room[n].size { index.room[n] = .init(size: freed, record: target) }
+        index.room[n].exact = false
+        if freed >= DirectoryRecord.length(nameLength: Layout.maxNameLength) { index.roomHint = n }
         index.entries[.init(name)] = nil
     }
 

@@ -158,6 +158,43 @@ import XV6Layout
         }
     }
 
+    /// A removal leaves its record unused where it is; runs of such records
+    /// must still take a name longer than any one of them.
+    @Test func directoriesFoldTheSpaceRemovalsLeave() throws {
+        var h = try Harness.fresh(blocks: 16384, inodes: 8192)
+        let dir = try h.mkdir("d")
+        func add(_ name: String) throws {
+            let (e, open) = try h.fs.create(ctx, parent: dir, name: FileName(name), mode: 0o644, flags: 0)
+            try h.fs.release(ctx, ino: e.ino, handle: open.handle)
+            h.fs.forget(ino: e.ino, count: 1)
+        }
+        // 16-byte records, made in order: neighbours on disk.
+        let short = (0..<2048).map { "s" + String(1000 + $0) }
+        for name in short { try add(name) }
+        let size = try h.fs.getattr(ctx, ino: dir).size
+        // 16 runs of 20 neighbours each: 320 bytes free in each run, in
+        // records of 16.
+        let removed = short.indices.filter { (40..<60).contains($0 % 128) }.map { short[$0] }
+        for name in removed { try h.fs.unlink(ctx, parent: dir, name: FileName(name)) }
+        // A 255-byte name takes a 264-byte record: only a run holds one.
+        let long = (0..<16).map { String(format: "%02d", $0) + String(repeating: "y", count: 253) }
+        for name in long { try add(name) }
+        #expect(try h.fs.getattr(ctx, ino: dir).size == size)
+        let expected = Set(short).subtracting(removed).union(long)
+        #expect(Set(try h.list(dir)) == expected)
+        try expectClean(h.device, "after the long names")
+        h = try h.remount()
+        let again = try h.resolve("d")
+        #expect(Set(try h.list(again)) == expected)
+        for name in long {
+            let e = try h.fs.lookup(ctx, parent: again, name: FileName(name))
+            h.fs.forget(ino: e.ino, count: 1)
+        }
+        for name in removed.prefix(40) {
+            #expect(errno { _ = try h.fs.lookup(ctx, parent: again, name: FileName(name)) } == .ENOENT)
+        }
+    }
+
     @Test func renameCases() throws {
         let h = try Harness.fresh()
         try h.mkdir("x")
