@@ -195,6 +195,55 @@ import XV6Layout
         }
     }
 
+    /// Creates, removals and renames of names 1 to 255 bytes long in one
+    /// directory, at random: the listing, lookups and fsck must agree with
+    /// the set of names throughout, and after a remount.
+    @Test(arguments: [11, 12, 13] as [UInt64])
+    func directoryChurnMatchesTheNames(seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        var h = try Harness.fresh(blocks: 16384, inodes: 8192)
+        let dir = try h.mkdir("d")
+        var names = Set<String>()
+        func randomName() -> String {
+            // Mostly short names, some up to the longest allowed.
+            let length = Int.random(in: 0..<4, using: &rng) == 0 ? Int.random(in: 1...255, using: &rng)
+                                                                  : Int.random(in: 1...24, using: &rng)
+            return String((0..<length).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement(using: &rng)! })
+        }
+        for step in 1...12_000 {
+            let roll = Int.random(in: 0..<100, using: &rng)
+            if roll < 55 || names.isEmpty {
+                let name = randomName()
+                guard !names.contains(name) else { continue }
+                let (e, open) = try h.fs.create(ctx, parent: dir, name: FileName(name), mode: 0o644, flags: 0)
+                try h.fs.release(ctx, ino: e.ino, handle: open.handle)
+                h.fs.forget(ino: e.ino, count: 1)
+                names.insert(name)
+            } else if roll < 93 {
+                let name = names.randomElement(using: &rng)!
+                try h.fs.unlink(ctx, parent: dir, name: FileName(name))
+                names.remove(name)
+            } else {
+                let name = names.randomElement(using: &rng)!, to = randomName()
+                guard !names.contains(to) else { continue }
+                try h.fs.rename(ctx, parent: dir, name: FileName(name), newParent: dir, newName: FileName(to), flags: [])
+                names.remove(name)
+                names.insert(to)
+            }
+            if step % 3000 == 0 {
+                #expect(Set(try h.list(dir)) == names, "seed \(seed), step \(step)")
+                try expectClean(h.device, "seed \(seed), step \(step)")
+            }
+        }
+        h = try h.remount()
+        let again = try h.resolve("d")
+        #expect(Set(try h.list(again)) == names, "seed \(seed), after the remount")
+        for name in names {
+            let e = try h.fs.lookup(ctx, parent: again, name: FileName(name))
+            h.fs.forget(ino: e.ino, count: 1)
+        }
+    }
+
     @Test func renameCases() throws {
         let h = try Harness.fresh()
         try h.mkdir("x")
