@@ -8,18 +8,23 @@
 /// Order of iteration is unspecified, as a dictionary's.
 @frozen
 public struct IntegerMap<Value> {
-    /// A slot's key, valid where `slotValues` holds a value.
-    @usableFromInline var slotKeys: [UInt64]
-    /// nil: the slot is empty.
-    @usableFromInline var slotValues: [Value?]
+    /// A key and its value side by side: a probe touches one cache line,
+    /// where two arrays would make it touch two.
+    @frozen @usableFromInline struct Slot {
+        /// Valid where `value` is not nil.
+        @usableFromInline var key: UInt64
+        /// nil: the slot is empty.
+        @usableFromInline var value: Value?
+        @inlinable init(key: UInt64, value: Value?) { self.key = key; self.value = value }
+    }
+    @usableFromInline var slots: [Slot]
     /// 64 minus log2 of the slot count: the hash's top bits index a slot.
     @usableFromInline var shift: UInt64
     @usableFromInline var storedCount: Int
     @inlinable public var count: Int { storedCount }
 
     @inlinable public init() {
-        slotKeys = Array(repeating: 0, count: 8)
-        slotValues = Array(repeating: nil, count: 8)
+        slots = Array(repeating: Slot(key: 0, value: nil), count: 8)
         shift = 61
         storedCount = 0
     }
@@ -33,9 +38,9 @@ public struct IntegerMap<Value> {
 
     /// Makes room for `capacity` keys without growing again.
     @inlinable public mutating func reserveCapacity(_ capacity: Int) {
-        var slots = slotKeys.count
-        while capacity * 2 > slots { slots *= 2 }
-        if slots > slotKeys.count { rehash(slots: slots) }
+        var count = slots.count
+        while capacity * 2 > count { count *= 2 }
+        if count > slots.count { rehash(slots: count) }
     }
 
     @inlinable @inline(__always)
@@ -46,10 +51,10 @@ public struct IntegerMap<Value> {
     /// The slot holding `key`, or the empty slot where it would go.
     @inlinable @inline(__always)
     func find(_ key: UInt64) -> (slot: Int, found: Bool) {
-        let mask = slotKeys.count - 1
+        let mask = slots.count - 1
         var slot = home(key)
-        while slotValues[slot] != nil {
-            if slotKeys[slot] == key { return (slot, true) }
+        while slots[slot].value != nil {
+            if slots[slot].key == key { return (slot, true) }
             slot = (slot + 1) & mask
         }
         return (slot, false)
@@ -58,7 +63,7 @@ public struct IntegerMap<Value> {
     @inlinable public subscript(key: UInt64) -> Value? {
         get {
             let (slot, found) = find(key)
-            return found ? slotValues[slot] : nil
+            return found ? slots[slot].value : nil
         }
         set {
             if let newValue { insert(newValue, forKey: key) } else { removeValue(forKey: key) }
@@ -74,14 +79,14 @@ public struct IntegerMap<Value> {
         let (at, found) = find(key)
         var slot = at
         if !found {
-            if (count + 1) * 2 > slotKeys.count {
-                rehash(slots: slotKeys.count * 2)
+            if (count + 1) * 2 > slots.count {
+                rehash(slots: slots.count * 2)
                 slot = find(key).slot
             }
-            slotKeys[slot] = key
+            slots[slot].key = key
             storedCount += 1
         }
-        slotValues[slot] = value
+        slots[slot].value = value
     }
 
     /// Removes `key`; returns what it mapped to. The keys after it in its
@@ -90,41 +95,36 @@ public struct IntegerMap<Value> {
     public mutating func removeValue(forKey key: UInt64) -> Value? {
         let (slot, found) = find(key)
         guard found else { return nil }
-        let removed = slotValues[slot]
-        let mask = slotKeys.count - 1
+        let removed = slots[slot].value
+        let mask = slots.count - 1
         var hole = slot
         var next = (hole + 1) & mask
-        while slotValues[next] != nil {
+        while slots[next].value != nil {
             // A key may fill the hole if its home is not in (hole, next].
-            let home = home(slotKeys[next])
+            let home = home(slots[next].key)
             if (next &- home) & mask >= (next &- hole) & mask {
-                slotKeys[hole] = slotKeys[next]
-                slotValues[hole] = slotValues[next]
+                slots[hole] = slots[next]
                 hole = next
             }
             next = (next + 1) & mask
         }
-        slotValues[hole] = nil
+        slots[hole].value = nil
         storedCount -= 1
         return removed
     }
 
     @inlinable public mutating func removeAll(keepingCapacity: Bool = false) {
         guard keepingCapacity else { self = IntegerMap(); return }
-        for slot in slotValues.indices { slotValues[slot] = nil }
+        for slot in slots.indices { slots[slot].value = nil }
         storedCount = 0
     }
 
-    @inlinable mutating func rehash(slots: Int) {
-        let oldKeys = slotKeys, oldValues = slotValues
-        slotKeys = Array(repeating: 0, count: slots)
-        slotValues = Array(repeating: nil, count: slots)
-        shift = UInt64(64 - slots.trailingZeroBitCount)
-        for i in oldKeys.indices {
-            guard let value = oldValues[i] else { continue }
-            let slot = find(oldKeys[i]).slot
-            slotKeys[slot] = oldKeys[i]
-            slotValues[slot] = value
+    @inlinable mutating func rehash(slots count: Int) {
+        let old = slots
+        slots = Array(repeating: Slot(key: 0, value: nil), count: count)
+        shift = UInt64(64 - count.trailingZeroBitCount)
+        for entry in old where entry.value != nil {
+            slots[find(entry.key).slot] = entry
         }
     }
 }
@@ -138,9 +138,9 @@ extension IntegerMap: Sequence {
         @inlinable init(_ map: IntegerMap) { self.map = map }
 
         @inlinable public mutating func next() -> Element? {
-            while slot < map.slotKeys.count {
+            while slot < map.slots.count {
                 defer { slot += 1 }
-                if let value = map.slotValues[slot] { return (map.slotKeys[slot], value) }
+                if let value = map.slots[slot].value { return (map.slots[slot].key, value) }
             }
             return nil
         }
