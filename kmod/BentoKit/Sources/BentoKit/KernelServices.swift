@@ -9,8 +9,22 @@ public protocol BlockDevice: AnyObject {
     var blockCount: UInt64 { get }
     func read(block: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
     func write(block: UInt64, from buffer: UnsafeRawBufferPointer) throws
+    /// Writes `buffer`, whole blocks, to block `first` and the ones after
+    /// it: one call for a run, where a device over a file makes one system
+    /// call. If it fails, any of the blocks may or may not be written.
+    func write(blocks first: UInt64, from buffer: UnsafeRawBufferPointer) throws
     /// Returns once every write issued before it is durable.
     func flush() throws
+}
+
+extension BlockDevice {
+    /// One block at a time.
+    public func write(blocks first: UInt64, from buffer: UnsafeRawBufferPointer) throws {
+        guard buffer.count % blockSize == 0 else { throw Errno.EIO }
+        for i in 0..<(buffer.count / blockSize) {
+            try write(block: first + UInt64(i), from: UnsafeRawBufferPointer(rebasing: buffer[(i * blockSize)..<((i + 1) * blockSize)]))
+        }
+    }
 }
 
 /// How a block that is not cached yet gets its first contents.

@@ -35,6 +35,10 @@ public final class BackgroundWriteDevice: BlockDevice, @unchecked Sendable {
         try base.write(block: block, from: buffer)
     }
 
+    public func write(blocks first: UInt64, from buffer: UnsafeRawBufferPointer) throws {
+        try base.write(blocks: first, from: buffer)
+    }
+
     public func flush() throws {
         let failed = queue.waitIdle()
         try base.flush()
@@ -195,9 +199,21 @@ private final class WriteQueue: @unchecked Sendable {
     /// thread; without one, in `submit`'s caller (see `startThread`).
     private func writeBatch() {
         var lost: Set<UInt64> = []
-        for (i, block) in blocks.enumerated() {
-            let data = UnsafeRawBufferPointer(start: copies! + i * blockSize, count: blockSize)
-            do { try base.write(block: block, from: data) } catch { lost.insert(block) }
+        // Neighbouring blocks, one after another in the batch, go in one
+        // write (a file written in order is one run).
+        var start = 0
+        while start < blocks.count {
+            var end = start + 1
+            while end < blocks.count && blocks[end] == blocks[end - 1] + 1 { end += 1 }
+            let data = UnsafeRawBufferPointer(start: copies! + start * blockSize, count: (end - start) * blockSize)
+            do { try base.write(blocks: blocks[start], from: data) } catch {
+                // Which of them failed: one at a time.
+                for i in start..<end {
+                    let one = UnsafeRawBufferPointer(start: copies! + i * blockSize, count: blockSize)
+                    do { try base.write(block: blocks[i], from: one) } catch { lost.insert(blocks[i]) }
+                }
+            }
+            start = end
         }
         do {
             // Released before the lock is taken: see `stop`.

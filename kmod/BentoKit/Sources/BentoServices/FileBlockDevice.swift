@@ -99,6 +99,25 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
         }
     }
 
+    /// One pwrite for the whole run.
+    public func write(blocks first: UInt64, from buffer: UnsafeRawBufferPointer) throws {
+        let count = UInt64(buffer.count / blockSize)
+        guard buffer.count % blockSize == 0, first < blockCount, count <= blockCount - first else { throw Errno.EIO }
+        guard aligned(buffer.baseAddress!) else {
+            for i in 0..<Int(count) {
+                try write(block: first + UInt64(i), from: UnsafeRawBufferPointer(rebasing: buffer[(i * blockSize)..<((i + 1) * blockSize)]))
+            }
+            return
+        }
+        var done = 0
+        while done < buffer.count {
+            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(first) * off_t(blockSize) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw n < 0 && errno == ENOSPC ? Errno.ENOSPC : Errno.EIO }
+            done += n
+        }
+    }
+
     public func flush() throws {
         guard fdatasync(fd) == 0 else { throw Errno.EIO }
     }

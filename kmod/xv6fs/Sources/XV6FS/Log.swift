@@ -41,6 +41,9 @@ final class WriteAheadLog {
     /// the device's flush waits for them).
     private(set) var installUnflushed = false
     private var scratch: UnsafeMutableRawBufferPointer
+    /// The log area's next contents, gathered by `commit`: allocated at the
+    /// first commit (a read-only instance never commits).
+    private var staging: UnsafeMutableRawBufferPointer?
     let journal: (any OperationJournal)?
     /// The volume's identity, mixed into the journal's checkpoint.
     private let volumeTag: UInt64
@@ -59,7 +62,10 @@ final class WriteAheadLog {
         scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Layout.blockSize, alignment: 4096)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        scratch.deallocate()
+        staging?.deallocate()
+    }
 
     var isEmpty: Bool { blocks.isEmpty }
 
@@ -118,12 +124,19 @@ final class WriteAheadLog {
         let next = sequence &+ 1
         let homes = blocks.map { UInt32(truncatingIfNeeded: $0) }
         var sum = LogHeader.seed(sequence: next, blocks: homes)
+        // The blocks are gathered as they are hashed, and go to the log
+        // area in one write.
+        if staging == nil {
+            staging = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * Layout.blockSize, alignment: 4096)
+        }
+        let gathered = staging!
         for (i, home) in blocks.enumerated() {
             try cache.withBlock(home) { data in
-                sum = Checksum.combine(sum, data)
-                try device.write(block: headerBlock + 1 + UInt64(i), from: data)
+                sum = Checksum.combine(sum, copying: data, to: gathered.baseAddress! + i * Layout.blockSize)
             }
         }
+        try device.write(blocks: headerBlock + 1,
+                         from: UnsafeRawBufferPointer(rebasing: gathered[0..<(blocks.count * Layout.blockSize)]))
         LogHeader(sequence: next, blocks: homes, checksum: sum).encode(into: scratch)
         try device.write(block: headerBlock, from: UnsafeRawBufferPointer(scratch))
         try device.flush()

@@ -134,3 +134,25 @@ import XV6Layout
         #expect(check(image).isClean)
     }
 }
+
+/// The commit hashes each block while it copies it: that must be the
+/// checksum recovery and fsck compute.
+@Suite struct ChecksumCopying {
+    @Test(arguments: [0, 1, 7, 8, 13, 4096, 4099])
+    func agreesWithTheHashAndCopiesExactly(length: Int) {
+        var seed: UInt64 = 0x1234_5678_9ABC_DEF0
+        let bytes = (0..<length).map { _ -> UInt8 in
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return UInt8(truncatingIfNeeded: seed >> 56)
+        }
+        var copy = [UInt8](repeating: 0xA5, count: length + 1)
+        let (plain, copying) = bytes.withUnsafeBytes { source in
+            copy.withUnsafeMutableBytes { target in
+                (Checksum.combine(99, source), Checksum.combine(99, copying: source, to: target.baseAddress!))
+            }
+        }
+        #expect(plain == copying)
+        #expect(Array(copy[0..<length]) == bytes)
+        #expect(copy[length] == 0xA5)
+    }
+}
