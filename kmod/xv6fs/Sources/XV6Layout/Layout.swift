@@ -72,43 +72,38 @@ extension UnsafeMutableRawBufferPointer {
 /// torn or corrupted metadata: not cryptographic.
 public enum Checksum {
     public static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
-        var h = seed ^ 0x9E37_79B9_7F4A_7C15
-        let words = bytes.count / 8
-        var i = 0
-        while i < words {
-            let w = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
-            h = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
-            h ^= h >> 32
-            i += 1
-        }
-        var tail: UInt64 = 0
-        for j in (words * 8)..<bytes.count { tail = (tail << 8) | UInt64(bytes[j]) }
-        h = (h ^ tail ^ UInt64(bytes.count)) &* 0xC4CE_B9FE_1A85_EC53
-        return h ^ (h >> 29)
+        hash(bytes, seed: seed, copyingTo: nil)
     }
 
     /// Continues a running hash with more bytes.
     public static func combine(_ running: UInt64, _ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        hash(bytes, seed: running)
+        hash(bytes, seed: running, copyingTo: nil)
     }
 
     /// `combine`, copying the bytes to `target` on the way: the stores cost
     /// nothing beside the hash's chain of multiplications.
     public static func combine(_ running: UInt64, copying bytes: UnsafeRawBufferPointer,
                                to target: UnsafeMutableRawPointer) -> UInt64 {
-        var h = running ^ 0x9E37_79B9_7F4A_7C15
+        hash(bytes, seed: running, copyingTo: target)
+    }
+
+    /// The one definition of the hash (an on-disk format).
+    @inline(__always)
+    private static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64,
+                             copyingTo target: UnsafeMutableRawPointer?) -> UInt64 {
+        var h = seed ^ 0x9E37_79B9_7F4A_7C15
         let words = bytes.count / 8
         var i = 0
         while i < words {
             let raw = bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
-            target.storeBytes(of: raw, toByteOffset: i * 8, as: UInt64.self)
+            target?.storeBytes(of: raw, toByteOffset: i * 8, as: UInt64.self)
             h = (h ^ UInt64(littleEndian: raw)) &* 0xFF51_AFD7_ED55_8CCD
             h ^= h >> 32
             i += 1
         }
         var tail: UInt64 = 0
         for j in (words * 8)..<bytes.count {
-            target.storeBytes(of: bytes[j], toByteOffset: j, as: UInt8.self)
+            target?.storeBytes(of: bytes[j], toByteOffset: j, as: UInt8.self)
             tail = (tail << 8) | UInt64(bytes[j])
         }
         h = (h ^ tail ^ UInt64(bytes.count)) &* 0xC4CE_B9FE_1A85_EC53
