@@ -78,6 +78,14 @@ final class Harness: @unchecked Sendable {
         return e.ino
     }
 
+    /// An empty file in `dir`, created, released and forgotten again as
+    /// the kernel would after `touch`.
+    func createEmpty(in dir: InodeNumber, _ name: String) throws {
+        let (e, open) = try fs.create(ctx, parent: dir, name: FileName(name), mode: 0o644, flags: 0)
+        try fs.release(ctx, ino: e.ino, handle: open.handle)
+        fs.forget(ino: e.ino, count: 1)
+    }
+
     @discardableResult
     func writeFile(_ path: String, _ bytes: [UInt8], at offset: UInt64 = 0, create: Bool = true) throws -> InodeNumber {
         let (dir, name) = try parent(path)

@@ -131,20 +131,15 @@ import XV6Layout
     @Test func directoriesReuseTheSpaceRemovalsLeave() throws {
         var h = try Harness.fresh(blocks: 16384, inodes: 8192)
         let dir = try h.mkdir("d")
-        func add(_ name: String) throws {
-            let (e, open) = try h.fs.create(ctx, parent: dir, name: FileName(name), mode: 0o644, flags: 0)
-            try h.fs.release(ctx, ino: e.ino, handle: open.handle)
-            h.fs.forget(ino: e.ino, count: 1)
-        }
         // Records of 12 to 72 bytes.
         let long = (0..<3000).map { "n\($0)-" + String(repeating: "x", count: $0 % 58) }
-        for name in long { try add(name) }
+        for name in long { try h.createEmpty(in: dir, name) }
         let size = try h.fs.getattr(ctx, ino: dir).size
         let removed = stride(from: 0, to: long.count, by: 3).map { long[$0] }
         for name in removed { try h.fs.unlink(ctx, parent: dir, name: FileName(name)) }
         // As many short names (16-byte records) as were removed: the holes hold them all.
         let short = removed.indices.map { "s\($0)" }
-        for name in short { try add(name) }
+        for name in short { try h.createEmpty(in: dir, name) }
         #expect(try h.fs.getattr(ctx, ino: dir).size == size)
         let expected = Set(long).subtracting(removed).union(short)
         #expect(Set(try h.list(dir)) == expected)
@@ -163,14 +158,9 @@ import XV6Layout
     @Test func directoriesFoldTheSpaceRemovalsLeave() throws {
         var h = try Harness.fresh(blocks: 16384, inodes: 8192)
         let dir = try h.mkdir("d")
-        func add(_ name: String) throws {
-            let (e, open) = try h.fs.create(ctx, parent: dir, name: FileName(name), mode: 0o644, flags: 0)
-            try h.fs.release(ctx, ino: e.ino, handle: open.handle)
-            h.fs.forget(ino: e.ino, count: 1)
-        }
         // 16-byte records, made in order: neighbours on disk.
         let short = (0..<2048).map { "s" + String(1000 + $0) }
-        for name in short { try add(name) }
+        for name in short { try h.createEmpty(in: dir, name) }
         let size = try h.fs.getattr(ctx, ino: dir).size
         // 16 runs of 20 neighbours each: 320 bytes free in each run, in
         // records of 16.
@@ -178,7 +168,7 @@ import XV6Layout
         for name in removed { try h.fs.unlink(ctx, parent: dir, name: FileName(name)) }
         // A 255-byte name takes a 264-byte record: only a run holds one.
         let long = (0..<16).map { String(format: "%02d", $0) + String(repeating: "y", count: 253) }
-        for name in long { try add(name) }
+        for name in long { try h.createEmpty(in: dir, name) }
         #expect(try h.fs.getattr(ctx, ino: dir).size == size)
         let expected = Set(short).subtracting(removed).union(long)
         #expect(Set(try h.list(dir)) == expected)
@@ -215,9 +205,7 @@ import XV6Layout
             if roll < 55 || names.isEmpty {
                 let name = randomName()
                 guard !names.contains(name) else { continue }
-                let (e, open) = try h.fs.create(ctx, parent: dir, name: FileName(name), mode: 0o644, flags: 0)
-                try h.fs.release(ctx, ino: e.ino, handle: open.handle)
-                h.fs.forget(ino: e.ino, count: 1)
+                try h.createEmpty(in: dir, name)
                 names.insert(name)
             } else if roll < 93 {
                 let name = names.randomElement(using: &rng)!
