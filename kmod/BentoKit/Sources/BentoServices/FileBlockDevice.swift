@@ -83,35 +83,30 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
 
     public func write(block: UInt64, from buffer: UnsafeRawBufferPointer) throws {
         guard block < blockCount, buffer.count == blockSize else { throw Errno.EIO }
-        guard aligned(buffer.baseAddress!) else {
-            let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 4096)
-            defer { bounce.deallocate() }
-            bounce.copyMemory(from: buffer)
-            try write(block: block, from: UnsafeRawBufferPointer(bounce))
-            return
-        }
-        var done = 0
-        while done < blockSize {
-            let n = pwrite(fd, buffer.baseAddress! + done, blockSize - done, off_t(block) * off_t(blockSize) + off_t(done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw n < 0 && errno == ENOSPC ? Errno.ENOSPC : Errno.EIO }
-            done += n
-        }
+        try pwriteWhole(buffer, at: block)
     }
 
     /// One pwrite for the whole run.
     public func write(blocks first: UInt64, from buffer: UnsafeRawBufferPointer) throws {
         let count = UInt64(buffer.count / blockSize)
         guard buffer.count % blockSize == 0, first < blockCount, count <= blockCount - first else { throw Errno.EIO }
-        guard aligned(buffer.baseAddress!) else {
-            for i in 0..<Int(count) {
-                try write(block: first + UInt64(i), from: UnsafeRawBufferPointer(rebasing: buffer[(i * blockSize)..<((i + 1) * blockSize)]))
-            }
+        try pwriteWhole(buffer, at: first)
+    }
+
+    /// Writes `buffer`, whole blocks, from block `block` on, through an
+    /// aligned copy where O_DIRECT needs one.
+    private func pwriteWhole(_ buffer: UnsafeRawBufferPointer, at block: UInt64) throws {
+        guard let start = buffer.baseAddress else { return }
+        guard aligned(start) else {
+            let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: 4096)
+            defer { bounce.deallocate() }
+            bounce.copyMemory(from: buffer)
+            try pwriteWhole(UnsafeRawBufferPointer(bounce), at: block)
             return
         }
         var done = 0
         while done < buffer.count {
-            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(first) * off_t(blockSize) + off_t(done))
+            let n = pwrite(fd, start + done, buffer.count - done, off_t(block) * off_t(blockSize) + off_t(done))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw n < 0 && errno == ENOSPC ? Errno.ENOSPC : Errno.EIO }
             done += n
