@@ -1,3 +1,4 @@
+import CFlightRecorder
 import Glibc
 import Synchronization
 
@@ -17,15 +18,28 @@ import Synchronization
 /// A lone caller's requests thus all go to one thread, without a wake-up.
 /// When the reader finds another request already waiting as it takes
 /// one, callers are many; polling would only take CPU time from them, so
-/// for `busyNanoseconds` every thread waits in read(2) again. Should the
-/// request the reader took block (an fsync, a flush that waits for the
-/// kernel's writes through this same mount), the watchdog hands the turn
-/// on after `rescueNanoseconds`.
+/// for `busyNanoseconds` the reader sleeps in read(2) at once, and up to
+/// `busyReaders` threads may read. Still not all: each thread asleep in
+/// read(2) is one the kernel wakes for a request that the thread just
+/// back from serving would have read without a wake-up, and on two CPUs
+/// one thread serving eight callers kept up better than eight threads did
+/// (Docs/caching.md). Should the request a reader took block (an fsync, a
+/// flush that waits for the kernel's writes through this same mount), the
+/// watchdog hands the turn on after `rescueNanoseconds`; a thread that
+/// knows it will wait on the kernel calls `handOff()` first.
 final class RequestWaiter: @unchecked Sendable {
     /// 0: no polling; every thread sleeps in read(2), as libfuse's do.
     let pollNanoseconds: UInt64
-    /// How long requests may wait unread while the last reader works.
+    /// How many threads may read at once while callers are many: half the
+    /// CPUs, for the callers need the others (measured on 2 CPUs only).
+    let busyReaders: Int
+    /// How long requests may wait unread while the last reader is blocked
+    /// in its request's work,
     static let rescueNanoseconds: UInt64 = 1_000_000
+    /// and while it runs: handing the turn on to a thread that would wait
+    /// for the same CPUs and the same module lock gains little and costs
+    /// wake-ups, unless the work is long.
+    static let longNanoseconds: UInt64 = 10_000_000
     /// How long to read as libfuse does after seeing requests queue up.
     static let busyNanoseconds: UInt64 = 10_000_000
     /// How many takes in a row must find another request queued: a lone
@@ -44,12 +58,15 @@ final class RequestWaiter: @unchecked Sendable {
     /// The watchdog, when it sleeps.
     private let watch = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     // All below under `lock`.
-    private var reading = false
+    /// Threads polling or asleep in read(2).
+    private var reading = 0
     private var waiting = 0
     /// When the last reader took a request and left no reader behind
     /// (0: a thread reads, or none waits that could).
     private var unreadSince: UInt64 = 0
     private var lastUnread: UInt64 = 0
+    /// The thread that took the request at `unreadSince`.
+    private var server: pid_t = 0
     private var watchdogAsleep = false
     private var watchdogStarted = false
     /// Without a watchdog, every thread reads as libfuse does.
@@ -60,8 +77,10 @@ final class RequestWaiter: @unchecked Sendable {
 
     /// Polls only with two CPUs or more: on one, it would keep the caller
     /// from running.
-    init(pollMicroseconds: Int) {
-        pollNanoseconds = sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 ? UInt64(max(0, pollMicroseconds)) * 1000 : 0
+    init(pollMicroseconds: Int, busyReaders: Int? = nil) {
+        let processors = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        pollNanoseconds = processors >= 2 ? UInt64(max(0, pollMicroseconds)) * 1000 : 0
+        self.busyReaders = max(1, busyReaders ?? processors / 2)
         pthread_mutex_init(lock, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
@@ -74,56 +93,74 @@ final class RequestWaiter: @unchecked Sendable {
     /// Reads the next request into `buffer`, as read(2) on `fd` would;
     /// calls `beforeSleeping` first when it may sleep in read(2).
     func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ length: Int, beforeSleeping: () -> Void = {}) -> Int {
-        guard pollNanoseconds > 0, !busy() else {
+        guard pollNanoseconds > 0 else {
             beforeSleeping()
             return Glibc.read(fd, buffer, length)
         }
         pthread_mutex_lock(lock)
         if !watchdogStarted { startWatchdog() }
-        while reading && !ended && !busy() {
-            waiting += 1
-            pthread_cond_wait(turn, lock)
-            waiting -= 1
-        }
-        if busy() {
+        guard watchdogRunning else {
+            // No watchdog would hand the turn on: read as libfuse does.
             pthread_mutex_unlock(lock)
             beforeSleeping()
             return Glibc.read(fd, buffer, length)
         }
-        reading = true
+        while reading >= (busy() ? busyReaders : 1) && !ended {
+            waiting += 1
+            pthread_cond_wait(turn, lock)
+            waiting -= 1
+        }
+        reading += 1
         unreadSince = 0
         pthread_mutex_unlock(lock)
 
-        let start = Self.now()
         var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        while poll(&ready, 1, 0) == 0, Self.now() &- start < pollNanoseconds {}
+        if !busy() {
+            let start = Self.now()
+            while poll(&ready, 1, 0) == 0, Self.now() &- start < pollNanoseconds {}
+        }
         if ready.revents == 0 { beforeSleeping() }
         let count = Glibc.read(fd, buffer, length)
         let saved = errno
 
         pthread_mutex_lock(lock)
-        reading = false
+        reading -= 1
         if count < 0 && saved == ENODEV {
             ended = true  // unmounted: every thread leaves the loop
             pthread_cond_broadcast(turn)
             pthread_cond_signal(watch)
         } else {
             queuedStreak = Self.pending(fd) ? queuedStreak + 1 : 0
-            if queuedStreak >= Self.busyStreak || !watchdogRunning {
-                // Callers are many (or no watchdog would hand the turn
-                // on): everyone reads as libfuse does for a while.
+            if queuedStreak >= Self.busyStreak {
+                // Callers are many: stop polling for a while.
                 queuedStreak = 0
                 busyUntil.store(Self.now() &+ Self.busyNanoseconds, ordering: .relaxed)
-                pthread_cond_broadcast(turn)
-            } else if waiting > 0 {
+                if busyReaders > 1 { pthread_cond_broadcast(turn) }
+            }
+            if reading == 0 && waiting > 0 {
+                // The thread comes back to read once it has served; until
+                // then the watchdog keeps an eye on the requests behind.
                 unreadSince = Self.now()
                 lastUnread = unreadSince
+                server = pid_t(bento_thread_id())
                 if watchdogAsleep { pthread_cond_signal(watch) }
             }
         }
         pthread_mutex_unlock(lock)
         errno = saved
         return count
+    }
+
+    /// Called by a thread that took a request and is about to wait for
+    /// the kernel to send more through this mount: lets a waiting thread
+    /// read them now rather than when the watchdog would.
+    func handOff() {
+        pthread_mutex_lock(lock)
+        if reading == 0 && waiting > 0 {
+            unreadSince = 0
+            pthread_cond_signal(turn)
+        }
+        pthread_mutex_unlock(lock)
     }
 
     private func busy() -> Bool { Self.now() < busyUntil.load(ordering: .relaxed) }
@@ -133,10 +170,19 @@ final class RequestWaiter: @unchecked Sendable {
         pthread_mutex_lock(lock)
         while !ended {
             let now = Self.now()
-            if unreadSince != 0, !reading, waiting > 0 {
+            if unreadSince != 0, reading == 0, waiting > 0 {
                 if now &- unreadSince >= Self.rescueNanoseconds {
-                    unreadSince = 0
-                    pthread_cond_signal(turn)
+                    let since = unreadSince, thread = server
+                    pthread_mutex_unlock(lock)
+                    let running = Self.isRunning(thread)
+                    pthread_mutex_lock(lock)
+                    guard unreadSince == since else { continue }  // it came back meanwhile
+                    if running && now &- since < Self.longNanoseconds {
+                        sleep(on: watch, until: now &+ Self.rescueNanoseconds)
+                    } else {
+                        unreadSince = 0
+                        pthread_cond_signal(turn)
+                    }
                 } else {
                     sleep(on: watch, until: unreadSince &+ Self.rescueNanoseconds)
                 }
@@ -170,6 +216,19 @@ final class RequestWaiter: @unchecked Sendable {
         }
         pthread_detach(thread)
         watchdogRunning = true
+    }
+
+    /// Whether the thread is on a CPU or waiting for one, rather than
+    /// asleep (its state in /proc is R). False when that cannot be read.
+    static func isRunning(_ thread: pid_t) -> Bool {
+        let fd = open("/proc/self/task/\(thread)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var text = [UInt8](repeating: 0, count: 512)
+        let count = Glibc.read(fd, &text, text.count)
+        // "tid (name) S ...": the name may hold spaces and parentheses.
+        guard count > 0, let close = text[..<count].lastIndex(of: UInt8(ascii: ")")), close + 2 < count else { return false }
+        return text[close + 2] == UInt8(ascii: "R")
     }
 
     /// Whether the kernel has a request waiting to be read.

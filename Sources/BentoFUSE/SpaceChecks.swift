@@ -83,6 +83,7 @@ extension FuseServer {
     /// happen.
     func writeBack(_ inodes: [UInt64]) -> Bool {
         guard let flusher else { return false }
+        waiter.handOff()  // the WRITEs it waits for need a reader
         var rest = inodes[...]
         while !rest.isEmpty {
             let batch = Array(rest.prefix(Int(BENTO_FLUSH_BATCH)))

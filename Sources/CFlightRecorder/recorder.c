@@ -12,6 +12,12 @@
 
 static struct bento_recorder *shared;
 static __thread struct bento_recorder_slot *mine;
+static __thread int thread_id;
+
+int bento_thread_id(void) {
+    if (!thread_id) thread_id = (int)syscall(SYS_gettid);
+    return thread_id;
+}
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
@@ -69,7 +75,7 @@ static void make_exit_key(void) { pthread_key_create(&exit_key, release_slot); }
 // the fault handler.
 static struct bento_recorder_slot *slot(void) {
     if (mine || !shared) return mine;
-    uint64_t self = (uint64_t)syscall(SYS_gettid);
+    uint64_t self = (uint64_t)bento_thread_id();
     for (int i = 0; i < BENTO_RECORDER_SLOTS; i++) {
         uint64_t free_owner = 0;
         if (__atomic_compare_exchange_n(&shared->slots[i].owner, &free_owner, self, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {

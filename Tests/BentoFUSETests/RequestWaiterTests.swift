@@ -69,6 +69,70 @@ import Testing
         #expect(first.value == 1)
         #expect(second.value == 2)
     }
+
+    /// While callers are many (three takes in a row found another request
+    /// queued), still only one thread sleeps in read(2) at a time: the
+    /// others wait their turn, and each gets it once the one before has
+    /// taken a request and does not come back.
+    @Test func oneThreadReadsAtATimeWhileCallersAreMany() throws {
+        let pipe = try Pipe()
+        let waiter = RequestWaiter(pollMicroseconds: 50, busyReaders: 1)
+        var byte: UInt8 = 0
+        for value: UInt8 in 1...4 { pipe.send(value) }
+        for _ in 1...4 { #expect(waiter.read(pipe.output, &byte, 1) == 1) }
+        let sleepers = Box(0), taken = Box<[UInt8]>([])
+        let lock = NSLock(), done = DispatchSemaphore(value: 0)
+        for _ in 1...4 {
+            Thread.detachNewThread {
+                var byte: UInt8 = 0
+                let count = waiter.read(pipe.output, &byte, 1, beforeSleeping: { lock.withLock { sleepers.value += 1 } })
+                lock.withLock { if count == 1 { taken.value.append(byte) } }
+                done.signal()
+            }
+        }
+        usleep(50_000)
+        lock.withLock { #expect(sleepers.value == 1, "only the thread with the turn sleeps in read(2)") }
+        for value: UInt8 in 5...8 { pipe.send(value) }
+        for _ in 1...4 { #expect(done.wait(timeout: .now() + 5) == .success) }
+        lock.withLock { #expect(taken.value.sorted() == [5, 6, 7, 8]) }
+    }
+
+    /// A request whose work keeps its thread on the CPU keeps the turn
+    /// (the next request waits for that thread, not for a wake-up of
+    /// another), up to `longNanoseconds`.
+    @Test func aRunningRequestKeepsTheTurn() throws {
+        let pipe = try Pipe()
+        let waiter = RequestWaiter(pollMicroseconds: 50, busyReaders: 1)
+        let firstTaken = DispatchSemaphore(value: 0), otherTaken = DispatchSemaphore(value: 0)
+        let first = Box<[UInt8]>([]), other = Box<UInt8>(0)
+        Thread.detachNewThread {
+            var byte: UInt8 = 0
+            _ = waiter.read(pipe.output, &byte, 1)
+            first.value.append(byte)
+            firstTaken.signal()
+            let start = RequestWaiter.now()  // works 5 ms on the CPU
+            while RequestWaiter.now() &- start < RequestWaiter.longNanoseconds / 2 {}
+            _ = waiter.read(pipe.output, &byte, 1)
+            first.value.append(byte)
+            firstTaken.signal()
+        }
+        usleep(20_000)
+        Thread.detachNewThread {
+            var byte: UInt8 = 0
+            _ = waiter.read(pipe.output, &byte, 1)  // waits its turn
+            other.value = byte
+            otherTaken.signal()
+        }
+        usleep(20_000)
+        pipe.send(1)
+        #expect(firstTaken.wait(timeout: .now() + 5) == .success)
+        pipe.send(2)
+        #expect(firstTaken.wait(timeout: .now() + 5) == .success)
+        #expect(first.value == [1, 2], "the working thread came back for the next request")
+        pipe.send(3)
+        #expect(otherTaken.wait(timeout: .now() + 5) == .success)
+        #expect(other.value == 3)
+    }
 }
 
 private final class Pipe: Sendable {

@@ -46,6 +46,8 @@ void bento_recorder_use(struct bento_recorder *recorder);
 void bento_recorder_idle(void);
 /// After it read `length` bytes of a request into `buffer`.
 void bento_recorder_note(const void *buffer, size_t length);
+/// The calling thread's kernel id (gettid), kept per thread.
+int bento_thread_id(void);
 /// Marks faults of this process in the faulting thread's slot, then lets
 /// the signal kill the process as it would have.
 int bento_recorder_catch_faults(void);
