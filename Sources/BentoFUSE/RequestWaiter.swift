@@ -17,16 +17,14 @@ import Synchronization
 ///
 /// A lone caller's requests thus all go to one thread, without a wake-up.
 /// When the reader finds another request already waiting as it takes
-/// one, callers are many; polling would only take CPU time from them, so
-/// for `busyNanoseconds` the reader sleeps in read(2) at once, and up to
-/// `busyReaders` threads may read. Still not all: each thread asleep in
-/// read(2) is one the kernel wakes for a request that the thread just
-/// back from serving would have read without a wake-up, and on two CPUs
-/// one thread serving eight callers kept up better than eight threads did
-/// (Docs/caching.md). Should the request a reader took block (an fsync, a
-/// flush that waits for the kernel's writes through this same mount), the
-/// watchdog hands the turn on after `rescueNanoseconds`; a thread that
-/// knows it will wait on the kernel calls `handOff()` first.
+/// one, callers are many: polling would only take CPU time from them, so
+/// for `busyNanoseconds` the reader sleeps in read(2) at once. Threads
+/// still read one at a time (up to `busyReaders`): the thread back from
+/// serving takes the next queued request without a wake-up, where threads
+/// asleep in read(2) would each be woken for one (Docs/caching.md). Should
+/// the request a reader took block (an fsync, a lock), the watchdog hands
+/// the turn on after `rescueNanoseconds`; a thread that will wait for
+/// requests through this same mount calls `handOff()` first.
 final class RequestWaiter: @unchecked Sendable {
     /// 0: no polling; every thread sleeps in read(2), as libfuse's do.
     let pollNanoseconds: UInt64
@@ -40,7 +38,7 @@ final class RequestWaiter: @unchecked Sendable {
     /// for the same CPUs and the same module lock gains little and costs
     /// wake-ups, unless the work is long.
     static let longNanoseconds: UInt64 = 10_000_000
-    /// How long to read as libfuse does after seeing requests queue up.
+    /// How long not to poll after seeing requests queue up.
     static let busyNanoseconds: UInt64 = 10_000_000
     /// How many takes in a row must find another request queued: a lone
     /// caller's close queues a RELEASE that needs no wait, and its next
@@ -50,7 +48,7 @@ final class RequestWaiter: @unchecked Sendable {
     /// might have had to make.
     static let watchNanoseconds: UInt64 = 100_000_000
 
-    /// Until when every thread reads as libfuse does (many callers).
+    /// Until when the reader does not poll (many callers).
     private let busyUntil = Atomic<UInt64>(0)
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     /// Threads waiting for their turn to read.
@@ -66,7 +64,7 @@ final class RequestWaiter: @unchecked Sendable {
     private var unreadSince: UInt64 = 0
     private var lastUnread: UInt64 = 0
     /// The thread that took the request at `unreadSince`.
-    private var server: pid_t = 0
+    private var serving: pid_t = 0
     private var watchdogAsleep = false
     private var watchdogStarted = false
     /// Without a watchdog, every thread reads as libfuse does.
@@ -142,7 +140,7 @@ final class RequestWaiter: @unchecked Sendable {
                 // then the watchdog keeps an eye on the requests behind.
                 unreadSince = Self.now()
                 lastUnread = unreadSince
-                server = pid_t(bento_thread_id())
+                serving = pid_t(bento_thread_id())
                 if watchdogAsleep { pthread_cond_signal(watch) }
             }
         }
@@ -172,7 +170,7 @@ final class RequestWaiter: @unchecked Sendable {
             let now = Self.now()
             if unreadSince != 0, reading == 0, waiting > 0 {
                 if now &- unreadSince >= Self.rescueNanoseconds {
-                    let since = unreadSince, thread = server
+                    let since = unreadSince, thread = serving
                     pthread_mutex_unlock(lock)
                     let running = Self.isRunning(thread)
                     pthread_mutex_lock(lock)
