@@ -112,14 +112,18 @@ final class RequestWaiter: @unchecked Sendable {
         unreadSince = 0
         pthread_mutex_unlock(lock)
 
+        // While callers are many, neither polls nor looks whether more
+        // requests queue: each would be one more system call per request.
+        let polling = !busy()
         var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        if !busy() {
+        if polling {
             let start = Self.now()
             while poll(&ready, 1, 0) == 0, Self.now() &- start < pollNanoseconds {}
         }
         if ready.revents == 0 { beforeSleeping() }
         let count = Glibc.read(fd, buffer, length)
         let saved = errno
+        let queued = polling && count > 0 && Self.pending(fd)
 
         pthread_mutex_lock(lock)
         reading -= 1
@@ -128,7 +132,7 @@ final class RequestWaiter: @unchecked Sendable {
             pthread_cond_broadcast(turn)
             pthread_cond_signal(watch)
         } else {
-            queuedStreak = Self.pending(fd) ? queuedStreak + 1 : 0
+            queuedStreak = queued ? queuedStreak + 1 : 0
             if queuedStreak >= Self.busyStreak {
                 // Callers are many: stop polling for a while.
                 queuedStreak = 0
