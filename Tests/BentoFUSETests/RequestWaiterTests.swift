@@ -44,8 +44,7 @@ import Testing
         let pipe = try Pipe()
         let waiter = RequestWaiter(pollMicroseconds: 50)
         let firstTaken = DispatchSemaphore(value: 0), unblock = DispatchSemaphore(value: 0)
-        let secondTaken = DispatchSemaphore(value: 0)
-        let first = Box<UInt8>(0), second = Box<UInt8>(0)
+        let first = Box<UInt8>(0)
         Thread.detachNewThread {
             var byte: UInt8 = 0
             _ = waiter.read(pipe.output, &byte, 1)  // holds the turn, asleep in read
@@ -54,20 +53,15 @@ import Testing
             unblock.wait()  // the request's work blocks
         }
         usleep(20_000)
-        Thread.detachNewThread {
-            var byte: UInt8 = 0
-            _ = waiter.read(pipe.output, &byte, 1)  // waits its turn
-            second.value = byte
-            secondTaken.signal()
-        }
+        let second = readInBackground(waiter, pipe)  // waits its turn
         usleep(20_000)
         pipe.send(1)
         #expect(firstTaken.wait(timeout: .now() + 5) == .success)
         pipe.send(2)
-        #expect(secondTaken.wait(timeout: .now() + 5) == .success)
+        #expect(second.taken.wait(timeout: .now() + 5) == .success)
         unblock.signal()
         #expect(first.value == 1)
-        #expect(second.value == 2)
+        #expect(second.byte.value == 2)
     }
 
     /// While callers are many (three takes in a row found another request
@@ -103,8 +97,8 @@ import Testing
     @Test func aRunningRequestKeepsTheTurn() throws {
         let pipe = try Pipe()
         let waiter = RequestWaiter(pollMicroseconds: 50, busyReaders: 1)
-        let firstTaken = DispatchSemaphore(value: 0), otherTaken = DispatchSemaphore(value: 0)
-        let first = Box<[UInt8]>([]), other = Box<UInt8>(0)
+        let firstTaken = DispatchSemaphore(value: 0)
+        let first = Box<[UInt8]>([])
         Thread.detachNewThread {
             var byte: UInt8 = 0
             _ = waiter.read(pipe.output, &byte, 1)
@@ -117,12 +111,7 @@ import Testing
             firstTaken.signal()
         }
         usleep(20_000)
-        Thread.detachNewThread {
-            var byte: UInt8 = 0
-            _ = waiter.read(pipe.output, &byte, 1)  // waits its turn
-            other.value = byte
-            otherTaken.signal()
-        }
+        let other = readInBackground(waiter, pipe)  // waits its turn
         usleep(20_000)
         pipe.send(1)
         #expect(firstTaken.wait(timeout: .now() + 5) == .success)
@@ -130,9 +119,22 @@ import Testing
         #expect(firstTaken.wait(timeout: .now() + 5) == .success)
         #expect(first.value == [1, 2], "the working thread came back for the next request")
         pipe.send(3)
-        #expect(otherTaken.wait(timeout: .now() + 5) == .success)
-        #expect(other.value == 3)
+        #expect(other.taken.wait(timeout: .now() + 5) == .success)
+        #expect(other.byte.value == 3)
     }
+}
+
+/// A thread that reads one request through `waiter`; `taken` is signalled
+/// once it has, with the request in `byte`.
+private func readInBackground(_ waiter: RequestWaiter, _ pipe: Pipe) -> (taken: DispatchSemaphore, byte: Box<UInt8>) {
+    let taken = DispatchSemaphore(value: 0), byte = Box<UInt8>(0)
+    Thread.detachNewThread {
+        var value: UInt8 = 0
+        _ = waiter.read(pipe.output, &value, 1)
+        byte.value = value
+        taken.signal()
+    }
+    return (taken, byte)
 }
 
 private final class Pipe: Sendable {
