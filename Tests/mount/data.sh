@@ -177,7 +177,9 @@ state() { ctl status --json | python3 -c "import json, sys; print(json.load(sys.
 # synced first, so that only the journal can keep what follows.
 touch "$mnt/warm" && setfattr -n user.w -v 1 "$mnt/warm" && fallocate -n -l 1M "$mnt/warm" &&
     truncate -s 6G "$mnt/warm" && echo x >>"$mnt/warm" && sync -f "$mnt/warm"
-large=$(head -c 2250 /dev/urandom | base64 -w0)   # 3000 bytes: blocks of its own
+# 3000 bytes: blocks of their own. setfattr decodes a value that starts
+# with 0x or 0s (about one random base64 string in 2,000), so it starts with v.
+large=v$(head -c 2250 /dev/urandom | base64 -w0 | cut -c2-)
 head -c 512K /dev/urandom >"$work/jdata"
 old=$(worker)
 cp "$work/jdata" "$mnt/j" &&   # the close sends every cached page (writeback cache)
