@@ -251,6 +251,10 @@ public struct MountStatus: Codable, Equatable, Sendable {
     /// INIT agreed: a mount keeps that until it is mounted again. Absent
     /// until the kernel's INIT is answered.
     public var kernelCachesWrites: Bool?
+    /// Whether handles opened write-only write past the kernel's page cache
+    /// (Docs/caching.md, "Write-only handles"). Absent until the kernel's
+    /// INIT is answered.
+    public var writeOnlyPastPageCache: Bool?
     /// The host's buffer cache of the mount, in the worker.
     public var cache: CacheStatus?
     /// The worker process's resident memory now, and at its peak (bytes).

@@ -26,7 +26,8 @@ public enum TextReport {
             let probation = mount.probation.map { ", on probation for \(duration(seconds: $0.secondsLeft))" } ?? ""
             let quarantined = mount.quarantined.map { ", \($0) request\($0 == 1 ? "" : "s") quarantined" } ?? ""
             let writes = mount.kernelCachesWrites == true ? ", and writes (writeback cache)" : ""
-            let caches = mount.kernelCacheSeconds.map { "; caches names and attributes for \(duration(seconds: $0))\(writes)" } ?? ""
+            let direct = mount.writeOnlyPastPageCache == true ? "; write-only handles write past its page cache" : ""
+            let caches = mount.kernelCacheSeconds.map { "; caches names and attributes for \(duration(seconds: $0))\(writes)\(direct)" } ?? ""
             let held = mount.heldInodes.map { inodes in
                 "\n  kernel    holds \(inodes) inodes, \(mount.heldHandles ?? 0) open handles\(caches)"
             } ?? ""

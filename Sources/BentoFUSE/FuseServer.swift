@@ -173,6 +173,18 @@ public final class FuseServer: @unchecked Sendable {
         return kernelAppends.load(ordering: .acquiring) ? flags & ~O_APPEND : flags
     }
 
+    /// Whether the handle opened with `fi` writes past the kernel's page
+    /// cache (DirectWrites): opened write-only, without the writeback cache.
+    func writesPastPageCache(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> Bool {
+        writeOnlyHandlesWritePastPageCache && (fi?.pointee.flags ?? 0) & O_ACCMODE == O_WRONLY
+    }
+
+    /// Whether write-only handles write past the kernel's page cache on
+    /// this mount (for status).
+    public var writeOnlyHandlesWritePastPageCache: Bool {
+        DirectWrites.kernelDropsOverwrittenPages && !kernelAppends.load(ordering: .acquiring)
+    }
+
     /// Asks the kernel to deliver again every request a dead process read
     /// and never answered (FUSE_NOTIFY_RESEND: a bare notification header).
     public func requestResend() throws(Failure) {

@@ -268,6 +268,7 @@ final class ServedMount: @unchecked Sendable {
         if let negotiated = server.negotiated {
             status.kernelCacheSeconds = server.timeout
             status.kernelCachesWrites = negotiated.writebackCache
+            status.writeOnlyPastPageCache = server.writeOnlyHandlesWritePastPageCache
         }
         let blockSize = UInt64(bufferCache.blockSize), (cached, dirty) = bufferCache.counts
         status.cache = CacheStatus(capacityBytes: UInt64(bufferCache.capacity) * blockSize,

@@ -452,6 +452,9 @@ struct ControlProtocolTests {
         #expect(TextReport.status([holding]).contains("max 2.1 ms\n  kernel    holds 1200 inodes, 35 open handles\n"))
         holding.kernelCacheSeconds = 86400
         #expect(TextReport.status([holding]).contains("35 open handles; caches names and attributes for 1d 0h\n"))
+        holding.writeOnlyPastPageCache = true
+        #expect(TextReport.status([holding]).contains("for 1d 0h; write-only handles write past its page cache\n"))
+        holding.writeOnlyPastPageCache = false
         holding.kernelCachesWrites = true
         #expect(TextReport.status([holding]).contains("caches names and attributes for 1d 0h, and writes (writeback cache)\n"))
         holding.cache = CacheStatus(capacityBytes: 256 << 20, allocatedBytes: 16 << 20, cachedBytes: 12 << 20,

@@ -99,6 +99,44 @@ ctl rollback "$mnt" >/dev/null
 expect "1.0.0 at once: /.provenance is a plain file it reads as it is" bash -c \
     "grep -q 'name=\"p2\"' '$mnt/.provenance' && test \$(stat -c %s '$mnt/.provenance') = \$(wc -c < '$mnt/.provenance')"
 
+echo "== write-only handles write past the page cache (where the kernel then drops what they overwrite)"
+resident() { fincore --bytes --noheadings --output RES "$1"; }
+# A reader caches a file's pages; handles opened write-only write over them
+# and append to the page it cached last: the reader sees each at once.
+over_cached=$(cat <<'PY'
+import os, sys
+path = sys.argv[1]
+with open(path, "wb") as f:
+    f.write(b"a" * 10000)
+reader = os.open(path, os.O_RDONLY)
+assert os.pread(reader, 20000, 0) == b"a" * 10000
+writer = os.open(path, os.O_WRONLY)
+os.pwrite(writer, b"b" * 100, 4000)
+expected = b"a" * 4000 + b"b" * 100 + b"a" * 5900
+assert os.pread(reader, 20000, 0) == expected, "overwrite not seen"
+appender = os.open(path, os.O_WRONLY | os.O_APPEND)
+os.write(appender, b"c" * 50)
+expected += b"c" * 50
+assert os.pread(reader, 20000, 0) == expected, "append not seen"
+assert os.fstat(reader).st_size == len(expected)
+with open("/proc/sys/vm/drop_caches", "w") as f:
+    f.write("3")
+assert os.pread(reader, 20000, 0) == expected, "not what reached the module"
+PY
+)
+dd if=/dev/urandom of="$work/wo.data" bs=64k count=16 status=none
+dd if="$work/wo.data" of="$mnt/wo" bs=64k status=none   # dd opens its output write-only
+if [ "$(field writeOnlyPastPageCache)" = True ]; then
+    expect "dd's output is not in the page cache" test "$(resident "$mnt/wo")" -eq 0
+else
+    echo "     this kernel ($(uname -r)) keeps pages a direct write overwrites: write-only handles write through the page cache"
+    expect "dd's output is in the page cache" test "$(resident "$mnt/wo")" -gt 0
+fi
+echo 3 > /proc/sys/vm/drop_caches
+expect "... and reads back whole after the caches are dropped" cmp "$work/wo.data" "$mnt/wo"
+expect "a reader sees at once what write-only handles write over its cached pages and append" \
+    python3 -c "$over_cached" "$mnt/shared"
+
 kill -TERM "$daemon"; wait "$daemon"; daemon=
 expect "fsck: clean" "$bin/fsck.xv6" -n "$work/x.img"
 echo "caching: $passed passed, $failed failed"
