@@ -87,8 +87,10 @@ extension FuseServer {
             gate.enter()
             // Taken inside the gate: a hand-over, which closes it, finds
             // every FORGET not yet begun still kept.
-            guard let forget = deferredForgets.take() else { gate.leave(); return }
+            forgets.keptStarting()
+            guard let forget = deferredForgets.take() else { forgets.keptDone(); gate.leave(); return }
             fileSystem.forget(ino: forget.ino, count: forget.count)
+            forgets.keptDone()
             gate.leave()
         }
     }
@@ -100,6 +102,27 @@ extension FuseServer {
         let opcode = buffer.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
         DeferredForgets.noteRead(opcode: opcode)
         if !deferredForgets.isEmpty && !DeferredForgets.mayPass(opcode: opcode) { runDeferredForgets() }
+    }
+
+    /// Before a STATFS, and before a WRITE fails for want of space: the
+    /// space may be that of a file just unlinked, whose FORGET is still on
+    /// its way. The kernel lets requests pass a queued FORGET (up to eight
+    /// in a row), and another thread may be running one. While anything
+    /// waits in the queue, lets another thread read it, until a FORGET
+    /// comes (10 ms at most); then waits for every FORGET read to be done.
+    /// False if there was nothing to wait for.
+    @discardableResult
+    func awaitForgetsBehind() -> Bool {
+        let queued = RequestWaiter.pending(fd)
+        guard queued || forgets.any else { return false }
+        if queued {
+            let before = forgets.readSoFar, start = RequestWaiter.now()
+            waiter.handOff()
+            while forgets.readSoFar == before, RequestWaiter.pending(fd),
+                  RequestWaiter.now() &- start < 10_000_000 { usleep(50) }
+        }
+        forgets.waitForEarlier()
+        return true
     }
 
     /// Runs every FORGET kept on `fs`, from inside the gate, or with the

@@ -163,8 +163,15 @@ extension FuseServer {
             let s = FuseServer.server(req)
             s.handle(req, .write) { fs, ctx in
                 defer { s.noteWrite(fs, ctx, ino: ino, bytes: size) }
-                let n = try fs.write(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, offset: UInt64(max(offset, 0)),
-                                     data: UnsafeRawBufferPointer(start: data, count: size))
+                func write() throws -> Int {
+                    try fs.write(ctx, ino: ino, handle: fi?.pointee.fh ?? 0, offset: UInt64(max(offset, 0)),
+                                 data: UnsafeRawBufferPointer(start: data, count: size))
+                }
+                let n: Int
+                do { n = try write() } catch let error as Errno where error == .ENOSPC && s.awaitForgetsBehind() {
+                    s.runKeptForgets(on: fs)
+                    n = try write()
+                }
                 try? s.dropSetIDIfAsked(fs, ctx, ino: ino)  // the data is written: answer so
                 fuse_reply_write(req, n)
             }
@@ -213,7 +220,7 @@ extension FuseServer {
         ops.statfs = { req, ino in
             let s = FuseServer.server(req)
             s.flushWriters()
-            s.forgets.waitForEarlier()
+            s.awaitForgetsBehind()
             s.handle(req, .statfs) { fs, ctx in
                 s.runKeptForgets(on: fs)  // those FORGETs kept (DeferredForgets)
                 var v = Convert.statvfs(try fs.statfs(ctx, ino: ino))
