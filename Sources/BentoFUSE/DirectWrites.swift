@@ -6,8 +6,8 @@ import Glibc
 /// Without the writeback cache every write(2) is a WRITE request either
 /// way. Through the page cache, the kernel first copies the data into pages
 /// it allocates and charges, which a write-only handle never reads; a reader
-/// that comes later asks the module once. Skipping that copy made the
-/// kernel-tree untar about 20% faster (Docs/caching.md, "Write-only
+/// that comes later asks the module once. Skipping that copy took a
+/// quarter off the kernel-tree untar (Docs/caching.md, "Write-only
 /// handles").
 ///
 /// Only on kernels that drop the cached pages a direct write overwrites

@@ -280,8 +280,10 @@ for i in range(300):
     with open(f"{mnt}/tree/f{i}", "wb") as f:
         f.write(data)
 # The kernel may hold a FORGET back behind the STATFS that follows (now
-# and then it lets a request pass its queued FORGETs; 23 of 300 with a
-# debug build here): most, not all, show at once, the rest with the next.
+# and then it lets a request pass its queued FORGETs), which the daemon
+# then lets another thread read for at most 10 ms (Docs/caching.md,
+# "FORGETs after the reply"): all show at once on a quiet machine, but a
+# busy one may keep that thread from running in time; at least half must.
 # (Which requests run the FORGETs the daemon keeps: DeferredForgetsTests.)
 at_once = 0
 for i in range(300):
