@@ -141,12 +141,15 @@ rm -rf "$work/state"
 expect "xv6fs 2.0.0 serves a new image" start "$bin/libXV6Module2.so"
 echo kept > "$mnt/kept"
 expect "2.0.0 keeps no attributes" not setfattr -n user.a -v 1 "$mnt/kept"
+expect "2.0.0 reads none" not getfattr -n user.a "$mnt/kept"
 expect "live upgrade to 3.0.0" "$bin/bentoctl" --socket "$sock" upgrade "$mnt" "$bin/libXV6Module3.so" --probation 0
 expect "the file is still there" test "$(cat "$mnt/kept")" = kept
 expect "3.0.0 sets an attribute" setfattr -n user.a -v after-upgrade "$mnt/kept"
 # 2.0.0 answered getxattr ENOSYS (so that the kernel stops asking for
-# security.capability before every write), and the kernel keeps that for
-# the whole mount: reads of attributes start with the next mount.
+# security.capability before every write through the page cache), and the
+# kernel keeps that for the whole mount: reads of attributes start with
+# the next mount. (A write through a write-only handle, which skips the
+# page cache, asks nothing: Docs/caching.md.)
 expect "reads wait for the next mount" not getfattr -n user.a "$mnt/kept"
 expect "the daemon stops" stop
 expect "3.0.0 serves it again" start
