@@ -27,7 +27,7 @@ BIN       = .build/$(CONFIG)
 E2E_ROOT ?= /var/tmp/bento-e2e-root.tar
 # Debian packages the build and the tests use (checked by `make deps`).
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config libfuse3-dev fuse3 libsystemd-dev libseccomp-dev git patchelf socat \
-                   python3 e2fsprogs mount util-linux groff-base stress-ng gdb attr acl rsync
+                   python3 e2fsprogs mount util-linux groff-base stress-ng gdb attr acl rsync libcap2-bin
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 

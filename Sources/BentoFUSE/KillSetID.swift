@@ -19,6 +19,8 @@ enum KillSetID {
     static let setattrFlag: UInt32 = 1 << 11
     static let writeFlag: UInt32 = 1 << 2
     static let openFlag: UInt32 = 1 << 0
+    /// Where a file's capabilities are kept.
+    static let capabilities: FileName = "security.capability"
 
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
@@ -83,6 +85,15 @@ extension FuseServer {
         var changes = changes
         if KillSetID.dropped(mode) != mode { changes.mode = KillSetID.dropped(mode) }
         return changes
+    }
+
+    /// After a write through a handle that skips the page cache
+    /// (DirectWrites) by a caller without CAP_FSETID: Linux drops a written
+    /// file's capabilities too, which the kernel does by itself only before
+    /// writes through the page cache.
+    func dropCapabilitiesIfAsked(_ fs: any FileSystem, _ ctx: RequestContext, ino: InodeNumber) {
+        guard KillSetID.asked, (try? fs.getxattr(ctx, ino: ino, name: KillSetID.capabilities)) != nil else { return }
+        try? fs.removexattr(ctx, ino: ino, name: KillSetID.capabilities)
     }
 
     /// After a write or an open with O_TRUNC: drops the set-ID bits of

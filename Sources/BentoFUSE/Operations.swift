@@ -173,6 +173,7 @@ extension FuseServer {
                     n = try write()
                 }
                 try? s.dropSetIDIfAsked(fs, ctx, ino: ino)  // the data is written: answer so
+                if s.writesPastPageCache(fi) { s.dropCapabilitiesIfAsked(fs, ctx, ino: ino) }
                 fuse_reply_write(req, n)
             }
         }

@@ -64,6 +64,17 @@ expect "a removed name is gone" not getfattr -n user.color f
 ln -s f link
 expect "user.* is refused on a symlink" not setfattr -h -n user.x -v 1 link
 
+# Linux drops a file's capabilities when someone without CAP_FSETID writes
+# it: the kernel before a write through the page cache, the daemon after
+# one through a write-only handle, which skips it (Docs/caching.md).
+for how in "write-only:sh -c 'echo more >> capped'" "read-write:python3 -c 'f = open(\"capped\", \"r+b\"); f.seek(0, 2); f.write(b\"more\")'"; do
+    echo data > capped && chmod 666 capped && setcap cap_net_raw+ep capped
+    expect "${how%%:*}: setcap gives the file a capability" test -n "$(getcap capped)"
+    expect "${how%%:*}: user 1234 writes to it" as_user bash -c "PATH=/usr/bin:/bin; ${how#*:}"
+    expect "${how%%:*}: its capability is gone" test -z "$(getcap capped)"
+    rm capped
+done
+
 # POSIX ACLs, enforced by the kernel: a file only root may read, then one
 # named user may, then not again.
 echo secret > private && chmod 600 private
