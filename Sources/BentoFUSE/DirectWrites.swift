@@ -14,9 +14,9 @@ import Glibc
 /// (commit b359af8275a9 "fuse: Invalidate the page cache after
 /// FOPEN_DIRECT_IO write": Linux 6.19, 6.18.3, 6.12.64). On older ones
 /// another handle that had read those pages would go on reading old data.
-public enum DirectWrites {
+enum DirectWrites {
     /// Whether the running kernel drops them.
-    public static let kernelDropsOverwrittenPages: Bool = {
+    static let kernelDropsOverwrittenPages: Bool = {
         var name = utsname()
         guard uname(&name) == 0 else { return false }
         let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -25,7 +25,7 @@ public enum DirectWrites {
 
     /// Whether a kernel of release `release` (as uname -r prints it,
     /// "6.18.44-fc-v1272") drops them; false when it cannot be read.
-    public static func dropsOverwrittenPages(release: String) -> Bool {
+    static func dropsOverwrittenPages(release: String) -> Bool {
         let numbers = release.prefix { $0.isNumber || $0 == "." }.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
         guard numbers.count >= 2, let major = numbers[0], let minor = numbers[1] else { return false }
         let patch = numbers.count > 2 ? numbers[2] ?? 0 : 0
