@@ -36,7 +36,7 @@ final class MountSupervisor: @unchecked Sendable {
     /// The journal had to be made anew: the fd store must get it.
     private let journalReplaced: Bool
     private let fileSystemType: String
-    private let state: Mutex<State>
+    private let state: Guarded<State>
     /// Signalled once the mount has ended (or could not start).
     private let finished = Semaphore()
     /// Signalled when the first worker serves, or could not.
@@ -124,7 +124,7 @@ final class MountSupervisor: @unchecked Sendable {
                 throw Failure("\(error)")
             }
         }
-        state = Mutex(State(module: settings.module, origin: origin, initRequest: stored?.initRequest,
+        state = Guarded(State(module: settings.module, origin: origin, initRequest: stored?.initRequest,
                             writebackCache: stored?.writebackCache))
     }
 
@@ -583,5 +583,17 @@ final class MountSupervisor: @unchecked Sendable {
             return nil
         }
         return bytes
+    }
+}
+
+/// A value behind a PthreadMutex, which ThreadSanitizer sees (PthreadMutex
+/// says why not Synchronization's Mutex): the supervisor's threads hand the
+/// worker to each other through it.
+private final class Guarded<Value>: @unchecked Sendable {
+    private let mutex = PthreadMutex()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
+        try mutex.withLock { () throws(E) -> R in try body(&value) }
     }
 }
