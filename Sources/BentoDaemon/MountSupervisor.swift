@@ -6,7 +6,6 @@ import BentoSystemd
 import BentoWorker
 import Glibc
 import Logging
-import Synchronization
 
 /// One mount, supervised: the supervisor mounts it and keeps its long-lived
 /// descriptors (the /dev/fuse session, the image, the operation journal);
@@ -41,7 +40,7 @@ final class MountSupervisor: @unchecked Sendable {
     private let finished = Semaphore()
     /// Signalled when the first worker serves, or could not.
     private let firstStart = Semaphore()
-    private let upgradeRunning = Mutex<Bool>(false)
+    private let upgradeRunning = Guarded<Bool>(false)
     /// `mount -t xv6` asked for this mount, not the config.
     var added = false
     /// Called once the mount has ended after serving.
@@ -427,7 +426,7 @@ final class MountSupervisor: @unchecked Sendable {
 
     /// Health samples of the worker serving now: (time, pid, counters),
     /// the last two minutes' worth.
-    private let healthSamples = Mutex<[(Double, pid_t, HealthSample)]>([])
+    private let healthSamples = Guarded<[(Double, pid_t, HealthSample)]>([])
 
     /// The worker's counters now, and those of a minute before (if the same
     /// worker was sampled then): the old version's recent window.
@@ -583,17 +582,5 @@ final class MountSupervisor: @unchecked Sendable {
             return nil
         }
         return bytes
-    }
-}
-
-/// A value behind a PthreadMutex, which ThreadSanitizer sees (PthreadMutex
-/// says why not Synchronization's Mutex): the supervisor's threads hand the
-/// worker to each other through it.
-private final class Guarded<Value>: @unchecked Sendable {
-    private let mutex = PthreadMutex()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
-        try mutex.withLock { () throws(E) -> R in try body(&value) }
     }
 }

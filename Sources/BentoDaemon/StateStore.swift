@@ -1,8 +1,8 @@
 import BentoControl
 import BentoWorker
 import FoundationEssentials
+import BentoServices
 import Glibc
-import Synchronization
 
 /// The daemon's state directory: what each mount serves, an upgrade in
 /// progress, and the upgrade history. Kept on disk so that a daemon that
@@ -28,7 +28,7 @@ final class StateStore: @unchecked Sendable {
 
     let directory: String
     private var mounts: [String: MountRecord] = [:]
-    private let lock = Mutex(())
+    private let lock = PthreadMutex()
     /// Hears of every failure to save: the daemon logs it.
     private let report: (String) -> Void
     private var mountsFile: String { directory + "/mounts.json" }
@@ -53,13 +53,13 @@ final class StateStore: @unchecked Sendable {
         }
     }
 
-    func record(_ mountpoint: String) -> MountRecord? { lock.withLock { _ in mounts[mountpoint] } }
+    func record(_ mountpoint: String) -> MountRecord? { lock.withLock { mounts[mountpoint] } }
 
     /// The settings of every mount `mount -t xv6` added.
-    func addedMounts() -> [MountSettings] { lock.withLock { _ in mounts.values.compactMap(\.added) } }
+    func addedMounts() -> [MountSettings] { lock.withLock { mounts.values.compactMap(\.added) } }
 
     func update(_ mountpoint: String, _ change: (inout MountRecord?) -> Void) {
-        lock.withLock { _ in
+        lock.withLock {
             var record = mounts[mountpoint]
             change(&record)
             mounts[mountpoint] = record
@@ -86,7 +86,7 @@ final class StateStore: @unchecked Sendable {
     func appendHistory(_ report: UpgradeReport) {
         guard var line = try? JSONEncoder().encode(report) else { return }
         line.append(0x0A)
-        lock.withLock { _ in
+        lock.withLock {
             let fd = open(historyFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else { self.report("\(historyFile): \(String(cString: strerror(errno)))"); return }
             defer { close(fd) }
@@ -97,7 +97,7 @@ final class StateStore: @unchecked Sendable {
 
     /// Past upgrades and rollbacks, oldest first.
     func history(mountpoint: String?) -> [UpgradeReport] {
-        guard let data = lock.withLock({ _ in FileManager.default.contents(atPath: historyFile) }) else { return [] }
+        guard let data = lock.withLock({ FileManager.default.contents(atPath: historyFile) }) else { return [] }
         return data.split(separator: 0x0A).compactMap { try? JSONDecoder().decode(UpgradeReport.self, from: $0) }
             .filter { mountpoint == nil || $0.mountpoint == mountpoint }
     }

@@ -2,6 +2,7 @@ import BentoConfig
 import BentoControl
 import BentoFUSE
 import BentoHost
+import BentoServices
 import BentoSystemd
 import BentoWorker
 import Glibc
@@ -38,14 +39,14 @@ public final class Supervisor: @unchecked Sendable {
         get { served.withLock { $0 } }
         set { served.withLock { $0 = newValue } }
     }
-    private let served = Mutex<[MountSupervisor]>([])
+    private let served = Guarded<[MountSupervisor]>([])
     private let stopping = Atomic<Bool>(false)
     private var store: StateStore?
     private let done = Semaphore()
     /// Signalled once the first mounts are up (control requests wait for it).
     private let ready = Semaphore()
     /// One reload or mount request at a time.
-    private let changing = Mutex<Void>(())
+    private let changing = PthreadMutex()
 
     public init(log: Logger, options: Options, mounts: @escaping () throws -> [MountSettings]) {
         self.log = log
@@ -288,7 +289,7 @@ public final class Supervisor: @unchecked Sendable {
     /// removed ones stop, unchanged ones are not touched. A mount whose
     /// settings changed is restarted.
     func reload() -> ControlReply {
-        changing.withLock { _ in reloadLocked() }
+        changing.withLock { reloadLocked() }
     }
 
     private func reloadLocked() -> ControlReply {
@@ -357,7 +358,7 @@ public final class Supervisor: @unchecked Sendable {
         case .reload:
             return reload()
         case .mount:
-            return changing.withLock { _ in addMount(request) }
+            return changing.withLock { addMount(request) }
         case .upgrade, .rollback:
             guard let mountpoint = request.mountpoint, let mount = mounts.first(where: { $0.settings.mountpoint == mountpoint }) else {
                 return .failure("no mount at \(request.mountpoint ?? "(none given)")")

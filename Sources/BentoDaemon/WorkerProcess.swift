@@ -1,4 +1,5 @@
 import BentoControl
+import BentoServices
 import BentoWorker
 import CBentoWorker
 import FoundationEssentials
@@ -12,10 +13,10 @@ import Synchronization
 final class WorkerProcess: @unchecked Sendable {
     let pid: pid_t
     private let channel: WorkerChannel
-    private let pending = Mutex<[UInt64: Pending]>([:])
+    private let pending = Guarded<[UInt64: Pending]>([:])
     private let nextID = Atomic<UInt64>(1)
     /// The worker's first message (`started` or `failed`).
-    private let first = Mutex<WorkerReply?>(nil)
+    private let first = Guarded<WorkerReply?>(nil)
     private let firstArrived = Semaphore()
     private let gone = Atomic<Bool>(false)
 

@@ -1,4 +1,5 @@
 import BentoKit
+import BentoServices
 import CBentoFlusher
 import CFlightRecorder
 import CFuse3
@@ -53,7 +54,7 @@ public final class FuseServer: @unchecked Sendable {
     private(set) var session: OpaquePointer?
     public private(set) var fd: Int32 = -1
     /// What was agreed at INIT; nil until the kernel's INIT is answered.
-    private let agreed = Mutex<Negotiated?>(nil)
+    private let agreed = Guarded<Negotiated?>(nil)
     /// The INIT request read and not yet answered (the reading thread's).
     private var pendingInit: [UInt8]?
     /// Its unique id until its reply is written (0: none to amend).

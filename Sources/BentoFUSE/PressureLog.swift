@@ -1,4 +1,5 @@
 import BentoKit
+import BentoServices
 import Glibc
 
 /// Failures that recur on every request while a condition lasts (a full
@@ -137,16 +138,9 @@ public final class PressureLog: @unchecked Sendable {
     public let interval: Double
     private let clock: @Sendable () -> Double
     private let write: @Sendable (Entry) -> Void
-    /// The tallies, under a pthread mutex: ThreadSanitizer (make
-    /// test-tsan) does not see Synchronization.Mutex's futex as a lock.
-    private var tallies: [Condition: Tally] = [:]
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-
-    private func withTallies<R>(_ body: (inout [Condition: Tally]) -> R) -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body(&tallies)
-    }
+    /// Guarded, not a Mutex: ThreadSanitizer (make test-tsan) does not see
+    /// Synchronization.Mutex's futex as a lock.
+    private let tallies = Guarded<[Condition: Tally]>([:])
 
     /// `write` gets each entry; `clock` gives monotonic seconds.
     public init(interval: Double = PressureLog.defaultInterval, clock: @escaping @Sendable () -> Double = { RequestStats.now() },
@@ -154,12 +148,6 @@ public final class PressureLog: @unchecked Sendable {
         self.interval = interval
         self.clock = clock
         self.write = write
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
     }
 
     public static let defaultInterval = 60.0
@@ -178,7 +166,7 @@ public final class PressureLog: @unchecked Sendable {
     /// they were decided: an all-clear before the next first occurrence.
     public func note(_ condition: Condition, detail: @autoclosure () -> String = "") {
         let now = clock()
-        withTallies { tallies in
+        tallies.withLock { tallies in
             guard tallies[condition, default: Tally()].count(at: now) else { return }
             write(Entry(kind: .began, condition: condition, count: 1, seconds: 0, total: 1, detail: detail(),
                         interval: interval))
@@ -195,7 +183,7 @@ public final class PressureLog: @unchecked Sendable {
     public func flush() { summarize(now: clock(), all: true) }
 
     private func summarize(now: Double, all: Bool) {
-        withTallies { tallies in
+        tallies.withLock { tallies in
             for condition in tallies.keys.sorted(by: { "\($0)" < "\($1)" }) {
                 guard var tally = tallies[condition], tally.active else { continue }
                 if tally.pending > 0, all || now - tally.lastEntry >= interval {
@@ -216,7 +204,7 @@ public final class PressureLog: @unchecked Sendable {
     /// Every condition seen so far, by name.
     public var counts: [Count] {
         let now = clock()
-        return withTallies { tallies in
+        return tallies.withLock { tallies in
             tallies.map { Count(condition: $0.key, total: $0.value.total, lastSecondsAgo: now - $0.value.lastSeen,
                                 active: $0.value.active) }
         }.sorted { "\($0.condition)" < "\($1.condition)" }

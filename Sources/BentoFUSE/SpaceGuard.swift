@@ -1,3 +1,4 @@
+import BentoServices
 import Glibc
 import Synchronization
 
@@ -49,28 +50,17 @@ public final class SpaceGuard: @unchecked Sendable {
         /// Falls back slowly, so that a burst is remembered a while.
         var overhead = 1.0
     }
-    /// Behind a pthread mutex, not a Mutex: ThreadSanitizer sees pthread
-    /// locks, and WRITEs come in on many threads at once.
-    private var stateValue = State()
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// Guarded, not a Mutex: ThreadSanitizer sees pthread locks, and
+    /// WRITEs come in on many threads at once.
+    private let state = Guarded(State())
     /// Checking until free space was looked at (the server does at once).
     private let lowSpace = Atomic<Bool>(true)
 
     public init(reserve: UInt64) {
         self.reserve = reserve
-        pthread_mutex_init(mutex, nil)
     }
 
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    private func withLock<R>(_ body: (inout State) -> R) -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body(&stateValue)
-    }
+    private func withLock<R>(_ body: (inout State) -> R) -> R { state.withLock(body) }
 
     /// Whether writes are being checked one by one.
     public var isLow: Bool { lowSpace.load(ordering: .acquiring) }

@@ -5,7 +5,6 @@ import BentoHost
 import BentoServices
 import Glibc
 import Logging
-import Synchronization
 
 /// One mount as its worker process serves it: the image, the module
 /// instances on it (a stack of one, or layers over a file system), and the
@@ -19,7 +18,7 @@ final class ServedMount: @unchecked Sendable {
         get { current.withLock { $0 } }
         set { current.withLock { $0 = newValue } }
     }
-    private let current: Mutex<ModuleStack>
+    private let current: Guarded<ModuleStack>
     /// Their instances: used by upgrades and hand-overs alone, one at a
     /// time (`upgrading`).
     let served: ServedStack
@@ -34,7 +33,7 @@ final class ServedMount: @unchecked Sendable {
     /// reports), logged once per condition and interval.
     let pressure: PressureLog
     /// Held for the length of an upgrade: one at a time.
-    let upgrading = Mutex<Void>(())
+    let upgrading = PthreadMutex()
     let origin: WorkerStart.Origin
     let log: Logger
     /// Set by an import of the state a restarted daemon saved.
@@ -56,7 +55,7 @@ final class ServedMount: @unchecked Sendable {
         origin = start.origin
         let modules: ModuleStack
         do { modules = try ModuleStack.load(spec: settings.module) } catch { throw Failure("\(error)") }
-        current = Mutex(modules)
+        current = Guarded(modules)
         let device: FileBlockDevice
         do { device = try FileBlockDevice(fd: WorkerFD.image, path: settings.image, direct: true) } catch { throw Failure("\(error)") }
         let cache = LRUBufferCache(device: device, capacity: settings.cacheMiB * 256)
@@ -300,7 +299,7 @@ final class ServedMount: @unchecked Sendable {
     /// closed gate and are resent to the next process. Returns the state's
     /// size, or nil when the next process must recover from the disk.
     func handOver(quiesceTimeout: Double) -> Int? {
-        upgrading.withLock { _ in
+        upgrading.withLock {
             guard server.gate.close(timeoutNanoseconds: UInt64(quiesceTimeout * 1e9)) else {
                 log.warning("requests still running after \(Int(quiesceTimeout * 1000)) ms: the next process recovers from the disk")
                 return nil

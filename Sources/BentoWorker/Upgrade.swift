@@ -23,7 +23,7 @@ extension ServedMount {
         var report = UpgradeReport(result: UpgradeReport.refused, action: action, mountpoint: settings.mountpoint,
                                    module: path, fromVersion: "\(stack.top.descriptor.version)",
                                    time: Date().formatted(.iso8601))
-        let ran: Void? = upgrading.withLockIfAvailable { _ in
+        let ran: Void? = upgrading.withLockIfAvailable {
             report = attempt(to: path, report: report, quiesceTimeout: quiesceTimeout, phases: &phases, onPhase: onPhase)
         }
         if ran == nil { report.error = "an upgrade of \(settings.mountpoint) is already running" }

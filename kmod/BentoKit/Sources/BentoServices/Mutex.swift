@@ -13,4 +13,21 @@ public final class PthreadMutex: @unchecked Sendable {
         lock(); defer { unlock() }
         return try body()
     }
+    /// Runs body only if the mutex is free now; nil if another thread holds it.
+    @inlinable public func withLockIfAvailable<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R? {
+        guard pthread_mutex_trylock(mutex) == 0 else { return nil }
+        defer { unlock() }
+        return try body()
+    }
+}
+
+/// A value only reachable under a PthreadMutex: the same use as
+/// Synchronization's `Mutex<Value>`, which ThreadSanitizer does not see.
+public final class Guarded<Value>: @unchecked Sendable {
+    private let mutex = PthreadMutex()
+    private var value: Value
+    public init(_ value: Value) { self.value = value }
+    public func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
+        try mutex.withLock { () throws(E) -> R in try body(&value) }
+    }
 }
