@@ -1,7 +1,7 @@
 import BentoControl
+import BentoServices
 import BentoWorker
 import FoundationEssentials
-import BentoServices
 import Glibc
 
 /// The daemon's state directory: what each mount serves, an upgrade in

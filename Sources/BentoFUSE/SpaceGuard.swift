@@ -60,17 +60,15 @@ public final class SpaceGuard: @unchecked Sendable {
         self.reserve = reserve
     }
 
-    private func withLock<R>(_ body: (inout State) -> R) -> R { state.withLock(body) }
-
     /// Whether writes are being checked one by one.
     public var isLow: Bool { lowSpace.load(ordering: .acquiring) }
 
     /// A handle open for writing on `ino`.
-    public func opened(_ ino: UInt64) { withLock { $0.writers[ino, default: Writer()].handles += 1 } }
+    public func opened(_ ino: UInt64) { state.withLock { $0.writers[ino, default: Writer()].handles += 1 } }
 
     /// A handle open for writing on `ino` was released.
     public func released(_ ino: UInt64) {
-        withLock {
+        state.withLock {
             guard var writer = $0.writers[ino] else { return }
             writer.handles -= 1
             $0.writers[ino] = writer.handles > 0 ? writer : nil
@@ -79,16 +77,16 @@ public final class SpaceGuard: @unchecked Sendable {
 
     /// Whether `ino` is open for writing (or was written through a handle
     /// opened before this process).
-    public func isWriter(_ ino: UInt64) -> Bool { withLock { $0.writers[ino] != nil } }
+    public func isWriter(_ ino: UInt64) -> Bool { state.withLock { $0.writers[ino] != nil } }
 
     /// Files open for writing (their dirty pages are all the kernel holds:
     /// closing a file writes its pages back).
-    public var writerInodes: [UInt64] { withLock { Array($0.writers.keys) } }
+    public var writerInodes: [UInt64] { state.withLock { Array($0.writers.keys) } }
 
     /// Counts a WRITE request; true when free space should be looked at
     /// again (half the room above the reserve may be gone).
     public func received(_ ino: UInt64, bytes: UInt64) -> Bool {
-        withLock {
+        state.withLock {
             // A file written through a handle opened before this process
             // started is known from its first WRITE on (its release ends it).
             $0.writers[ino, default: Writer()].bytesReceived &+= bytes
@@ -101,7 +99,7 @@ public final class SpaceGuard: @unchecked Sendable {
     /// Free space as the module counts it now. Returns the files to ask
     /// again for attributes when this turns checking on.
     public func looked(free: UInt64) -> [UInt64] {
-        withLock {
+        state.withLock {
             if $0.looked, $0.sinceLook >= 4096, free < $0.free {
                 let seen = Double($0.free - free) / Double($0.sinceLook)
                 $0.overhead = min(4, max(1, seen, $0.overhead * 0.99))
@@ -128,7 +126,7 @@ public final class SpaceGuard: @unchecked Sendable {
     /// as its last, and must fit beside the last writes of every other file
     /// being written.
     public func allows(_ ino: UInt64, free: UInt64, dirtyKnown: Bool = true) -> Bool {
-        withLock { state in
+        state.withLock { state in
             guard var writer = state.writers[ino] else { return true }
             defer { state.writers[ino] = writer }
             let sent = writer.bytesReceived &- writer.receivedAtCheck
