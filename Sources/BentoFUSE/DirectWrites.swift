@@ -29,10 +29,11 @@ enum DirectWrites {
         let numbers = release.prefix { $0.isNumber || $0 == "." }.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
         guard numbers.count >= 2, let major = numbers[0], let minor = numbers[1] else { return false }
         let patch = numbers.count > 2 ? numbers[2] ?? 0 : 0
-        switch (major, minor) {
-        case let (major, minor) where major > 6 || (major == 6 && minor >= 19): return true
-        case (6, 18): return patch >= 3
-        case (6, 12): return patch >= 64
+        guard major == 6 else { return major > 6 }
+        switch minor {
+        case 19...: return true
+        case 18: return patch >= 3
+        case 12: return patch >= 64
         default: return false
         }
     }

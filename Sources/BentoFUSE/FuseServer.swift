@@ -334,9 +334,16 @@ public final class FuseServer: @unchecked Sendable {
     }
 
     func replyOpen(_ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>?, _ open: OpenReply) {
+        fill(fi, open)
+        fuse_reply_open(req, fi)
+    }
+
+    /// The handle an OPEN or CREATE answers with: the module's, how the
+    /// kernel caches it, and whether it writes past the page cache.
+    func fill(_ fi: UnsafeMutablePointer<fuse_file_info>?, _ open: OpenReply) {
         fi?.pointee.fh = open.handle
         fi?.pointee.keep_cache = open.keepCache ? 1 : 0
-        fuse_reply_open(req, fi)
+        fi?.pointee.direct_io = writesPastPageCache(fi) ? 1 : 0
     }
 
     /// Notes the kernel's INIT request (opcode 26) as it is read; the same

@@ -144,7 +144,6 @@ extension FuseServer {
                 let open = try fs.open(ctx, ino: ino, flags: s.moduleOpenFlags(fi))
                 try? s.dropSetIDIfAsked(fs, ctx, ino: ino)  // the file is open: answer so
                 if FuseServer.writes(fi) { s.space?.opened(ino) }
-                fi?.pointee.direct_io = s.writesPastPageCache(fi) ? 1 : 0
                 s.replyOpen(req, fi, open)
                 // Attributes cached before space ran low: drop them, so that
                 // the first write() asks too.
@@ -247,9 +246,7 @@ extension FuseServer {
                 }
                 if FuseServer.writes(fi) { s.space?.opened(entry.ino) }
                 var p = Convert.entry(entry, timeout: s.timeout, attributeTimeout: s.attributeTimeout(entry.ino))
-                fi?.pointee.fh = open.handle
-                fi?.pointee.keep_cache = open.keepCache ? 1 : 0
-                fi?.pointee.direct_io = s.writesPastPageCache(fi) ? 1 : 0
+                s.fill(fi, open)
                 fuse_reply_create(req, &p, fi)
             }
         }
